@@ -1,0 +1,359 @@
+//! `netpol-guard check`: the rule engine over manifests, for CI pipelines.
+//!
+//! Every NetworkPolicy of the input is judged with the other policies and Namespaces of the
+//! same input as its context, exactly as the webhook judges it against the cluster.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::manifest::{self, Manifest, Object};
+use crate::mutate::dns_allowance_patch_in;
+use crate::netpol::Context;
+use crate::netpol::cluster::Inventory;
+use crate::netpol::policy::Subject;
+use crate::rules::{self, Finding, Severity};
+
+/// Where an object came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub file: String,
+    /// 1-based document number in the file.
+    pub document: usize,
+    /// 1-based item number inside a `List` document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    /// 1-based line the document starts on.
+    pub line: usize,
+    #[serde(skip)]
+    position: (usize, usize),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{} (document {}", self.file, self.line, self.document)?;
+        if let Some(item) = self.item {
+            write!(f, ", item {item}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// The findings of one checked object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectReport {
+    pub source: Source,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub findings: Vec<Finding>,
+}
+
+/// Input that could not be read or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(doc) = self.document {
+            write!(f, " (document {doc})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub objects: Vec<ObjectReport>,
+    pub problems: Vec<Problem>,
+    /// Objects of other kinds, counted by kind.
+    pub skipped: BTreeMap<String, usize>,
+    pub namespaces: usize,
+    pub files: usize,
+}
+
+impl Report {
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings()
+            .filter(|(_, f)| f.severity == severity)
+            .count()
+    }
+
+    /// Every finding with its object.
+    pub fn findings(&self) -> impl Iterator<Item = (&ObjectReport, &Finding)> {
+        self.objects
+            .iter()
+            .flat_map(|o| o.findings.iter().map(move |f| (o, f)))
+    }
+
+    /// 2 when input could not be read, else 1 when anything is denied, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if !self.problems.is_empty() {
+            2
+        } else if self.count(Severity::Deny) > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Reads the given paths: files, directories (recursively, `*.yaml`, `*.yml`, `*.json`, in
+/// name order) and `-` for stdin.
+pub fn load(paths: &[String]) -> (Vec<Manifest>, Vec<Problem>) {
+    let mut manifests = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        if path == "-" {
+            let mut text = String::new();
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => manifests.push(Manifest::parse("-", &text)),
+                Err(e) => problems.push(unreadable("-", &e)),
+            }
+            continue;
+        }
+        let mut files = Vec::new();
+        if let Err(e) = collect(Path::new(path), 0, &mut files, true) {
+            problems.push(unreadable(path, &e));
+        }
+        for file in files {
+            let name = file.display().to_string();
+            match std::fs::read(&file).map(String::from_utf8) {
+                Ok(Ok(text)) => manifests.push(Manifest::parse(name, &text)),
+                Ok(Err(_)) => problems.push(Problem {
+                    file: name,
+                    document: None,
+                    line: None,
+                    message: "not UTF-8 text".into(),
+                }),
+                Err(e) => problems.push(unreadable(&name, &e)),
+            }
+        }
+    }
+    (manifests, problems)
+}
+
+fn unreadable(path: &str, e: &std::io::Error) -> Problem {
+    Problem {
+        file: path.to_string(),
+        document: None,
+        line: None,
+        message: format!("cannot read: {e}"),
+    }
+}
+
+fn collect(
+    path: &Path,
+    depth: usize,
+    files: &mut Vec<std::path::PathBuf>,
+    explicit: bool,
+) -> std::io::Result<()> {
+    const MAX_DEPTH: usize = 32;
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        let manifest_ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        // a file named on the command line is read whatever its name
+        if explicit || manifest_ext {
+            files.push(path.to_path_buf());
+        }
+        return Ok(());
+    }
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for entry in entries {
+        collect(&entry, depth + 1, files, false)?;
+    }
+    Ok(())
+}
+
+/// A decoded NetworkPolicy and where it lives.
+struct Located {
+    source: Source,
+    policy: Arc<NetworkPolicy>,
+}
+
+/// Everything decoded from the input.
+#[derive(Default)]
+struct Gathered {
+    policies: Vec<Located>,
+    inventory: Inventory,
+    problems: Vec<Problem>,
+    skipped: BTreeMap<String, usize>,
+    namespaces: usize,
+}
+
+fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
+    let mut g = Gathered::default();
+    for (m, manifest) in manifests.iter().enumerate() {
+        for (d, doc) in manifest.docs.iter().enumerate() {
+            let problem = |line: Option<usize>, message: String| Problem {
+                file: manifest.file.clone(),
+                document: Some(doc.index),
+                line,
+                message,
+            };
+            let value = match &doc.parsed {
+                Ok(Some(value)) => value,
+                Ok(None) => continue,
+                Err(e) => {
+                    g.problems.push(problem(e.line, e.message.clone()));
+                    continue;
+                }
+            };
+            let items: Vec<(Option<usize>, &Value)> = match manifest::list_items(value) {
+                Some(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (Some(i + 1), v))
+                    .collect(),
+                None => vec![(None, value)],
+            };
+            for (item, value) in items {
+                let source = Source {
+                    file: manifest.file.clone(),
+                    document: doc.index,
+                    item,
+                    line: doc.line,
+                    position: (m, d),
+                };
+                match manifest::decode(value) {
+                    Ok(Object::NetworkPolicy(policy)) => {
+                        let ns = policy
+                            .metadata
+                            .namespace
+                            .clone()
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or_else(|| default_namespace.to_string());
+                        let policy: Arc<NetworkPolicy> = Arc::from(policy);
+                        g.inventory.insert_policy(&ns, policy.clone());
+                        g.policies.push(Located { source, policy });
+                    }
+                    Ok(Object::Namespace(ns)) => {
+                        g.namespaces += 1;
+                        if let Some(name) = ns.metadata.name.as_deref() {
+                            g.inventory.insert_namespace(
+                                name,
+                                ns.metadata.labels.clone().unwrap_or_default(),
+                            );
+                        }
+                    }
+                    Ok(Object::Other { kind }) => *g.skipped.entry(kind).or_default() += 1,
+                    Err(message) => {
+                        let message = match item {
+                            Some(i) => format!("item {i}: {message}"),
+                            None => message,
+                        };
+                        g.problems.push(problem(Some(doc.line), message));
+                    }
+                }
+            }
+        }
+    }
+    g
+}
+
+/// Judges every NetworkPolicy of the input.
+pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str) -> Report {
+    let g = gather(manifests, default_namespace);
+    let ctx = Context::new(config, &g.inventory);
+    let objects = g
+        .policies
+        .iter()
+        .map(|located| {
+            let subject = Subject::new(&located.policy, default_namespace);
+            ObjectReport {
+                source: located.source.clone(),
+                kind: "NetworkPolicy",
+                namespace: subject.namespace.to_string(),
+                name: subject.name.to_string(),
+                findings: rules::evaluate(&ctx, &subject),
+            }
+        })
+        .collect();
+    Report {
+        objects,
+        problems: g.problems,
+        skipped: g.skipped,
+        namespaces: g.namespaces,
+        files: manifests.len(),
+    }
+}
+
+/// Injects the DNS allowance into every policy that lacks it (judged with the same
+/// context as [`analyze`]). Returns how many objects were changed.
+pub fn fix(manifests: &mut [Manifest], config: &Config, default_namespace: &str) -> usize {
+    let g = gather(manifests, default_namespace);
+    let ctx = Context::new(config, &g.inventory);
+    let mut changed = 0;
+    for located in &g.policies {
+        let subject = Subject::new(&located.policy, default_namespace);
+        let Some(patch) = dns_allowance_patch_in(&ctx, &subject) else {
+            continue;
+        };
+        let (m, d) = located.source.position;
+        let Some(Ok(Some(doc))) = manifests
+            .get_mut(m)
+            .and_then(|m| m.docs.get_mut(d))
+            .map(|d| d.parsed.as_mut())
+        else {
+            continue;
+        };
+        let target = match located.source.item {
+            Some(i) => doc.get_mut("items").and_then(|items| items.get_mut(i - 1)),
+            None => Some(doc),
+        };
+        if let Some(target) = target
+            && json_patch::patch(target, &patch).is_ok()
+        {
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// Writes the manifests back as one YAML stream. Documents that could not be parsed are
+/// written as they were read, so nothing is lost.
+pub fn render_yaml(manifests: &[Manifest]) -> String {
+    let mut out = String::new();
+    for doc in manifests.iter().flat_map(|m| &m.docs) {
+        out.push_str("---\n");
+        match &doc.parsed {
+            Ok(Some(value)) => match serde_yaml_ng::to_string(value) {
+                Ok(yaml) => out.push_str(&yaml),
+                Err(_) => out.push_str(&doc.raw),
+            },
+            _ => out.push_str(&doc.raw),
+        }
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}

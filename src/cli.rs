@@ -1,0 +1,98 @@
+//! The command line: flags (each with a `NETPOL_GUARD_...` environment variable) and the
+//! dispatch of subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::check;
+use crate::config::Config;
+use crate::report::{self, Format};
+use crate::rules::CATALOG;
+
+/// Keeps Kubernetes NetworkPolicy from breaking clusters.
+#[derive(Debug, Parser)]
+#[command(name = "netpol-guard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests offline with the webhook's rules (exit 0 ok, 1 denied, 2 bad input).
+    Check(CheckArgs),
+    /// List the rule catalog.
+    Rules,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Rule configuration (YAML); the embedded default when absent.
+    #[arg(long, env = "NETPOL_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text", env = "NETPOL_GUARD_FORMAT")]
+    pub format: Format,
+    /// Write the manifests to stdout with the DNS allowance injected where it is missing;
+    /// the report goes to stderr and judges the fixed manifests.
+    #[arg(long)]
+    pub fix: bool,
+    /// Namespace of manifests that name none (as kubectl assumes).
+    #[arg(long, default_value = "default", env = "NETPOL_GUARD_NAMESPACE")]
+    pub namespace: String,
+    /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => run_check(args),
+        Command::Rules => {
+            let mut out = std::io::stdout().lock();
+            for rule in CATALOG {
+                writeln!(
+                    out,
+                    "{:<32} {:<5} {}",
+                    rule.id, rule.default_severity, rule.summary
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => Config::default(),
+    };
+    let (mut manifests, problems) = check::load(&args.paths);
+    if args.fix {
+        check::fix(&mut manifests, &config, &args.namespace);
+        std::io::stdout()
+            .lock()
+            .write_all(check::render_yaml(&manifests).as_bytes())
+            .context("writing the fixed manifests")?;
+    }
+    let mut report = check::analyze(&manifests, &config, &args.namespace);
+    report.problems.splice(0..0, problems);
+    let rendered = report::render(&report, args.format);
+    if args.fix {
+        std::io::stderr().lock().write_all(rendered.as_bytes())?;
+    } else {
+        std::io::stdout().lock().write_all(rendered.as_bytes())?;
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}

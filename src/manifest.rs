@@ -1,0 +1,274 @@
+//! Manifests as files hold them: YAML streams (or JSON), split into documents the way kubectl
+//! splits them, decoded one by one so that a broken document never hides the others.
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde_json::Value;
+
+/// One file (or stdin) of manifests.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The path as given, or `-` for stdin.
+    pub file: String,
+    pub docs: Vec<Doc>,
+}
+
+/// One document of a manifest.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    /// 1-based position in the file.
+    pub index: usize,
+    /// 1-based line the document starts on.
+    pub line: usize,
+    /// The document's text, kept to write it back untouched when it cannot be parsed.
+    pub raw: String,
+    /// The parsed document (`None` for an empty one), or why it could not be parsed.
+    pub parsed: Result<Option<Value>, DocError>,
+}
+
+/// A document that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DocError {
+    /// 1-based line in the file, when the parser gives one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Manifest {
+    /// Splits and parses a file. JSON is read as a stream of JSON values; anything else as
+    /// YAML documents separated by `---` lines.
+    pub fn parse(file: impl Into<String>, text: &str) -> Self {
+        let file = file.into();
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let docs = if file.ends_with(".json") || text.trim_start().starts_with(['{', '[']) {
+            parse_json(text)
+        } else {
+            parse_yaml(text)
+        };
+        Self { file, docs }
+    }
+}
+
+/// Splits a YAML stream on separator lines: `---` at the start of a line, followed by
+/// nothing but blanks or a comment (kubectl's rule).
+fn split_yaml(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        let is_separator = line
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('#'));
+        if is_separator {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs.push((start, current));
+    docs
+}
+
+fn parse_yaml(text: &str) -> Vec<Doc> {
+    let mut docs = Vec::new();
+    for (line, raw) in split_yaml(text) {
+        // Documents made only of comments and blanks do not count (kubectl skips them).
+        let blank = raw
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        if blank {
+            continue;
+        }
+        let parsed = serde_yaml_ng::from_str::<Value>(&raw)
+            .map(|v| (!v.is_null()).then_some(v))
+            .map_err(|e| DocError {
+                line: e.location().map(|l| line + l.line().saturating_sub(1)),
+                message: format!("invalid YAML: {}", shift_lines(&e.to_string(), line - 1)),
+            });
+        docs.push(Doc {
+            index: docs.len() + 1,
+            line,
+            raw,
+            parsed,
+        });
+    }
+    docs
+}
+
+/// Rewrites the parser's "line N" (counted within the document) as file lines.
+fn shift_lines(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (head, tail) = rest.split_at(at + "line ".len());
+        out.push_str(head);
+        let digits = tail.chars().take_while(char::is_ascii_digit).count();
+        match tail[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&tail[..digits]),
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn parse_json(text: &str) -> Vec<Doc> {
+    let line_of = |offset: usize| 1 + text[..offset].matches('\n').count();
+    let mut docs = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    loop {
+        let offset = stream.byte_offset();
+        // the document starts at its first non-blank character
+        let start = offset + (text[offset..].len() - text[offset..].trim_start().len());
+        let Some(next) = stream.next() else { break };
+        let (raw, parsed) = match next {
+            Ok(value) => (
+                text[start..stream.byte_offset()].to_string(),
+                Ok((!value.is_null()).then_some(value)),
+            ),
+            Err(e) => (
+                text[start..].to_string(),
+                Err(DocError {
+                    line: Some(e.line()),
+                    message: format!("invalid JSON: {e}"),
+                }),
+            ),
+        };
+        let failed = parsed.is_err();
+        docs.push(Doc {
+            index: docs.len() + 1,
+            line: line_of(start),
+            raw,
+            parsed,
+        });
+        // a JSON stream cannot be resynchronised after a syntax error
+        if failed {
+            break;
+        }
+    }
+    docs
+}
+
+/// A Kubernetes object decoded from a document.
+#[derive(Debug, Clone)]
+pub enum Object {
+    NetworkPolicy(Box<NetworkPolicy>),
+    Namespace(Box<Namespace>),
+    /// Any other kind: skipped, and counted by `kind` (with apiVersion when not core).
+    Other {
+        kind: String,
+    },
+}
+
+/// Whether a value is a list of objects (`kind: List`, `NetworkPolicyList`, ...).
+pub fn list_items(value: &Value) -> Option<&Vec<Value>> {
+    let kind = value.get("kind")?.as_str()?;
+    if kind.ends_with("List") {
+        value.get("items")?.as_array()
+    } else {
+        None
+    }
+}
+
+/// Decodes one object by apiVersion and kind; type errors name the offending field.
+pub fn decode(value: &Value) -> Result<Object, String> {
+    let Some(map) = value.as_object() else {
+        return Err("not a Kubernetes object: expected a mapping with apiVersion and kind".into());
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let Some(kind) = map.get("kind").and_then(Value::as_str) else {
+        return Err("not a Kubernetes object: `kind` is missing".into());
+    };
+    match (api_version, kind) {
+        ("networking.k8s.io/v1", "NetworkPolicy") => {
+            typed(value).map(|p| Object::NetworkPolicy(Box::new(p)))
+        }
+        ("v1", "Namespace") => typed(value).map(|n| Object::Namespace(Box::new(n))),
+        ("v1", _) | ("", _) => Ok(Object::Other {
+            kind: kind.to_string(),
+        }),
+        (api_version, _) => Ok(Object::Other {
+            kind: format!("{kind} ({api_version})"),
+        }),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        format!("{path}: {}", e.into_inner())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_stream_split_like_kubectl() {
+        let text = "# leading comment\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n--- # second\nkind: Namespace\napiVersion: v1\nmetadata:\n  name: b\n---\n---\n# only a comment\n---\nkey: [unclosed\n---\nkind: ConfigMap\napiVersion: v1\n";
+        let m = Manifest::parse("x.yaml", text);
+        let summary: Vec<(usize, usize, bool)> = m
+            .docs
+            .iter()
+            .map(|d| (d.index, d.line, d.parsed.is_ok()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![(1, 3, true), (2, 7, true), (3, 15, false), (4, 17, true)]
+        );
+        let err = m.docs[2].parsed.as_ref().expect_err("broken");
+        assert_eq!(err.line, Some(16), "{err:?}");
+        assert!(err.message.contains("at line 16 column 1"), "{err:?}");
+        assert!(
+            err.message.contains("flow sequence at line 15 column 6"),
+            "{err:?}"
+        );
+        // the separator needs to be alone on its line
+        let m = Manifest::parse("x.yaml", "a: |\n  ---x\nb: 1\n");
+        assert_eq!(m.docs.len(), 1);
+    }
+
+    #[test]
+    fn json_stream() {
+        let m = Manifest::parse(
+            "x.json",
+            "{\"kind\": \"Namespace\", \"apiVersion\": \"v1\"}\n{\"a\": 1}\n{\"broken\": ",
+        );
+        assert_eq!(m.docs.len(), 3);
+        assert!(m.docs[0].parsed.is_ok() && m.docs[1].parsed.is_ok());
+        assert_eq!(m.docs[2].parsed.as_ref().expect_err("broken").line, Some(3));
+    }
+
+    #[test]
+    fn decode_by_api_version_and_kind() {
+        let v = |s: &str| serde_yaml_ng::from_str::<Value>(s).expect("yaml");
+        assert!(matches!(
+            decode(&v(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a}"
+            )),
+            Ok(Object::NetworkPolicy(_))
+        ));
+        assert!(matches!(
+            decode(&v("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}")),
+            Ok(Object::Namespace(_))
+        ));
+        match decode(&v("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy")) {
+            Ok(Object::Other { kind }) => assert_eq!(kind, "NetworkPolicy (projectcalico.org/v3)"),
+            other => panic!("{other:?}"),
+        }
+        let err = decode(&v("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nspec: {egress: [{ports: [{port: [1]}]}]}")).expect_err("bad type");
+        assert!(err.starts_with("spec.egress[0].ports[0].port"), "{err}");
+        assert!(decode(&v("[1, 2]")).is_err());
+        assert!(
+            decode(&v("apiVersion: v1"))
+                .expect_err("no kind")
+                .contains("kind")
+        );
+        assert!(list_items(&v("kind: List\nitems: [{a: 1}]")).is_some());
+    }
+}

@@ -1,0 +1,255 @@
+//! Can the pods of a policy reach cluster DNS?
+//!
+//! The DNS target is configuration ([`crate::config::DnsConfig`]): the DNS namespace's
+//! labels, the DNS pods' labels, their named ports, and extra addresses such as node-local
+//! DNS. A rule reaches DNS on a protocol when one of its peers selects the DNS pods (or an
+//! `ipBlock` holds a configured DNS address) and its ports admit the DNS port.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::cluster::{Inventory, NAMESPACE_NAME_LABEL};
+use super::ipblock::Block;
+use super::peer::{self, PeerKind, Pod};
+use super::policy::{Direction, RuleView, Subject};
+use super::ports::{self, PortTarget, Protocol};
+use super::selector::{Labels, Selector};
+use crate::config::{DnsConfig, DnsPort};
+
+/// The DNS endpoint set, resolved against what is known of the cluster.
+#[derive(Debug, Clone)]
+pub struct DnsTarget {
+    /// The namespaces DNS may run in: (name if known, labels).
+    namespaces: Vec<(Option<String>, Labels)>,
+    /// The configured DNS namespace labels.
+    namespace_labels: Labels,
+    pod_labels: Labels,
+    ports: Vec<DnsPort>,
+    ips: Vec<IpAddr>,
+}
+
+impl DnsTarget {
+    /// Resolves the configured DNS target. Known namespaces whose labels carry the
+    /// configured DNS namespace labels contribute their full label sets, so a selector on a
+    /// label the cluster really has (even `name`, if someone set it) is honoured.
+    pub fn new(config: &DnsConfig, inventory: &Inventory) -> Self {
+        let wanted = |labels: &Labels| {
+            config
+                .namespace_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+        };
+        let mut namespaces: Vec<(Option<String>, Labels)> = inventory
+            .namespaces()
+            .filter(|(_, labels)| wanted(labels))
+            .map(|(name, labels)| (Some(name.to_string()), labels.clone()))
+            .collect();
+        if namespaces.is_empty() {
+            namespaces.push((
+                config.namespace_labels.get(NAMESPACE_NAME_LABEL).cloned(),
+                config.namespace_labels.clone(),
+            ));
+        }
+        Self {
+            namespaces,
+            namespace_labels: config.namespace_labels.clone(),
+            pod_labels: config.pod_labels.clone(),
+            ports: config.ports.clone(),
+            ips: config.ips.clone(),
+        }
+    }
+
+    /// The configured DNS port names.
+    pub fn port_names(&self) -> Vec<&str> {
+        self.ports.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// The DNS port number of a protocol, if one is configured.
+    pub fn port_number(&self, protocol: Protocol) -> Option<i32> {
+        self.ports
+            .iter()
+            .find(|p| p.protocol == protocol)
+            .map(|p| p.port)
+    }
+
+    fn targets(&self, protocol: Protocol) -> impl Iterator<Item = PortTarget<'_>> {
+        self.ports
+            .iter()
+            .filter(move |p| p.protocol == protocol)
+            .map(move |p| PortTarget {
+                protocol,
+                number: p.port,
+                name: Some(p.name.as_str()),
+            })
+    }
+
+    fn pods(&self) -> impl Iterator<Item = Pod<'_>> {
+        self.namespaces.iter().map(|(name, labels)| Pod {
+            namespace: name.as_deref(),
+            namespace_labels: labels,
+            labels: &self.pod_labels,
+        })
+    }
+
+    /// Whether a peer selects the DNS pods (by selectors; ipBlocks are addresses).
+    pub fn peer_selects_dns_pods(&self, peer: &NetworkPolicyPeer, policy_namespace: &str) -> bool {
+        self.pods()
+            .any(|pod| peer::selects_pod(peer, policy_namespace, &pod))
+    }
+
+    /// Whether a namespace selector matches a namespace DNS runs in.
+    pub fn selects_dns_namespace(&self, selector: &LabelSelector) -> bool {
+        self.namespaces
+            .iter()
+            .any(|(_, labels)| super::selector::matches(selector, labels))
+    }
+
+    /// Whether a pod selector matches the DNS pods.
+    pub fn selects_dns_pods(&self, selector: &LabelSelector) -> bool {
+        super::selector::matches(selector, &self.pod_labels)
+    }
+
+    fn ip_block_holds_dns(&self, block: &IPBlock) -> bool {
+        Block::parse(block).is_ok_and(|b| self.ips.iter().any(|ip| b.contains(*ip)))
+    }
+
+    /// Whether one egress rule of a policy in `policy_namespace` admits DNS on `protocol`.
+    pub fn rule_allows(
+        &self,
+        policy_namespace: &str,
+        rule: &RuleView<'_>,
+        protocol: Protocol,
+    ) -> bool {
+        let by_pods = || {
+            self.targets(protocol)
+                .any(|t| ports::ports_allow(rule.ports, &t))
+        };
+        // Named ports do not resolve for plain addresses: only numbers count there.
+        let by_address = || {
+            self.targets(protocol)
+                .any(|t| ports::ports_allow(rule.ports, &PortTarget { name: None, ..t }))
+        };
+        if rule.peers.is_empty() {
+            return by_pods() || (!self.ips.is_empty() && by_address());
+        }
+        rule.peers.iter().any(|peer| match PeerKind::of(peer) {
+            PeerKind::IpBlock(block) => self.ip_block_holds_dns(block) && by_address(),
+            _ => self.peer_selects_dns_pods(peer, policy_namespace) && by_pods(),
+        })
+    }
+
+    /// Whether a policy's enforced egress rules admit DNS on `protocol`.
+    pub fn policy_allows(&self, subject: &Subject<'_>, protocol: Protocol) -> bool {
+        subject
+            .rules(Direction::Egress)
+            .iter()
+            .any(|rule| self.rule_allows(subject.namespace, rule, protocol))
+    }
+
+    /// Whether a rule is meant for DNS: it names the DNS port number or a DNS port name.
+    pub fn is_dns_rule(&self, rule: &RuleView<'_>) -> bool {
+        let names = self.port_names();
+        rule.ports.iter().any(|p| {
+            self.ports
+                .iter()
+                .any(|d| ports::names_port(p, d.port, &names))
+        })
+    }
+
+    /// Whether a rule admits nothing but DNS ports (every port entry names one).
+    pub fn is_dns_only_rule(&self, rule: &RuleView<'_>) -> bool {
+        let names = self.port_names();
+        !rule.ports.is_empty()
+            && rule.ports.iter().all(|p| {
+                self.ports
+                    .iter()
+                    .any(|d| ports::names_port(p, d.port, &names))
+            })
+    }
+
+    /// The egress rule netpol-guard recommends and injects: every DNS port, to the DNS pods
+    /// (namespace AND pod selector in one peer), plus each configured DNS address.
+    pub fn allowance_rule(&self) -> NetworkPolicyEgressRule {
+        let selector = |labels: &Labels| LabelSelector {
+            match_labels: Some(labels.clone()),
+            match_expressions: None,
+        };
+        // Select the namespace by the configured labels only, not every label it has.
+        let mut to = vec![NetworkPolicyPeer {
+            namespace_selector: Some(selector(&self.namespace_labels)),
+            pod_selector: Some(selector(&self.pod_labels)),
+            ip_block: None,
+        }];
+        to.extend(self.ips.iter().map(|ip| NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: ipnet::IpNet::from(*ip).to_string(),
+                except: None,
+            }),
+            ..Default::default()
+        }));
+        let mut ports: Vec<NetworkPolicyPort> = Vec::new();
+        for p in &self.ports {
+            ports.push(NetworkPolicyPort {
+                port: Some(IntOrString::Int(p.port)),
+                protocol: Some(p.protocol.as_str().to_string()),
+                end_port: None,
+            });
+        }
+        NetworkPolicyEgressRule {
+            ports: Some(ports),
+            to: Some(to),
+        }
+    }
+}
+
+/// Who lets a policy's pods reach DNS on a protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// The policy's own rules.
+    Itself,
+    /// Another policy of the namespace that selects every pod this one selects.
+    Policy(String),
+    /// Nobody known.
+    Missing,
+}
+
+impl Coverage {
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Self::Missing)
+    }
+}
+
+/// Whether the pods selected by `subject` can reach DNS on `protocol`, counting the other
+/// policies of its namespace that provably select all of those pods.
+pub fn coverage(
+    target: &DnsTarget,
+    inventory: &Inventory,
+    subject: &Subject<'_>,
+    protocol: Protocol,
+) -> Coverage {
+    if target.policy_allows(subject, protocol) {
+        return Coverage::Itself;
+    }
+    let selector = subject.pod_selector();
+    let Ok(narrow) = Selector::parse(&selector) else {
+        return Coverage::Missing;
+    };
+    for other in inventory.policies_in(subject.namespace) {
+        let other = Subject::new(other, subject.namespace);
+        // the object under review replaces any stored version of itself
+        if !subject.name.is_empty() && other.name == subject.name {
+            continue;
+        }
+        let broad_selector = other.pod_selector();
+        let covers = Selector::parse(&broad_selector).is_ok_and(|broad| narrow.implies(&broad));
+        if covers && target.policy_allows(&other, protocol) {
+            return Coverage::Policy(other.name.to_string());
+        }
+    }
+    Coverage::Missing
+}

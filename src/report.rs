@@ -1,0 +1,199 @@
+//! Check reports for people (text), for tools (JSON) and for code scanning (SARIF 2.1.0).
+
+use serde_json::{Value, json};
+
+use crate::check::Report;
+use crate::rules::{CATALOG, Severity};
+
+/// Output formats of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Sarif,
+}
+
+/// Renders a report.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Text => text(report),
+        Format::Json => {
+            serde_json::to_string_pretty(&json_value(report)).unwrap_or_default() + "\n"
+        }
+        Format::Sarif => serde_json::to_string_pretty(&sarif(report)).unwrap_or_default() + "\n",
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Findings grouped by object, then input problems, then a summary line.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    for object in report.objects.iter().filter(|o| !o.findings.is_empty()) {
+        out.push_str(&format!(
+            "{} {} {}/{}\n",
+            object.source, object.kind, object.namespace, object.name
+        ));
+        for f in &object.findings {
+            out.push_str(&format!("  {:<4}  {}  at {}\n", f.severity, f.rule, f.path));
+            out.push_str(&indent(&f.message, "        "));
+            out.push('\n');
+            out.push_str(&indent(&format!("fix: {}", f.fix), "        "));
+            out.push_str("\n\n");
+        }
+    }
+    for p in &report.problems {
+        out.push_str(&format!("error: {p}\n"));
+    }
+    let skipped = if report.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; skipped {}",
+            report
+                .skipped
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    out.push_str(&format!(
+        "checked {} NetworkPolicies and {} Namespaces in {} files: {} deny, {} warn, {} errors{skipped}\n",
+        report.objects.len(),
+        report.namespaces,
+        report.files,
+        report.count(Severity::Deny),
+        report.count(Severity::Warn),
+        report.problems.len(),
+    ));
+    out
+}
+
+/// `{"findings": [...], "errors": [...], "summary": {...}}`
+pub fn json_value(report: &Report) -> Value {
+    let findings: Vec<Value> = report
+        .findings()
+        .map(|(o, f)| {
+            json!({
+                "rule": f.rule,
+                "severity": f.severity,
+                "file": o.source.file,
+                "document": o.source.document,
+                "item": o.source.item,
+                "line": o.source.line,
+                "kind": o.kind,
+                "namespace": o.namespace,
+                "name": o.name,
+                "path": f.path,
+                "message": f.message,
+                "fix": f.fix,
+            })
+        })
+        .collect();
+    json!({
+        "findings": findings,
+        "errors": report.problems,
+        "summary": {
+            "files": report.files,
+            "networkPolicies": report.objects.len(),
+            "namespaces": report.namespaces,
+            "deny": report.count(Severity::Deny),
+            "warn": report.count(Severity::Warn),
+            "errors": report.problems.len(),
+            "skipped": report.skipped,
+            "exitCode": report.exit_code(),
+        }
+    })
+}
+
+fn level(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Deny => "error",
+        Severity::Warn => "warning",
+    }
+}
+
+/// SARIF 2.1.0, as GitHub code scanning accepts it.
+pub fn sarif(report: &Report) -> Value {
+    let rules: Vec<Value> = CATALOG
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.id,
+                "shortDescription": {"text": r.summary},
+                "fullDescription": {"text": r.summary},
+                "helpUri": format!("https://github.com/netpol-guard/netpol-guard#{}", r.id),
+                "defaultConfiguration": {"level": level(r.default_severity)},
+            })
+        })
+        .collect();
+    let mut results: Vec<Value> = report
+        .findings()
+        .map(|(o, f)| {
+            json!({
+                "ruleId": f.rule,
+                "ruleIndex": CATALOG.iter().position(|r| r.id == f.rule).unwrap_or(0),
+                "level": level(f.severity),
+                "message": {"text": format!(
+                    "{} {}/{}: {}: {} Fix: {}",
+                    o.kind, o.namespace, o.name, f.path, f.message, f.fix
+                )},
+                "locations": [location(&o.source.file, o.source.line)],
+                "partialFingerprints": {
+                    "netpolGuard/v1": format!("{}/{}/{}/{}/{}", f.rule, o.kind, o.namespace, o.name, f.path),
+                },
+            })
+        })
+        .collect();
+    // Unreadable input fails the run; SARIF carries it as a tool notification.
+    let notifications: Vec<Value> = report
+        .problems
+        .iter()
+        .map(|p| {
+            json!({
+                "level": "error",
+                "message": {"text": p.message},
+                "locations": [location(&p.file, p.line.unwrap_or(1))],
+            })
+        })
+        .collect();
+    results.sort_by_key(|r| r["ruleIndex"].as_u64());
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "netpol-guard",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/netpol-guard/netpol-guard",
+                "rules": rules,
+            }},
+            "invocations": [{
+                "executionSuccessful": report.problems.is_empty(),
+                "toolExecutionNotifications": notifications,
+            }],
+            "results": results,
+        }]
+    })
+}
+
+fn location(file: &str, line: usize) -> Value {
+    let uri = if file == "-" {
+        "stdin"
+    } else {
+        file.trim_start_matches("./")
+    };
+    json!({
+        "physicalLocation": {
+            "artifactLocation": {"uri": uri},
+            "region": {"startLine": line.max(1)},
+        }
+    })
+}

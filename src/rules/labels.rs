@@ -1,0 +1,168 @@
+//! Selectors on labels that the selected objects never carry.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::{Hit, Rule, Severity};
+use crate::netpol::Context;
+use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
+use crate::netpol::policy::{Direction, Subject};
+use crate::netpol::selector;
+
+pub const NAMESPACE_SELECTOR_NAME_LABEL: Rule = Rule {
+    id: "namespace-selector-name-label",
+    default_severity: Severity::Warn,
+    summary: "A `namespaceSelector` uses the key `name`, which Kubernetes never sets on namespaces.",
+    check: name_label,
+};
+
+pub const POD_SELECTOR_NAMESPACE_LABEL: Rule = Rule {
+    id: "pod-selector-namespace-label",
+    default_severity: Severity::Warn,
+    summary: "A `podSelector` uses `kubernetes.io/metadata.name`, a namespace label pods do not carry.",
+    check: namespace_label_on_pods,
+};
+
+/// `matchLabels.KEY` or `matchExpressions[i]`.
+fn key_path(key: &str, expression: Option<usize>) -> String {
+    match expression {
+        Some(i) => format!("matchExpressions[{i}]"),
+        None => format!("matchLabels.{key}"),
+    }
+}
+
+fn name_label(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for direction in Direction::BOTH {
+        for rule in subject.written_rules(direction) {
+            for (i, peer) in rule.peers.iter().enumerate() {
+                let Some(ns) = &peer.namespace_selector else {
+                    continue;
+                };
+                // If the cluster really labels namespaces with `name`, the selector works.
+                let works = ctx.inventory.namespaces().any(|(_, labels)| {
+                    labels.contains_key("name") && selector::matches(ns, labels)
+                });
+                if works {
+                    continue;
+                }
+                for (key, expr) in selector::keys(ns).filter(|(k, _)| *k == "name") {
+                    let value = ns.match_labels.as_ref().and_then(|m| m.get(key));
+                    hits.push(Hit::new(
+                        format!("{}.namespaceSelector.{}", rule.peer_path(i), key_path(key, expr)),
+                        "Kubernetes never sets a `name` label on namespaces, so this selector \
+                         matches no namespace unless someone labelled it by hand",
+                        match value {
+                            Some(v) => format!("select the namespace with `{NAMESPACE_NAME_LABEL}: {v}`"),
+                            None => format!("use the key `{NAMESPACE_NAME_LABEL}`, which the API server sets on every namespace"),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    hits
+}
+
+fn check_pod_selector(path: &str, sel: &LabelSelector, hits: &mut Vec<Hit>) {
+    for (key, expr) in selector::keys(sel).filter(|(k, _)| *k == NAMESPACE_NAME_LABEL) {
+        hits.push(Hit::new(
+            format!("{path}.{}", key_path(key, expr)),
+            format!("`{NAMESPACE_NAME_LABEL}` is a namespace label; pods do not carry it, so this podSelector matches no pod"),
+            "select the namespace with a namespaceSelector on this label instead (in the same peer \
+             as the podSelector, to mean: these pods in that namespace)",
+        ));
+    }
+}
+
+fn namespace_label_on_pods(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    if let Some(s) = &subject.spec.pod_selector {
+        check_pod_selector("spec.podSelector", s, &mut hits);
+    }
+    for direction in Direction::BOTH {
+        for rule in subject.written_rules(direction) {
+            for (i, peer) in rule.peers.iter().enumerate() {
+                if let Some(s) = &peer.pod_selector {
+                    check_pod_selector(&format!("{}.podSelector", rule.peer_path(i)), s, &mut hits);
+                }
+            }
+        }
+    }
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::{table, table_with_context};
+
+    #[test]
+    fn name_label_table() {
+        table(
+            &NAMESPACE_SELECTOR_NAME_LABEL,
+            &[
+                (
+                    "metadata: {name: a}\nspec: {egress: [{to: [{namespaceSelector: {matchLabels: {name: kube-system}}}]}]}",
+                    &["spec.egress[0].to[0].namespaceSelector.matchLabels.name"],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{podSelector: {}}, {namespaceSelector: {matchExpressions: [{key: name, operator: In, values: [prod]}]}}]}]}",
+                    &["spec.ingress[0].from[1].namespaceSelector.matchExpressions[0]"],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}]}]}",
+                    &[],
+                ),
+                // `name` in a podSelector is a normal pod label
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{podSelector: {matchLabels: {name: web}}}]}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {team: a}}}]}]}",
+                    &[],
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn name_label_is_fine_where_namespaces_carry_it() {
+        let labelled = "kind: Namespace\nmetadata: {name: prod, labels: {name: prod}}";
+        table_with_context(
+            &NAMESPACE_SELECTOR_NAME_LABEL,
+            &[labelled],
+            &[
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {name: prod}}}]}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {name: dev}}}]}]}",
+                    &["spec.ingress[0].from[0].namespaceSelector.matchLabels.name"],
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn namespace_label_on_pods_table() {
+        table(
+            &POD_SELECTOR_NAMESPACE_LABEL,
+            &[
+                (
+                    "metadata: {name: a}\nspec: {podSelector: {matchLabels: {kubernetes.io/metadata.name: default}}}",
+                    &["spec.podSelector.matchLabels.kubernetes.io/metadata.name"],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {egress: [{to: [{podSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [kube-system]}]}}]}]}",
+                    &["spec.egress[0].to[0].podSelector.matchExpressions[0]"],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}]}]}",
+                    &[],
+                ),
+            ],
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! The rule catalog and the engine that runs it.
+//!
+//! A rule is a small named unit: a stable kebab-case id, a default severity and a pure
+//! function from a policy (in its [`Context`]) to hits. The engine attaches the configured
+//! severity, drops rules that are off, and orders findings by catalog order.
+
+pub mod dns;
+mod exposure;
+mod ignored;
+mod labels;
+mod naming;
+mod protected;
+mod validity;
+
+use serde::Serialize;
+
+use crate::config::Level;
+use crate::netpol::Context;
+use crate::netpol::policy::Subject;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The object is rejected (the webhook) or the check fails (exit 1).
+    Deny,
+    /// The object is admitted with a warning.
+    Warn,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Warn => "warn",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a rule reports: where, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The field, e.g. `spec.egress[1].to[0]`.
+    pub path: String,
+    /// One sentence saying what is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl Hit {
+    pub fn new(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// A hit with its rule id and effective severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub path: String,
+    pub message: String,
+    pub fix: String,
+}
+
+/// A rule of the catalog.
+#[derive(Debug)]
+pub struct Rule {
+    /// Stable, documented id.
+    pub id: &'static str,
+    pub default_severity: Severity,
+    /// One line for the catalog table.
+    pub summary: &'static str,
+    pub check: fn(&Context<'_>, &Subject<'_>) -> Vec<Hit>,
+}
+
+/// Every rule, in the order findings are reported.
+pub static CATALOG: &[Rule] = &[
+    protected::DENY_ALL,
+    dns::EGRESS_MISSING_DNS,
+    ignored::EGRESS_RULES_IGNORED,
+    ignored::INGRESS_RULES_IGNORED,
+    validity::IPBLOCK_INVALID,
+    validity::SELECTOR_INVALID,
+    protected::ISOLATION,
+    dns::DNS_TCP_MISSING,
+    dns::DNS_PEER_OR_SPLIT,
+    dns::DNS_PEER_TOO_BROAD,
+    labels::NAMESPACE_SELECTOR_NAME_LABEL,
+    labels::POD_SELECTOR_NAMESPACE_LABEL,
+    naming::MISLEADING_DENY_NAME,
+    exposure::EGRESS_TO_METADATA_ENDPOINT,
+    exposure::INGRESS_FROM_ANYWHERE,
+    exposure::ALLOW_ALL_RULE,
+];
+
+/// Looks a rule up by id.
+pub fn find(id: &str) -> Option<&'static Rule> {
+    CATALOG.iter().find(|r| r.id == id)
+}
+
+/// Runs every enabled rule over one policy.
+pub fn evaluate(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for rule in CATALOG {
+        let severity = match ctx.config.level(rule) {
+            Level::Off => continue,
+            Level::Deny => Severity::Deny,
+            Level::Warn => Severity::Warn,
+        };
+        findings.extend((rule.check)(ctx, subject).into_iter().map(|hit| Finding {
+            rule: rule.id,
+            severity,
+            path: hit.path,
+            message: hit.message,
+            fix: hit.fix,
+        }));
+    }
+    findings
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A small harness for the per-rule tables.
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::netpol::cluster::Inventory;
+    use crate::netpol::policy::{DEFAULT_NAMESPACE, tests::policy};
+
+    /// Runs one rule over `yaml` (a NetworkPolicy), with `others` (NetworkPolicies and
+    /// Namespaces, as YAML documents) as the context. Returns the hits' paths.
+    pub(crate) fn run(rule: &Rule, yaml: &str, others: &[&str]) -> Vec<Hit> {
+        run_with(rule, yaml, others, &Config::default())
+    }
+
+    pub(crate) fn run_with(rule: &Rule, yaml: &str, others: &[&str], config: &Config) -> Vec<Hit> {
+        let mut inventory = Inventory::new();
+        for doc in others {
+            let value: serde_json::Value = serde_yaml_ng::from_str(doc).expect("context doc");
+            if value["kind"] == "Namespace" {
+                let ns: k8s_openapi::api::core::v1::Namespace =
+                    serde_json::from_value(value).expect("namespace");
+                let name = ns.metadata.name.clone().unwrap_or_default();
+                inventory.insert_namespace(&name, ns.metadata.labels.unwrap_or_default());
+            } else {
+                let p: k8s_openapi::api::networking::v1::NetworkPolicy =
+                    serde_json::from_value(value).expect("policy");
+                let ns = p
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or(DEFAULT_NAMESPACE.into());
+                inventory.insert_policy(&ns, Arc::new(p));
+            }
+        }
+        let ctx = Context::new(config, &inventory);
+        let p = policy(yaml);
+        let subject = Subject::new(&p, DEFAULT_NAMESPACE);
+        (rule.check)(&ctx, &subject)
+    }
+
+    /// Asserts a table of (policy yaml, expected hit paths).
+    pub(crate) fn table(rule: &Rule, cases: &[(&str, &[&str])]) {
+        table_with_context(rule, &[], cases);
+    }
+
+    pub(crate) fn table_with_context(rule: &Rule, others: &[&str], cases: &[(&str, &[&str])]) {
+        for (i, (yaml, want)) in cases.iter().enumerate() {
+            let hits = run(rule, yaml, others);
+            let paths: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
+            assert_eq!(
+                &paths, want,
+                "{} case {i}:\n{yaml}\nhits: {hits:#?}",
+                rule.id
+            );
+            for h in &hits {
+                assert!(!h.message.is_empty() && !h.fix.is_empty(), "{h:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_ids_are_unique_kebab_case() {
+        let mut ids: Vec<&str> = CATALOG.iter().map(|r| r.id).collect();
+        for id in &ids {
+            assert!(
+                id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{id}"
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), CATALOG.len());
+    }
+}

@@ -1,0 +1,168 @@
+//! Isolation inside the namespaces the cluster itself runs on.
+
+use super::{Hit, Rule, Severity};
+use crate::netpol::Context;
+use crate::netpol::policy::{Direction, Subject};
+use crate::netpol::selector;
+
+pub const DENY_ALL: Rule = Rule {
+    id: "protected-namespace-deny-all",
+    default_severity: Severity::Deny,
+    summary: "A policy selects every pod of a protected namespace and restricts a direction.",
+    check: deny_all,
+};
+
+pub const ISOLATION: Rule = Rule {
+    id: "protected-namespace-isolation",
+    default_severity: Severity::Warn,
+    summary: "A policy isolates some pods of a protected namespace.",
+    check: isolation,
+};
+
+fn restricted(subject: &Subject<'_>) -> Vec<&'static str> {
+    Direction::BOTH
+        .into_iter()
+        .filter(|d| subject.restricts(*d))
+        .map(Direction::policy_type)
+        .collect()
+}
+
+fn deny_all(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    if !ctx.config.is_protected(subject.namespace) || !subject.selects_all_pods() {
+        return Vec::new();
+    }
+    let dirs = restricted(subject);
+    if dirs.is_empty() {
+        return Vec::new();
+    }
+    vec![Hit::new(
+        "spec.podSelector",
+        format!(
+            "selects every pod in the protected namespace {} and restricts {}: DNS, the CNI, \
+             metrics and controllers there lose traffic and the cluster can go down",
+            subject.namespace,
+            dirs.join(" and ")
+        ),
+        "set spec.podSelector.matchLabels to the pods you mean to isolate and allow everything \
+         they need (the DNS pods need ingress on UDP and TCP 53 from every namespace)",
+    )]
+}
+
+fn isolation(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    if !ctx.config.is_protected(subject.namespace) || subject.selects_all_pods() {
+        return Vec::new();
+    }
+    let dirs = restricted(subject);
+    if dirs.is_empty() {
+        return Vec::new();
+    }
+    vec![Hit::new(
+        "spec.podSelector",
+        format!(
+            "isolates {} for pods {} in the protected namespace {}",
+            dirs.join(" and "),
+            selector::describe(&subject.pod_selector()),
+            subject.namespace
+        ),
+        "make sure the rules admit everything these system pods need (DNS, the API server, \
+         kubelet probes, metrics scrapes) before applying",
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::rules::testing::{run_with, table};
+
+    #[test]
+    fn deny_all_table() {
+        table(
+            &DENY_ALL,
+            &[
+                // must fire
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}",
+                    &["spec.podSelector"],
+                ),
+                // no spec: selects all, isolates ingress
+                (
+                    "metadata: {name: d, namespace: kube-system}",
+                    &["spec.podSelector"],
+                ),
+                (
+                    "metadata: {name: d, namespace: kube-public}\nspec: {policyTypes: [Egress]}",
+                    &["spec.podSelector"],
+                ),
+                (
+                    "metadata: {name: d, namespace: kube-node-lease}\nspec: {podSelector: {}, ingress: [{from: [{podSelector: {}}]}]}",
+                    &["spec.podSelector"],
+                ),
+                // ingress allowed fully, egress restricted
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{}]}",
+                    &["spec.podSelector"],
+                ),
+                // must not fire
+                (
+                    "metadata: {name: d, namespace: default}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {matchLabels: {app: x}}, policyTypes: [Ingress]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {}, ingress: [{}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{}], egress: [{}]}",
+                    &[],
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn protected_namespaces_are_configurable() {
+        let config = Config {
+            protected_namespaces: vec!["platform".into()],
+            ..Config::default()
+        };
+        let yaml = "metadata: {name: d, namespace: platform}\nspec: {podSelector: {}}";
+        assert_eq!(run_with(&DENY_ALL, yaml, &[], &config).len(), 1);
+        let yaml = "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {}}";
+        assert!(run_with(&DENY_ALL, yaml, &[], &config).is_empty());
+    }
+
+    #[test]
+    fn isolation_table() {
+        table(
+            &ISOLATION,
+            &[
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {matchLabels: {app: x}}, policyTypes: [Ingress]}",
+                    &["spec.podSelector"],
+                ),
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {matchLabels: {app: x}}, ingress: [{ports: [{port: 53}]}]}",
+                    &["spec.podSelector"],
+                ),
+                // selects all: that is the deny-all rule's business
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {}}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: d, namespace: kube-system}\nspec: {podSelector: {matchLabels: {app: x}}, ingress: [{}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: d, namespace: apps}\nspec: {podSelector: {matchLabels: {app: x}}}",
+                    &[],
+                ),
+            ],
+        );
+    }
+}
