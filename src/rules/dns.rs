@@ -1,11 +1,13 @@
 //! Cluster DNS: every pod whose egress is restricted must still reach the DNS pods, on UDP
 //! and on TCP 53, through a peer that really selects them.
 
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+
 use super::{Hit, Rule, Severity};
 use crate::netpol::Context;
 use crate::netpol::dns::{Coverage, coverage};
 use crate::netpol::peer::PeerKind;
-use crate::netpol::policy::{Direction, Subject};
+use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::ports::Protocol;
 use crate::netpol::selector;
 
@@ -147,31 +149,42 @@ fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
 fn or_split(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let mut hits = Vec::new();
     for rule in subject.rules(Direction::Egress) {
-        if let Some((ns_peer, pod_peer)) = split_peers(ctx, subject, &rule) {
-            hits.push(Hit::new(
-                format!("{}.to", rule.path()),
-                format!(
-                    "to[{ns_peer}] (namespaceSelector) and to[{pod_peer}] (podSelector) are separate \
-                     peers, which Kubernetes ORs: port 53 opens to every pod of the selected \
-                     namespaces, and the podSelector only matches pods of {}",
-                    subject.namespace
-                ),
-                "merge them into one peer, without a dash before podSelector:\n\
-                 - namespaceSelector: {...}\n  podSelector: {...}",
-            ));
-        }
+        let Some((ns_peer, pod_peer)) = split_peers(ctx, &rule) else {
+            continue;
+        };
+        let opened = if rule.ports.is_empty() {
+            "every port"
+        } else {
+            "port 53"
+        };
+        // the peer that was meant: both selectors in one item
+        let merged = NetworkPolicyPeer {
+            namespace_selector: rule.peers[ns_peer].namespace_selector.clone(),
+            pod_selector: rule.peers[pod_peer].pod_selector.clone(),
+            ip_block: None,
+        };
+        hits.push(Hit::new(
+            format!("{}.to", rule.path()),
+            format!(
+                "to[{ns_peer}] (namespaceSelector) and to[{pod_peer}] (podSelector) are separate \
+                 peers, which Kubernetes ORs: {opened} opens to every pod of the selected \
+                 namespaces, and the podSelector alone only matches pods of {}",
+                subject.namespace
+            ),
+            format!(
+                "merge them into one peer (no dash before podSelector):\n{}",
+                serde_yaml_ng::to_string(&[merged]).unwrap_or_default()
+            ),
+        ));
     }
     hits
 }
 
-/// A DNS rule whose peers hold a namespaceSelector-only peer and a separate
-/// podSelector-only peer that selects the DNS pods: the AND written as OR.
-fn split_peers(
-    ctx: &Context<'_>,
-    _subject: &Subject<'_>,
-    rule: &crate::netpol::policy::RuleView<'_>,
-) -> Option<(usize, usize)> {
-    if !ctx.dns.is_dns_rule(rule) {
+/// A rule for DNS (it names a DNS port, or has no ports) whose peers hold a
+/// namespaceSelector-only peer and a separate podSelector-only peer that selects the DNS
+/// pods: the AND written as OR.
+fn split_peers(ctx: &Context<'_>, rule: &RuleView<'_>) -> Option<(usize, usize)> {
+    if !(rule.ports.is_empty() || ctx.dns.is_dns_rule(rule)) {
         return None;
     }
     let ns_peer = rule
@@ -190,7 +203,7 @@ fn split_peers(
 fn too_broad(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let mut hits = Vec::new();
     for rule in subject.rules(Direction::Egress) {
-        if !ctx.dns.is_dns_rule(&rule) || split_peers(ctx, subject, &rule).is_some() {
+        if !ctx.dns.is_dns_rule(&rule) || split_peers(ctx, &rule).is_some() {
             continue;
         }
         if rule.peers.is_empty() {
