@@ -88,9 +88,14 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
                 line: e.location().map(|l| line + l.line().saturating_sub(1)),
                 message: format!("invalid YAML: {}", shift_lines(&e.to_string(), line - 1)),
             });
+        // a document's line is its first line of content, after leading comments
+        let leading = raw
+            .lines()
+            .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            .count();
         docs.push(Doc {
             index: docs.len() + 1,
-            line,
+            line: line + leading,
             raw,
             parsed,
         });
@@ -164,6 +169,9 @@ pub enum Object {
     },
 }
 
+/// How documents without apiVersion and kind are counted among the skipped kinds.
+pub const NOT_AN_OBJECT: &str = "documents without apiVersion and kind";
+
 /// Whether a value is a list of objects (`kind: List`, `NetworkPolicyList`, ...).
 pub fn list_items(value: &Value) -> Option<&Vec<Value>> {
     let kind = value.get("kind")?.as_str()?;
@@ -179,19 +187,23 @@ pub fn decode(value: &Value) -> Result<Object, String> {
     let Some(map) = value.as_object() else {
         return Err("not a Kubernetes object: expected a mapping with apiVersion and kind".into());
     };
-    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let Some(kind) = map.get("kind").and_then(Value::as_str) else {
-        return Err("not a Kubernetes object: `kind` is missing".into());
-    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str);
+    let kind = map.get("kind").and_then(Value::as_str);
     match (api_version, kind) {
-        ("networking.k8s.io/v1", "NetworkPolicy") => {
+        // Helm values, kustomize patches, index files: not objects, nothing to check
+        (None, None) => Ok(Object::Other {
+            kind: NOT_AN_OBJECT.to_string(),
+        }),
+        (None, Some(kind)) => Err(format!("{kind} without apiVersion")),
+        (Some(_), None) => Err("not a Kubernetes object: `kind` is missing".into()),
+        (Some("networking.k8s.io/v1"), Some("NetworkPolicy")) => {
             typed(value).map(|p| Object::NetworkPolicy(Box::new(p)))
         }
-        ("v1", "Namespace") => typed(value).map(|n| Object::Namespace(Box::new(n))),
-        ("v1", _) | ("", _) => Ok(Object::Other {
+        (Some("v1"), Some("Namespace")) => typed(value).map(|n| Object::Namespace(Box::new(n))),
+        (Some("v1"), Some(kind)) => Ok(Object::Other {
             kind: kind.to_string(),
         }),
-        (api_version, _) => Ok(Object::Other {
+        (Some(api_version), Some(kind)) => Ok(Object::Other {
             kind: format!("{kind} ({api_version})"),
         }),
     }

@@ -1,0 +1,402 @@
+//! `netpol-guard check` as CI pipelines run it: the real binary, its exit codes and outputs.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_netpol-guard"))
+}
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("policies")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn run_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).expect("stdout is JSON")
+}
+
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netpol-guard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write temp file");
+    path
+}
+
+const MISSING_DNS: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: web-egress
+  namespace: shop
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - podSelector:
+        matchLabels: {app: api}
+";
+
+#[test]
+fn exit_codes_follow_the_worst_verdict() {
+    // (args, exit code)
+    let cases: Vec<(Vec<String>, i32)> = vec![
+        (vec![fixture("recipes/np-01-web-deny-all.yaml")], 0),
+        // warnings alone do not fail
+        (vec![fixture("examples/05-deny-from-certain-pods.yaml")], 0),
+        (vec![fixture("broken/kube-system-default-deny.yaml")], 1),
+        (
+            vec![
+                fixture("recipes/np-01-web-deny-all.yaml"),
+                fixture("broken/kyverno-add-networkpolicy-dns.yaml"),
+            ],
+            1,
+        ),
+        (vec!["/nonexistent/netpol.yaml".into()], 2),
+        (vec!["--format".into(), "xml".into(), fixture("recipes")], 2),
+        (vec![], 2),
+    ];
+    for (args, code) in cases {
+        let mut full = vec!["check".to_string()];
+        full.extend(args.clone());
+        let out = bin().args(&full).output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}\n{}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn text_report_groups_findings_by_object_and_sums_up() {
+    let out = run(&["check", &fixture("broken/kube-system-default-deny.yaml")]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("NetworkPolicy kube-system/default-deny-all"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deny  protected-namespace-deny-all  at spec.podSelector"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warn  protected-namespace-isolation"),
+        "{text}"
+    );
+    assert!(text.contains("fix: "), "{text}");
+    assert!(
+        text.contains(
+            "checked 2 NetworkPolicies and 0 Namespaces in 1 files: 2 deny, 1 warn, 0 errors"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_findings_carry_every_field() {
+    let out = run(&[
+        "check",
+        "--format",
+        "json",
+        &fixture("broken/kyverno-add-networkpolicy-dns.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let findings = v["findings"].as_array().expect("findings");
+    let rules: Vec<&str> = findings
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "egress-missing-dns",
+            "dns-peer-too-broad",
+            "namespace-selector-name-label"
+        ]
+    );
+    let f = &findings[0];
+    assert_eq!(f["severity"], "deny");
+    assert_eq!(f["kind"], "NetworkPolicy");
+    assert_eq!(f["namespace"], "team-a");
+    assert_eq!(f["name"], "default-deny");
+    assert_eq!(f["path"], "spec.egress");
+    assert!(
+        f["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("kyverno-add-networkpolicy-dns.yaml")
+    );
+    assert!(f["message"].as_str().unwrap().contains("UDP 53"));
+    assert!(f["fix"].as_str().unwrap().contains("k8s-app: kube-dns"));
+    assert_eq!(findings[1]["severity"], "warn");
+    assert_eq!(v["summary"]["deny"], 1);
+    assert_eq!(v["summary"]["warn"], 2);
+    assert_eq!(v["summary"]["exitCode"], 1);
+}
+
+#[test]
+fn sarif_is_2_1_0_with_rules_and_levels() {
+    let out = run(&[
+        "check",
+        "--format",
+        "sarif",
+        &fixture("broken/kyverno-add-networkpolicy-dns.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "netpol-guard");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), netpol_guard::rules::CATALOG.len());
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results {
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], r["ruleId"]);
+        let loc = &r["locations"][0]["physicalLocation"];
+        assert!(
+            loc["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with(".yaml")
+        );
+        assert_eq!(loc["region"]["startLine"], 5);
+    }
+    assert_eq!(results[0]["level"], "error");
+    assert_eq!(results[1]["level"], "warning");
+}
+
+#[test]
+fn malformed_document_is_reported_and_the_others_still_checked() {
+    let path = temp_file(
+        "mixed.yaml",
+        &format!(
+            "{MISSING_DNS}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: broken\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: typed}}\nspec: {{policyTypes: Egress}}\n"
+        ),
+    );
+    let out = run(&["check", "--format", "json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let v = json(&out);
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0]["document"], 2);
+    assert!(errors[0]["file"].as_str().unwrap().ends_with("mixed.yaml"));
+    assert!(errors[0]["line"].as_u64().unwrap() >= 15, "{errors:?}");
+    assert_eq!(errors[1]["document"], 3);
+    assert!(
+        errors[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.policyTypes"),
+        "{errors:?}"
+    );
+    // the good document was still judged
+    assert_eq!(v["findings"][0]["rule"], "egress-missing-dns");
+    assert_eq!(v["findings"][0]["name"], "web-egress");
+}
+
+#[test]
+fn stdin_and_default_namespace() {
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: lockdown}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n";
+    let out = run_stdin(&["check", "--format", "json", "-"], policy);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["summary"]["networkPolicies"], 1);
+    // the same manifest applied to kube-system locks the cluster out
+    let out = run_stdin(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--namespace",
+            "kube-system",
+            "-",
+        ],
+        policy,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["findings"][0]["rule"], "protected-namespace-deny-all");
+    assert_eq!(v["findings"][0]["namespace"], "kube-system");
+    assert_eq!(v["findings"][0]["file"], "-");
+}
+
+#[test]
+fn fix_injects_dns_and_the_fixed_output_passes() {
+    let out = run_stdin(
+        &["check", "--fix", "-"],
+        &format!(
+            "# a comment\n{MISSING_DNS}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kept}}\n"
+        ),
+    );
+    // the report (stderr) judges the fixed manifests
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fixed = stdout(&out);
+    let docs: Vec<Value> = fixed
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str(d).expect("fixed output parses"))
+        .collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[1]["metadata"]["name"], "kept");
+    assert_eq!(
+        docs[0]["metadata"]["annotations"]["netpol-guard.io/injected"],
+        "dns"
+    );
+    let egress = docs[0]["spec"]["egress"].as_array().unwrap();
+    assert_eq!(egress.len(), 2);
+    assert_eq!(
+        egress[1]["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    assert_eq!(egress[1]["ports"][1]["protocol"], "TCP");
+    // the fixed output is clean, and fixing it again changes nothing
+    let again = run_stdin(&["check", "--fix", "-"], &fixed);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(stdout(&again), fixed);
+}
+
+#[test]
+fn fix_keeps_unparsable_documents() {
+    let out = run_stdin(
+        &["check", "--fix", "-"],
+        "key: [unclosed\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("key: [unclosed"), "{}", stdout(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: -:2 (document 1): invalid YAML"));
+}
+
+#[test]
+fn directories_are_searched_recursively() {
+    let out = run(&["check", "--format", "json", &fixture("")]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let yaml_files = walk(Path::new(&fixture(""))).len();
+    assert_eq!(v["summary"]["files"], yaml_files);
+    assert_eq!(v["summary"]["errors"], 0);
+    // index.yaml is no Kubernetes object: skipped and counted, not an error
+    assert_eq!(
+        v["summary"]["skipped"]["documents without apiVersion and kind"],
+        1
+    );
+    assert_eq!(
+        v["summary"]["skipped"]["NetworkPolicy (projectcalico.org/v3)"],
+        1
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn config_file_changes_severities_and_bad_config_is_exit_2() {
+    let config = temp_file("config.yaml", "rules:\n  egress-missing-dns: warn\n");
+    let out = run(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        &fixture("broken/kyverno-add-networkpolicy-dns.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let off = temp_file("off.yaml", "rules:\n  egress-missing-dns: off\n");
+    let out = run(&[
+        "check",
+        "--format",
+        "json",
+        "--config",
+        off.to_str().unwrap(),
+        &fixture("broken/kyverno-add-networkpolicy-dns.yaml"),
+    ]);
+    assert_eq!(json(&out)["summary"]["deny"], 0);
+    assert_eq!(json(&out)["summary"]["warn"], 2);
+    let bad = temp_file("bad.yaml", "rules:\n  no-such-rule: deny\n");
+    let out = run(&[
+        "check",
+        "--config",
+        bad.to_str().unwrap(),
+        &fixture("recipes"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-rule"));
+}
+
+#[test]
+fn rules_lists_the_catalog_and_the_readme_documents_it() {
+    let out = run(&["rules"]);
+    let listed = stdout(&out);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for rule in netpol_guard::rules::CATALOG {
+        assert!(listed.contains(rule.id), "{} not listed", rule.id);
+        assert!(
+            readme.contains(&format!("\n### {}\n", rule.id)),
+            "README has no section for {}",
+            rule.id
+        );
+        assert!(
+            readme.contains(&format!(
+                "| [`{}`](#{}) | {} |",
+                rule.id, rule.id, rule.default_severity
+            )),
+            "README catalog row for {} is missing or has the wrong severity",
+            rule.id
+        );
+    }
+}
