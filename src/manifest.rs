@@ -240,6 +240,9 @@ mod tests {
             err.message.contains("flow sequence at line 15 column 6"),
             "{err:?}"
         );
+        // leading comments are not the document's first line
+        let m = Manifest::parse("x.yaml", "# one\n\n# two\nkind: A\n");
+        assert_eq!(m.docs[0].line, 4);
         // the separator needs to be alone on its line
         let m = Manifest::parse("x.yaml", "a: |\n  ---x\nb: 1\n");
         assert_eq!(m.docs.len(), 1);
@@ -280,6 +283,14 @@ mod tests {
             decode(&v("apiVersion: v1"))
                 .expect_err("no kind")
                 .contains("kind")
+        );
+        assert!(
+            decode(&v("kind: NetworkPolicy"))
+                .expect_err("no apiVersion")
+                .contains("apiVersion")
+        );
+        assert!(
+            matches!(decode(&v("replicas: 3")), Ok(Object::Other { kind }) if kind == NOT_AN_OBJECT)
         );
         assert!(list_items(&v("kind: List\nitems: [{a: 1}]")).is_some());
     }
