@@ -175,14 +175,10 @@ impl DnsTarget {
     /// The egress rule netpol-guard recommends and injects: every DNS port, to the DNS pods
     /// (namespace AND pod selector in one peer), plus each configured DNS address.
     pub fn allowance_rule(&self) -> NetworkPolicyEgressRule {
-        let selector = |labels: &Labels| LabelSelector {
-            match_labels: Some(labels.clone()),
-            match_expressions: None,
-        };
         // Select the namespace by the configured labels only, not every label it has.
         let mut to = vec![NetworkPolicyPeer {
-            namespace_selector: Some(selector(&self.namespace_labels)),
-            pod_selector: Some(selector(&self.pod_labels)),
+            namespace_selector: Some(super::selector::from_labels(&self.namespace_labels)),
+            pod_selector: Some(super::selector::from_labels(&self.pod_labels)),
             ip_block: None,
         }];
         to.extend(self.ips.iter().map(|ip| NetworkPolicyPeer {

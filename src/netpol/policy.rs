@@ -115,6 +115,17 @@ impl RuleView<'_> {
     }
 }
 
+/// A rule's peers and ports as slices (missing is empty).
+fn slices<'r>(
+    peers: &'r Option<Vec<NetworkPolicyPeer>>,
+    ports: &'r Option<Vec<NetworkPolicyPort>>,
+) -> (&'r [NetworkPolicyPeer], &'r [NetworkPolicyPort]) {
+    (
+        peers.as_deref().unwrap_or_default(),
+        ports.as_deref().unwrap_or_default(),
+    )
+}
+
 /// A NetworkPolicy under analysis, with the defaults Kubernetes applies made explicit.
 #[derive(Debug, Clone)]
 pub struct Subject<'a> {
@@ -166,34 +177,33 @@ impl<'a> Subject<'a> {
 
     /// Every rule written for a direction, whether or not `policyTypes` lets it count.
     pub fn written_rules(&self, direction: Direction) -> Vec<RuleView<'_>> {
-        match direction {
+        // (peers, ports) of each rule; ingress names its peers `from`, egress `to`
+        let rules: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
             Direction::Ingress => self
                 .spec
                 .ingress
                 .iter()
                 .flatten()
-                .enumerate()
-                .map(|(index, r)| RuleView {
-                    direction,
-                    index,
-                    peers: r.from.as_deref().unwrap_or_default(),
-                    ports: r.ports.as_deref().unwrap_or_default(),
-                })
+                .map(|r| slices(&r.from, &r.ports))
                 .collect(),
             Direction::Egress => self
                 .spec
                 .egress
                 .iter()
                 .flatten()
-                .enumerate()
-                .map(|(index, r)| RuleView {
-                    direction,
-                    index,
-                    peers: r.to.as_deref().unwrap_or_default(),
-                    ports: r.ports.as_deref().unwrap_or_default(),
-                })
+                .map(|r| slices(&r.to, &r.ports))
                 .collect(),
-        }
+        };
+        rules
+            .into_iter()
+            .enumerate()
+            .map(|(index, (peers, ports))| RuleView {
+                direction,
+                index,
+                peers,
+                ports,
+            })
+            .collect()
     }
 
     /// The rules Kubernetes enforces for a direction: none unless the direction is in the

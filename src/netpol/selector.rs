@@ -263,6 +263,14 @@ pub fn keys(selector: &LabelSelector) -> impl Iterator<Item = (&str, Option<usiz
     labels.chain(exprs)
 }
 
+/// The selector `matchLabels: labels`.
+pub fn from_labels(labels: &Labels) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels.clone()),
+        match_expressions: None,
+    }
+}
+
 /// A selector in kubectl's notation (`app=web,tier in (a,b),!legacy`); `<all>` when empty.
 pub fn describe(selector: &LabelSelector) -> String {
     let mut parts: Vec<String> = selector

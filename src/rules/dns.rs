@@ -81,8 +81,8 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let tcp_only = !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing();
     let target = format!(
         "the DNS pods ({} in namespaces {})",
-        selector::describe(&label_selector(&ctx.config.dns.pod_labels)),
-        selector::describe(&label_selector(&ctx.config.dns.namespace_labels))
+        selector::describe(&selector::from_labels(&ctx.config.dns.pod_labels)),
+        selector::describe(&selector::from_labels(&ctx.config.dns.namespace_labels))
     );
     vec![Hit::new(
         egress_path(subject),
@@ -103,15 +103,6 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
             allowance_yaml(ctx)
         ),
     )]
-}
-
-fn label_selector(
-    labels: &selector::Labels,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
-        match_labels: Some(labels.clone()),
-        match_expressions: None,
-    }
 }
 
 fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {

@@ -19,29 +19,30 @@ pub const ISOLATION: Rule = Rule {
     check: isolation,
 };
 
-fn restricted(subject: &Subject<'_>) -> Vec<&'static str> {
-    Direction::BOTH
+/// The directions a policy restricts, if it is in a protected namespace and selects every
+/// pod (`all_pods`) or some pods (`!all_pods`).
+fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Option<String> {
+    if !ctx.config.is_protected(subject.namespace) || subject.selects_all_pods() != all_pods {
+        return None;
+    }
+    let dirs: Vec<&str> = Direction::BOTH
         .into_iter()
         .filter(|d| subject.restricts(*d))
         .map(Direction::policy_type)
-        .collect()
+        .collect();
+    (!dirs.is_empty()).then(|| dirs.join(" and "))
 }
 
 fn deny_all(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    if !ctx.config.is_protected(subject.namespace) || !subject.selects_all_pods() {
+    let Some(dirs) = restricted(ctx, subject, true) else {
         return Vec::new();
-    }
-    let dirs = restricted(subject);
-    if dirs.is_empty() {
-        return Vec::new();
-    }
+    };
     vec![Hit::new(
         "spec.podSelector",
         format!(
-            "selects every pod in the protected namespace {} and restricts {}: DNS, the CNI, \
+            "selects every pod in the protected namespace {} and restricts {dirs}: DNS, the CNI, \
              metrics and controllers there lose traffic and the cluster can go down",
             subject.namespace,
-            dirs.join(" and ")
         ),
         "set spec.podSelector.matchLabels to the pods you mean to isolate and allow everything \
          they need (the DNS pods need ingress on UDP and TCP 53 from every namespace)",
@@ -49,18 +50,13 @@ fn deny_all(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
 }
 
 fn isolation(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    if !ctx.config.is_protected(subject.namespace) || subject.selects_all_pods() {
+    let Some(dirs) = restricted(ctx, subject, false) else {
         return Vec::new();
-    }
-    let dirs = restricted(subject);
-    if dirs.is_empty() {
-        return Vec::new();
-    }
+    };
     vec![Hit::new(
         "spec.podSelector",
         format!(
-            "isolates {} for pods {} in the protected namespace {}",
-            dirs.join(" and "),
+            "isolates {dirs} for pods {} in the protected namespace {}",
             selector::describe(&subject.pod_selector()),
             subject.namespace
         ),
