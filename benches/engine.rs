@@ -63,13 +63,19 @@ fn decoded(manifests: &[Manifest]) -> Vec<(Inventory, Vec<Arc<NetworkPolicy>>)> 
                     .unwrap_or_else(|| vec![value.clone()]);
                 for item in items {
                     match manifest::decode(&item) {
-                        Ok(Object::NetworkPolicy(p)) => {
+                        Ok(manifest::Decoded {
+                            object: Object::NetworkPolicy(p),
+                            ..
+                        }) => {
                             let p: Arc<NetworkPolicy> = Arc::from(p);
                             let ns = p.metadata.namespace.clone().unwrap_or("default".into());
                             inventory.insert_policy(&ns, p.clone());
                             policies.push(p);
                         }
-                        Ok(Object::Namespace(n)) => inventory.insert_namespace(
+                        Ok(manifest::Decoded {
+                            object: Object::Namespace(n),
+                            ..
+                        }) => inventory.insert_namespace(
                             n.metadata.name.as_deref().unwrap_or(""),
                             n.metadata.labels.clone().unwrap_or_default(),
                         ),

@@ -209,6 +209,13 @@ struct Gathered {
     namespaces: usize,
 }
 
+fn in_item(item: Option<usize>, message: &str) -> String {
+    match item {
+        Some(i) => format!("item {i}: {message}"),
+        None => message.to_string(),
+    }
+}
+
 fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
     let mut g = Gathered::default();
     for (m, manifest) in manifests.iter().enumerate() {
@@ -243,8 +250,31 @@ fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
                     line: doc.line,
                     position: (m, d),
                 };
-                match manifest::decode(value) {
-                    Ok(Object::NetworkPolicy(policy)) => {
+                let decoded = match manifest::decode(value) {
+                    Ok(decoded) => decoded,
+                    Err(message) => {
+                        g.problems
+                            .push(problem(Some(doc.line), in_item(item, &message)));
+                        continue;
+                    }
+                };
+                if !decoded.unknown_fields.is_empty() {
+                    // reported, and the object is still judged as the API server stores it
+                    g.problems.push(problem(
+                        Some(doc.line),
+                        in_item(
+                            item,
+                            &format!(
+                                "unknown field{} {} (kubectl's strict validation rejects it; the API \
+                                 server would drop it)",
+                                if decoded.unknown_fields.len() == 1 { "" } else { "s" },
+                                decoded.unknown_fields.join(", ")
+                            ),
+                        ),
+                    ));
+                }
+                match decoded.object {
+                    Object::NetworkPolicy(policy) => {
                         let ns = policy
                             .metadata
                             .namespace
@@ -255,7 +285,7 @@ fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
                         g.inventory.insert_policy(&ns, policy.clone());
                         g.policies.push(Located { source, policy });
                     }
-                    Ok(Object::Namespace(ns)) => {
+                    Object::Namespace(ns) => {
                         g.namespaces += 1;
                         if let Some(name) = ns.metadata.name.as_deref() {
                             g.inventory.insert_namespace(
@@ -264,14 +294,7 @@ fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
                             );
                         }
                     }
-                    Ok(Object::Other { kind }) => *g.skipped.entry(kind).or_default() += 1,
-                    Err(message) => {
-                        let message = match item {
-                            Some(i) => format!("item {i}: {message}"),
-                            None => message,
-                        };
-                        g.problems.push(problem(Some(doc.line), message));
-                    }
+                    Object::Other { kind } => *g.skipped.entry(kind).or_default() += 1,
                 }
             }
         }

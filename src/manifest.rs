@@ -158,6 +158,14 @@ fn parse_json(text: &str) -> Vec<Doc> {
     docs
 }
 
+/// An object with the fields the decoder did not know (the API server would drop them).
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub object: Object,
+    /// Paths of unknown fields, e.g. `spec.podSelectr`.
+    pub unknown_fields: Vec<String>,
+}
+
 /// A Kubernetes object decoded from a document.
 #[derive(Debug, Clone)]
 pub enum Object {
@@ -183,37 +191,66 @@ pub fn list_items(value: &Value) -> Option<&Vec<Value>> {
 }
 
 /// Decodes one object by apiVersion and kind; type errors name the offending field.
-pub fn decode(value: &Value) -> Result<Object, String> {
+pub fn decode(value: &Value) -> Result<Decoded, String> {
     let Some(map) = value.as_object() else {
         return Err("not a Kubernetes object: expected a mapping with apiVersion and kind".into());
     };
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     let kind = map.get("kind").and_then(Value::as_str);
+    let other = |kind: String| {
+        Ok(Decoded {
+            object: Object::Other { kind },
+            unknown_fields: Vec::new(),
+        })
+    };
     match (api_version, kind) {
         // Helm values, kustomize patches, index files: not objects, nothing to check
-        (None, None) => Ok(Object::Other {
-            kind: NOT_AN_OBJECT.to_string(),
-        }),
+        (None, None) => other(NOT_AN_OBJECT.to_string()),
         (None, Some(kind)) => Err(format!("{kind} without apiVersion")),
         (Some(_), None) => Err("not a Kubernetes object: `kind` is missing".into()),
         (Some("networking.k8s.io/v1"), Some("NetworkPolicy")) => {
-            typed(value).map(|p| Object::NetworkPolicy(Box::new(p)))
+            typed(value).map(|(p, unknown_fields)| Decoded {
+                object: Object::NetworkPolicy(Box::new(p)),
+                unknown_fields,
+            })
         }
-        (Some("v1"), Some("Namespace")) => typed(value).map(|n| Object::Namespace(Box::new(n))),
-        (Some("v1"), Some(kind)) => Ok(Object::Other {
-            kind: kind.to_string(),
+        (Some("v1"), Some("Namespace")) => typed(value).map(|(n, unknown_fields)| Decoded {
+            object: Object::Namespace(Box::new(n)),
+            unknown_fields,
         }),
-        (Some(api_version), Some(kind)) => Ok(Object::Other {
-            kind: format!("{kind} ({api_version})"),
-        }),
+        (Some("v1"), Some(kind)) => other(kind.to_string()),
+        (Some(api_version), Some(kind)) => other(format!("{kind} ({api_version})")),
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+/// `spec.ingress[0].form`: the notation findings use.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Decodes a typed object. Type errors name the field. Unknown fields are returned: the
+/// API server drops them, and a dropped `podSelector` (say, misspelt `podSelectr`)
+/// selects every pod.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<(T, Vec<String>), String> {
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let typed = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         format!("{path}: {}", e.into_inner())
-    })
+    })?;
+    Ok((typed, unknown))
 }
 
 #[cfg(test)]
@@ -266,19 +303,35 @@ mod tests {
             decode(&v(
                 "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a}"
             )),
-            Ok(Object::NetworkPolicy(_))
+            Ok(Decoded {
+                object: Object::NetworkPolicy(_),
+                ..
+            })
         ));
         assert!(matches!(
             decode(&v("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}")),
-            Ok(Object::Namespace(_))
+            Ok(Decoded {
+                object: Object::Namespace(_),
+                ..
+            })
         ));
         match decode(&v("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy")) {
-            Ok(Object::Other { kind }) => assert_eq!(kind, "NetworkPolicy (projectcalico.org/v3)"),
+            Ok(Decoded {
+                object: Object::Other { kind },
+                ..
+            }) => assert_eq!(kind, "NetworkPolicy (projectcalico.org/v3)"),
             other => panic!("{other:?}"),
         }
         let err = decode(&v("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nspec: {egress: [{ports: [{port: [1]}]}]}")).expect_err("bad type");
         assert!(err.starts_with("spec.egress[0].ports[0].port"), "{err}");
         assert!(decode(&v("[1, 2]")).is_err());
+        // unknown fields are reported, and the object decodes as the API server stores it
+        let decoded = decode(&v("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a}\nspec: {podSelectr: {matchLabels: {app: a}}, ingress: [{form: []}]}"))
+            .expect("decodes");
+        assert_eq!(
+            decoded.unknown_fields,
+            ["spec.podSelectr", "spec.ingress[0].form"]
+        );
         assert!(
             decode(&v("apiVersion: v1"))
                 .expect_err("no kind")
@@ -290,7 +343,7 @@ mod tests {
                 .contains("apiVersion")
         );
         assert!(
-            matches!(decode(&v("replicas: 3")), Ok(Object::Other { kind }) if kind == NOT_AN_OBJECT)
+            matches!(decode(&v("replicas: 3")), Ok(Decoded { object: Object::Other { kind }, .. }) if kind == NOT_AN_OBJECT)
         );
         assert!(list_items(&v("kind: List\nitems: [{a: 1}]")).is_some());
     }

@@ -23,6 +23,9 @@ struct Fixture {
     #[serde(default)]
     config: Option<String>,
     expect: Vec<Expected>,
+    /// Input errors the file must produce, each matched by a substring of its message.
+    #[serde(default)]
+    errors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Clone)]
@@ -56,12 +59,19 @@ fn every_fixture_yields_exactly_its_expected_findings() {
             &config,
             "default",
         );
-        assert!(
-            report.problems.is_empty(),
-            "{}: {:?}",
-            fixture.file,
-            report.problems
-        );
+        let messages: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
+        let errors_match = messages.len() == fixture.errors.len()
+            && fixture
+                .errors
+                .iter()
+                .zip(&messages)
+                .all(|(want, got)| got.contains(want.as_str()));
+        if !errors_match {
+            failures.push(format!(
+                "{}:\n  want errors {:?}\n  got  {messages:?}",
+                fixture.file, fixture.errors
+            ));
+        }
         let mut got: Vec<Expected> = report
             .findings()
             .map(|(o, f)| Expected {

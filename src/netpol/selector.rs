@@ -302,6 +302,15 @@ pub fn describe(selector: &LabelSelector) -> String {
     }
 }
 
+/// "all pods" or "pods app=web": the pods a `podSelector` selects, for messages.
+pub fn describe_pods(selector: &LabelSelector) -> String {
+    if is_empty(selector) {
+        "all pods".to_string()
+    } else {
+        format!("pods {}", describe(selector))
+    }
+}
+
 /// Matches labels against a selector, treating an invalid selector as matching nothing
 /// (the API server would have rejected the object that holds it).
 pub fn matches(selector: &LabelSelector, labels: &Labels) -> bool {

@@ -87,9 +87,9 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     vec![Hit::new(
         egress_path(subject),
         format!(
-            "restricts egress of pods {} but {} allows DNS on UDP 53 to {target}{}: every name \
+            "restricts egress of {} but {} allows DNS on UDP 53 to {target}{}: every name \
              lookup of these pods will time out",
-            selector::describe(&subject.pod_selector()),
+            selector::describe_pods(&subject.pod_selector()),
             "no rule of this policy or of a policy covering the same pods",
             if tcp_only {
                 " (only TCP 53 is allowed)"

@@ -56,8 +56,8 @@ fn isolation(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     vec![Hit::new(
         "spec.podSelector",
         format!(
-            "isolates {dirs} for pods {} in the protected namespace {}",
-            selector::describe(&subject.pod_selector()),
+            "isolates {dirs} for {} in the protected namespace {}",
+            selector::describe_pods(&subject.pod_selector()),
             subject.namespace
         ),
         "make sure the rules admit everything these system pods need (DNS, the API server, \
