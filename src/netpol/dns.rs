@@ -102,13 +102,6 @@ impl DnsTarget {
             .any(|pod| peer::selects_pod(peer, policy_namespace, &pod))
     }
 
-    /// Whether a namespace selector matches a namespace DNS runs in.
-    pub fn selects_dns_namespace(&self, selector: &LabelSelector) -> bool {
-        self.namespaces
-            .iter()
-            .any(|(_, labels)| super::selector::matches(selector, labels))
-    }
-
     /// Whether a pod selector matches the DNS pods.
     pub fn selects_dns_pods(&self, selector: &LabelSelector) -> bool {
         super::selector::matches(selector, &self.pod_labels)

@@ -230,13 +230,6 @@ impl<'a> Subject<'a> {
     pub fn restricts(&self, direction: Direction) -> bool {
         self.isolates(direction) && !self.allows_all(direction)
     }
-
-    /// Whether any enforced rule admits some traffic.
-    pub fn allows_some_traffic(&self) -> bool {
-        Direction::BOTH
-            .into_iter()
-            .any(|d| !self.rules(d).is_empty())
-    }
 }
 
 #[cfg(test)]
@@ -323,6 +316,5 @@ pub(crate) mod tests {
         let p = policy("metadata: {name: a}\n");
         let s = Subject::new(&p, DEFAULT_NAMESPACE);
         assert!(s.selects_all_pods() && s.restricts(Direction::Ingress));
-        assert!(!s.allows_some_traffic());
     }
 }
