@@ -12,21 +12,60 @@ use crate::check;
 use crate::config::Config;
 use crate::report::{self, Format};
 use crate::rules::CATALOG;
+use crate::serve::ServeArgs;
+use crate::telemetry::LogFormat;
 
 /// Keeps Kubernetes NetworkPolicy from breaking clusters.
 #[derive(Debug, Parser)]
 #[command(name = "netpol-guard", version, about)]
 pub struct Cli {
+    /// Log format (logs go to stderr).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "NETPOL_GUARD_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Log level or filter (RUST_LOG, when set, wins).
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "NETPOL_GUARD_LOG_LEVEL"
+    )]
+    pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the validating and mutating admission webhook over TLS.
+    Serve(Box<ServeArgs>),
     /// Check manifests offline with the webhook's rules (exit 0 ok, 1 denied, 2 bad input).
     Check(CheckArgs),
+    /// Write a CA and a serving certificate for the webhook, and print the caBundle.
+    Certs(CertsArgs),
     /// List the rule catalog.
     Rules,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// DNS names of the webhook Service (e.g. netpol-guard.netpol-guard.svc).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// IP addresses to include.
+    #[arg(long = "ip")]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +91,24 @@ pub struct CheckArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(crate::serve::run(*args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs(args) => {
+            let bundle = crate::certs::generate(&args.dns, &args.ip, args.days)?;
+            crate::certs::write(&bundle, &args.out)?;
+            eprintln!(
+                "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key; caBundle for the webhook configurations:",
+                args.out.display()
+            );
+            println!("{}", crate::certs::ca_bundle(&bundle));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check(args) => run_check(args),
         Command::Rules => {
             let mut out = std::io::stdout().lock();

@@ -44,6 +44,51 @@ pub struct Config {
     pub dns: DnsConfig,
     /// Severity overrides by rule id.
     pub rules: BTreeMap<String, Level>,
+    /// Groups whose members may set or remove the namespace opt-out label.
+    pub admin_groups: Vec<String>,
+    /// What the mutating webhook may change.
+    pub mutation: MutationConfig,
+}
+
+/// How GitOps-managed objects are treated by the mutating webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitOpsMode {
+    /// Do not mutate; validation denies with the fix to commit to the source.
+    Deny,
+    /// Mutate like any other object (the GitOps tool will see drift).
+    Mutate,
+}
+
+/// Mutation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MutationConfig {
+    /// What to do with objects a GitOps tool manages.
+    pub gitops: GitOpsMode,
+    /// Labels whose presence marks an object as GitOps-managed.
+    pub gitops_labels: Vec<String>,
+    /// Annotations whose presence marks an object as GitOps-managed.
+    pub gitops_annotations: Vec<String>,
+}
+
+impl Default for MutationConfig {
+    fn default() -> Self {
+        Self {
+            gitops: GitOpsMode::Deny,
+            // Argo CD (annotation and label tracking) and Flux (kustomize and helm controllers)
+            gitops_labels: [
+                "argocd.argoproj.io/instance",
+                "kustomize.toolkit.fluxcd.io/name",
+                "helm.toolkit.fluxcd.io/name",
+            ]
+            .map(String::from)
+            .to_vec(),
+            gitops_annotations: ["argocd.argoproj.io/tracking-id"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
 }
 
 /// The cluster DNS service as NetworkPolicy peers can see it.
@@ -77,6 +122,8 @@ impl Default for Config {
                 .to_vec(),
             dns: DnsConfig::default(),
             rules: BTreeMap::new(),
+            admin_groups: vec!["system:masters".to_string()],
+            mutation: MutationConfig::default(),
         }
     }
 }
@@ -213,6 +260,15 @@ impl Config {
             .unwrap_or(rule.default_severity.into())
     }
 
+    /// Whether an object with these labels and annotations is managed by a GitOps tool.
+    pub fn is_gitops_managed(&self, labels: Option<&Labels>, annotations: Option<&Labels>) -> bool {
+        let has = |map: Option<&Labels>, keys: &[String]| {
+            map.is_some_and(|m| keys.iter().any(|k| m.contains_key(k)))
+        };
+        has(labels, &self.mutation.gitops_labels)
+            || has(annotations, &self.mutation.gitops_annotations)
+    }
+
     /// Whether a namespace is protected.
     pub fn is_protected(&self, namespace: &str) -> bool {
         self.protected_namespaces.iter().any(|n| n == namespace)
@@ -261,6 +317,7 @@ mod tests {
             ),
             ("dns:\n  ips: [not-an-ip]\n", "invalid"),
             ("dns:\n  podLabels: {}\n", "podLabels"),
+            ("mutation:\n  gitops: maybe\n", "unknown variant"),
             ("[1, 2", "invalid configuration"),
         ];
         for (yaml, want) in cases {

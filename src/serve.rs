@@ -1,0 +1,419 @@
+//! `netpol-guard serve`: the admission webhook process. Binds the TLS admission listener
+//! and the plain metrics listener, keeps certificates and configuration fresh, and shuts
+//! down gracefully on SIGTERM (a second signal exits at once).
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceBuilder;
+use tower::limit::ConcurrencyLimitLayer;
+
+use crate::admission::Identity;
+use crate::certs;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::reload;
+use crate::server::{self, AppState, Limits, Shared};
+use crate::tls::{self, CertStore};
+
+fn duration(text: &str) -> Result<Duration, String> {
+    server::parse_go_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration like 5s or 250ms"))
+}
+
+/// Flags of `serve`; each has a `NETPOL_GUARD_...` environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the TLS admission listener.
+    #[arg(long, env = "NETPOL_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP metrics and health listener.
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_METRICS_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Rule configuration (YAML), reloaded when it changes; the embedded default when absent.
+    #[arg(long, env = "NETPOL_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serving certificate (PEM chain), reloaded when it changes.
+    #[arg(long, env = "NETPOL_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM), reloaded with the certificate.
+    #[arg(long, env = "NETPOL_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Without --tls-cert/--tls-key: where the generated self-signed CA is written.
+    #[arg(long, env = "NETPOL_GUARD_SELF_SIGNED_DIR")]
+    pub self_signed_dir: Option<PathBuf>,
+    /// The namespace the guard runs in.
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_POD_NAMESPACE",
+        default_value = "netpol-guard"
+    )]
+    pub pod_namespace: String,
+    /// The guard's service account name (in --pod-namespace).
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_SERVICE_ACCOUNT",
+        default_value = "netpol-guard"
+    )]
+    pub service_account: String,
+    /// How often certificate and configuration files are checked for changes.
+    #[arg(long, env = "NETPOL_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
+    pub reload_interval: Duration,
+    /// After SIGTERM, how long to keep serving while readiness is false (endpoints drain).
+    #[arg(long, env = "NETPOL_GUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may take to finish during shutdown.
+    #[arg(long, env = "NETPOL_GUARD_DRAIN_TIMEOUT", default_value = "15s", value_parser = duration)]
+    pub drain_timeout: Duration,
+    /// TLS handshake timeout.
+    #[arg(long, env = "NETPOL_GUARD_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub handshake_timeout: Duration,
+    /// Time allowed to send request headers.
+    #[arg(long, env = "NETPOL_GUARD_HEADER_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub header_timeout: Duration,
+    /// Time allowed to send a request body.
+    #[arg(long, env = "NETPOL_GUARD_BODY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub body_timeout: Duration,
+    /// Largest accepted AdmissionReview body, in bytes.
+    #[arg(long, env = "NETPOL_GUARD_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Reviews processed at once; further requests wait.
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_MAX_CONCURRENT_REVIEWS",
+        default_value_t = 256
+    )]
+    pub max_concurrent_reviews: usize,
+    /// Open connections at once; further connections wait to be accepted.
+    #[arg(long, env = "NETPOL_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+/// Transport settings of the TLS listener.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub max_concurrent_reviews: usize,
+    pub max_connections: usize,
+}
+
+impl From<&ServeArgs> for Transport {
+    fn from(a: &ServeArgs) -> Self {
+        Self {
+            handshake_timeout: a.handshake_timeout,
+            header_timeout: a.header_timeout,
+            drain_timeout: a.drain_timeout,
+            max_concurrent_reviews: a.max_concurrent_reviews,
+            max_connections: a.max_connections,
+        }
+    }
+}
+
+/// Runs the webhook until SIGTERM or SIGINT.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let metrics = Metrics::new().context("registering metrics")?;
+    let identity = Identity {
+        service_account: format!(
+            "system:serviceaccount:{}:{}",
+            args.pod_namespace, args.service_account
+        ),
+        namespace: args.pod_namespace.clone(),
+    };
+    let limits = Limits {
+        max_body: args.max_body_bytes,
+        body_timeout: args.body_timeout,
+        ..Limits::default()
+    };
+    let state = Shared::new(config, identity, metrics, limits);
+
+    let (loaded, tls_files) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert_pem =
+                std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem =
+                std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let loaded =
+                tls::load(&cert_pem, &key_pem).context("loading the serving certificate")?;
+            (
+                loaded,
+                Some((cert.clone(), key.clone(), vec![cert_pem, key_pem])),
+            )
+        }
+        _ => (self_signed(args.self_signed_dir.as_deref())?, None),
+    };
+    state.metrics.tls_expiry.set(loaded.not_after as f64);
+    let store = Arc::new(CertStore::new(loaded));
+    let tls_config = tls::server_config(store.clone())?;
+
+    if let Some((cert, key, initial)) = tls_files {
+        tokio::spawn(watch_certificates(
+            state.clone(),
+            store,
+            vec![cert, key],
+            initial,
+            args.reload_interval,
+        ));
+    }
+    if let Some(path) = &args.config {
+        let initial = std::fs::read(path).unwrap_or_default();
+        tokio::spawn(watch_config(
+            state.clone(),
+            path.clone(),
+            initial,
+            args.reload_interval,
+        ));
+    }
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let metrics_listener = TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        metrics = %metrics_listener.local_addr()?,
+        config = %args.config.as_ref().map_or("embedded default".to_string(), |p| p.display().to_string()),
+        version = env!("CARGO_PKG_VERSION"),
+        "netpol-guard serving admission reviews"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(signals(state.clone(), args.shutdown_delay, stop_tx));
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let metrics_server = tokio::spawn({
+        let router = server::metrics_router(state.clone());
+        let stop = stopped(stop_rx.clone());
+        async move {
+            axum::serve(metrics_listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    });
+    state.set_ready(true);
+    serve_tls(
+        listener,
+        state.clone(),
+        tls_config,
+        Transport::from(&args),
+        stopped(stop_rx),
+    )
+    .await;
+    let _ = metrics_server.await;
+    tracing::info!("netpol-guard stopped");
+    Ok(())
+}
+
+/// Generates a CA and a certificate for localhost, writes the CA where clients can find it.
+fn self_signed(dir: Option<&Path>) -> anyhow::Result<tls::Loaded> {
+    let bundle = certs::generate(
+        &["localhost".to_string()],
+        &[
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ],
+        365,
+    )?;
+    let dir = dir.map_or_else(
+        || std::env::temp_dir().join("netpol-guard"),
+        Path::to_path_buf,
+    );
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, &bundle.ca_pem).with_context(|| format!("writing {}", ca.display()))?;
+    tracing::warn!(
+        ca = %ca.display(),
+        "no --tls-cert/--tls-key: serving a self-signed certificate for localhost; trust the CA written here"
+    );
+    Ok(tls::load(
+        bundle.cert_pem.as_bytes(),
+        bundle.key_pem.as_bytes(),
+    )?)
+}
+
+async fn watch_certificates(
+    state: AppState,
+    store: Arc<CertStore>,
+    paths: Vec<PathBuf>,
+    initial: Vec<Vec<u8>>,
+    interval: Duration,
+) {
+    reload::watch(paths, interval, initial, move |read| {
+        let result = read
+            .map_err(|e| e.to_string())
+            .and_then(|files| tls::load(&files[0], &files[1]).map_err(|e| e.to_string()));
+        match result {
+            Ok(loaded) => {
+                state.metrics.tls_expiry.set(loaded.not_after as f64);
+                store.replace(loaded);
+                state.metrics.tls_reloads.with_label_values(&["success"]).inc();
+                tracing::info!("serving certificate reloaded");
+            }
+            Err(e) => {
+                state.metrics.tls_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "new serving certificate refused; the previous one stays in service");
+            }
+        }
+    })
+    .await;
+}
+
+async fn watch_config(state: AppState, path: PathBuf, initial: Vec<u8>, interval: Duration) {
+    reload::watch(vec![path.clone()], interval, vec![initial], move |read| {
+        let result = read
+            .map_err(|e| e.to_string())
+            .and_then(|files| {
+                let text = String::from_utf8_lossy(&files[0]).into_owned();
+                Config::from_yaml(&text).map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(config) => {
+                state.set_config(config);
+                state.metrics.config_reloads.with_label_values(&["success"]).inc();
+                tracing::info!(config = %path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                state.metrics.config_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(config = %path.display(), error = %e, "new configuration refused; the previous one stays in service");
+            }
+        }
+    })
+    .await;
+}
+
+/// First SIGTERM/SIGINT: readiness false, keep serving for `delay`, then stop. Second:
+/// exit at once.
+async fn signals(state: AppState, delay: Duration, stop: watch::Sender<bool>) {
+    wait_for_signal().await;
+    tracing::info!(delay = ?delay, "shutdown requested: readiness is now false");
+    state.set_ready(false);
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    tokio::time::sleep(delay).await;
+    let _ = stop.send(true);
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Accepts TLS connections until `stop` resolves, then lets in-flight requests finish
+/// (closing idle keep-alive connections) for at most the drain timeout.
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    tls_config: Arc<ServerConfig>,
+    transport: Transport,
+    stop: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls_config);
+    let router = server::admission_router(state);
+    let service = ServiceBuilder::new()
+        .layer(ConcurrencyLimitLayer::new(
+            transport.max_concurrent_reviews.max(1),
+        ))
+        .service(router);
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(transport.max_connections.max(1)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(transport.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = transport.handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(transport.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout: closing the remaining connections");
+    }
+}

@@ -1,0 +1,420 @@
+//! The HTTP surface: the admission endpoints (served over TLS by [`crate::serve`]) and the
+//! plain-HTTP metrics and health endpoints. Handlers read the body under limits, hand it
+//! to [`crate::admission::review`] and turn the outcome into a response.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tracing::{Instrument, Level};
+
+use crate::admission::{self, Decision, Endpoint, Engine, Identity, Reviewed};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::netpol::cluster::Inventory;
+
+/// Transport limits of the admission endpoints.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted body (an UPDATE carries two objects of up to 3 MiB): 413 above it.
+    pub max_body: usize,
+    /// Bodies above this size are reviewed off the async workers, a few at a time, so they
+    /// cannot starve small requests.
+    pub large_body: usize,
+    pub large_concurrency: usize,
+    /// How long a client may take to send its body.
+    pub body_timeout: Duration,
+    /// Answer this long before the API server's `?timeout=` expires.
+    pub deadline_margin: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body: 7 * 1024 * 1024,
+            large_body: 1024 * 1024,
+            large_concurrency: 2,
+            body_timeout: Duration::from_secs(10),
+            deadline_margin: Duration::from_millis(100),
+        }
+    }
+}
+
+/// State shared by all requests.
+#[derive(Debug)]
+pub struct Shared {
+    config: RwLock<Arc<Config>>,
+    inventory: RwLock<Arc<Inventory>>,
+    identity: Arc<Identity>,
+    pub metrics: Metrics,
+    ready: AtomicBool,
+    limits: Limits,
+    large: Semaphore,
+}
+
+/// Handle to the shared state.
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    pub fn new(config: Config, identity: Identity, metrics: Metrics, limits: Limits) -> AppState {
+        Arc::new(Self {
+            config: RwLock::new(Arc::new(config)),
+            inventory: RwLock::new(Arc::new(Inventory::new())),
+            identity: Arc::new(identity),
+            metrics,
+            ready: AtomicBool::new(false),
+            large: Semaphore::new(limits.large_concurrency.max(1)),
+            limits,
+        })
+    }
+
+    /// A consistent snapshot for one review.
+    pub fn engine(&self) -> Engine {
+        Engine {
+            config: self.config.read().map(|c| c.clone()).unwrap_or_default(),
+            inventory: self.inventory.read().map(|i| i.clone()).unwrap_or_default(),
+            identity: self.identity.clone(),
+        }
+    }
+
+    /// Puts a new rule configuration in service.
+    pub fn set_config(&self, config: Config) {
+        if let Ok(mut c) = self.config.write() {
+            *c = Arc::new(config);
+        }
+    }
+
+    /// Puts a new view of the cluster in service.
+    pub fn set_inventory(&self, inventory: Inventory) {
+        if let Ok(mut i) = self.inventory.write() {
+            *i = Arc::new(inventory);
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// The admission router: `POST /validate`, `POST /mutate`, and the health endpoints.
+pub fn admission_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/validate",
+            post(|State(s): State<AppState>, req: Request| handle(s, Endpoint::Validate, req)),
+        )
+        .route(
+            "/mutate",
+            post(|State(s): State<AppState>, req: Request| handle(s, Endpoint::Mutate, req)),
+        )
+        .merge(health_routes())
+        .with_state(state)
+}
+
+/// The plain-HTTP router: `GET /metrics` and the health endpoints.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    s.metrics.render(),
+                )
+            }),
+        )
+        .merge(health_routes())
+        .with_state(state)
+}
+
+fn health_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AppState>| async move {
+                if s.is_ready() {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+}
+
+/// A plain-text error for requests that never became reviews.
+fn reject(status: StatusCode, message: &str) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The API server's `?timeout=10s` (a Go duration), if present and valid.
+fn requested_timeout(req: &Request) -> Option<Duration> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(parse_go_duration)
+}
+
+/// Parses Go's `time.Duration` notation: `10s`, `1m30s`, `1.5s`, `250ms`.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "admission",
+        endpoint = endpoint.as_str(),
+        uid = tracing::field::Empty,
+        kind = tracing::field::Empty,
+        operation = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+        name = tracing::field::Empty,
+        dry_run = tracing::field::Empty,
+        decision = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let response = review_request(&state, endpoint, req, started)
+        .instrument(span.clone())
+        .await;
+    let (status, reviewed) = match response {
+        Ok(reviewed) => (
+            if reviewed.bad_request {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            },
+            reviewed,
+        ),
+        Err(rejected) => {
+            state
+                .metrics
+                .requests
+                .with_label_values(&[
+                    endpoint.as_str(),
+                    "unknown",
+                    "unknown",
+                    Decision::Invalid.as_str(),
+                ])
+                .inc();
+            return rejected;
+        }
+    };
+    let elapsed = started.elapsed();
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[
+            endpoint.as_str(),
+            reviewed.kind,
+            reviewed.operation,
+            reviewed.decision.as_str(),
+        ])
+        .inc();
+    m.duration
+        .with_label_values(&[endpoint.as_str()])
+        .observe(elapsed.as_secs_f64());
+    for f in &reviewed.findings {
+        m.findings
+            .with_label_values(&[f.rule, f.severity.as_str()])
+            .inc();
+    }
+    span.record("uid", reviewed.uid.as_str());
+    span.record("kind", reviewed.kind);
+    span.record("operation", reviewed.operation);
+    span.record("namespace", reviewed.namespace.as_str());
+    span.record("name", reviewed.name.as_str());
+    span.record("dry_run", reviewed.dry_run);
+    span.record("decision", reviewed.decision.as_str());
+    span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
+    let rules: Vec<&str> = reviewed.findings.iter().map(|f| f.rule).collect();
+    span.in_scope(|| {
+        // request bodies are never logged: only ids, names and the decision
+        if reviewed.decision == Decision::Allowed && rules.is_empty() {
+            tracing::event!(Level::DEBUG, "reviewed");
+        } else {
+            tracing::event!(Level::INFO, rules = ?rules, "reviewed");
+        }
+    });
+    match admission::to_json(&reviewed.review) {
+        Ok(json) => (status, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the response: {e}"),
+        ),
+    }
+}
+
+/// Reads the body under the limits and reviews it, answering before the API server's
+/// deadline. `Err` is an HTTP-level rejection (413, 415, 408).
+async fn review_request(
+    state: &AppState,
+    endpoint: Endpoint,
+    req: Request,
+    started: Instant,
+) -> Result<Reviewed, Response> {
+    let limits = &state.limits;
+    if !is_json(&req) {
+        return Err(reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "an AdmissionReview must be sent as application/json",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body) {
+        return Err(too_large(limits));
+    }
+    let deadline =
+        requested_timeout(&req).map(|t| started + t.saturating_sub(limits.deadline_margin));
+    let large = declared.is_none_or(|n| n > limits.large_body);
+    // Large bodies wait for one of a few permits before they are even read.
+    let _permit = if large {
+        match state.large.acquire().await {
+            Ok(p) => Some(p),
+            Err(_) => return Err(reject(StatusCode::SERVICE_UNAVAILABLE, "shutting down")),
+        }
+    } else {
+        None
+    };
+    let body = read_body(req.into_body(), limits).await?;
+    // kept to echo the uid if the review itself cannot finish
+    let original = body.clone();
+    let engine = state.engine();
+    let work = async move {
+        if body.len() > limits.large_body {
+            let body = body.clone();
+            tokio::task::spawn_blocking(move || admission::review(&engine, endpoint, &body))
+                .await
+                .map_err(|_| ())
+        } else {
+            Ok(admission::review(&engine, endpoint, &body))
+        }
+    };
+    let outcome = match deadline {
+        Some(deadline) => {
+            match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), work).await {
+                Ok(done) => done,
+                Err(_) => {
+                    return Ok(admission::failed(
+                        &original,
+                        "netpol-guard could not decide before the API server's timeout",
+                    ));
+                }
+            }
+        }
+        None => work.await,
+    };
+    Ok(outcome
+        .unwrap_or_else(|()| admission::failed(&original, "netpol-guard failed while reviewing")))
+}
+
+fn too_large(limits: &Limits) -> Response {
+    reject(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the body exceeds {} bytes", limits.max_body),
+    )
+}
+
+async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, Response> {
+    match tokio::time::timeout(
+        limits.body_timeout,
+        axum::body::to_bytes(body, limits.max_body),
+    )
+    .await
+    {
+        Err(_) => Err(reject(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body was not sent in time",
+        )),
+        Ok(Err(e)) => {
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            if over_limit {
+                Err(too_large(limits))
+            } else {
+                Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    "the body could not be read",
+                ))
+            }
+        }
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let cases = [
+            ("10s", Some(10_000)),
+            ("1m30s", Some(90_000)),
+            ("1.5s", Some(1_500)),
+            ("250ms", Some(250)),
+            ("1h", Some(3_600_000)),
+            ("", None),
+            ("10", None),
+            ("s", None),
+            ("10x", None),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(
+                parse_go_duration(text).map(|d| d.as_millis() as u64),
+                ms,
+                "{text}"
+            );
+        }
+    }
+}

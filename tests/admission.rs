@@ -1,0 +1,812 @@
+//! The admission endpoints with canned AdmissionReviews, through the router without a
+//! socket: verdicts, patches, namespaces, malformed input, limits and metrics.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netpol_guard::admission::Identity;
+use netpol_guard::config::Config;
+use netpol_guard::metrics::Metrics;
+use netpol_guard::server::{self, AppState, Limits, Shared};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const UID: &str = "3e5b1c1a-8f0e-4c7e-9d55-0d6c2b7f1a10";
+
+fn state_with(config: Config) -> AppState {
+    Shared::new(
+        config,
+        Identity {
+            namespace: "netpol-guard".into(),
+            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
+        },
+        Metrics::new().unwrap(),
+        Limits::default(),
+    )
+}
+
+fn state() -> AppState {
+    state_with(Config::default())
+}
+
+/// An AdmissionReview as the API server sends it.
+struct Review {
+    kind: &'static str,
+    operation: &'static str,
+    object: Value,
+    old: Value,
+    user: &'static str,
+    groups: Vec<&'static str>,
+    dry_run: bool,
+    sub_resource: Option<&'static str>,
+}
+
+impl Review {
+    fn policy(operation: &'static str, object: Value) -> Self {
+        Self {
+            kind: "NetworkPolicy",
+            operation,
+            object,
+            old: Value::Null,
+            user: "alice",
+            groups: vec!["system:authenticated"],
+            dry_run: false,
+            sub_resource: None,
+        }
+    }
+
+    fn namespace(operation: &'static str, object: Value) -> Self {
+        Self {
+            kind: "Namespace",
+            ..Self::policy(operation, object)
+        }
+    }
+
+    fn json(&self) -> Value {
+        let (group, resource) = match self.kind {
+            "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
+            "Namespace" => ("", "namespaces"),
+            _ => ("", "pods"),
+        };
+        let subject = if self.object.is_null() {
+            &self.old
+        } else {
+            &self.object
+        };
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": UID,
+                "kind": {"group": group, "version": "v1", "kind": self.kind},
+                "resource": {"group": group, "version": "v1", "resource": resource},
+                "subResource": self.sub_resource,
+                "name": subject["metadata"]["name"],
+                "namespace": subject["metadata"]["namespace"],
+                "operation": self.operation,
+                "userInfo": {"username": self.user, "groups": self.groups},
+                "object": self.object,
+                "oldObject": self.old,
+                "dryRun": self.dry_run,
+            }
+        })
+    }
+}
+
+fn netpol(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": spec,
+    })
+}
+
+/// Egress isolated, DNS only through the `name: kube-system` label that does not exist.
+fn missing_dns() -> Value {
+    netpol(
+        "web-egress",
+        json!({
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"name": "kube-system"}}}],
+                        "ports": [{"port": 53, "protocol": "UDP"}]}],
+        }),
+    )
+}
+
+fn udp_only_dns() -> Value {
+    netpol(
+        "web-egress",
+        json!({
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                        "ports": [{"port": 53, "protocol": "UDP"}]}],
+        }),
+    )
+}
+
+async fn send_raw(
+    router: Router,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
+    let req = Request::post(path)
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, bytes)
+}
+
+async fn send(state: &AppState, endpoint: &str, review: &Value) -> (StatusCode, Value) {
+    let (status, body) = send_raw(
+        server::admission_router(state.clone()),
+        &format!("/{endpoint}?timeout=10s"),
+        "application/json",
+        serde_json::to_vec(review).unwrap(),
+    )
+    .await;
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)}));
+    (status, value)
+}
+
+fn patch_of(response: &Value) -> Option<json_patch::Patch> {
+    let encoded = response["response"]["patch"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("patch is base64");
+    Some(serde_json::from_slice(&bytes).expect("patch is a JSON patch"))
+}
+
+async fn metrics_text(state: &AppState) -> String {
+    let resp = server::metrics_router(state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_canned_create_is_denied_with_rule_ids_fix_and_403() {
+    let state = state();
+    let body: Value = serde_json::from_str(include_str!("data/networkpolicy-create.json")).unwrap();
+    let (status, resp) = send(&state, "validate", &body).await;
+    assert_eq!(status, StatusCode::OK);
+    let r = &resp["response"];
+    assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(resp["kind"], "AdmissionReview");
+    assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("netpol-guard denied NetworkPolicy shop/web-egress:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("[egress-missing-dns] spec.egress:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("fix: add this rule to spec.egress:"),
+        "{message}"
+    );
+    assert!(message.contains("k8s-app: kube-dns"), "{message}");
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("netpol-guard dns-peer-too-broad at spec.egress[0].to[0]")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("netpol-guard namespace-selector-name-label")),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        r["auditAnnotations"]["egress-missing-dns"],
+        "deny spec.egress"
+    );
+    assert!(
+        r["auditAnnotations"]["dns-peer-too-broad"]
+            .as_str()
+            .unwrap()
+            .starts_with("warn ")
+    );
+
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="denied",endpoint="validate",kind="NetworkPolicy",operation="CREATE"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_rule_findings_total{rule="egress-missing-dns",severity="deny"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_rule_findings_total{rule="dns-peer-too-broad",severity="warn"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_duration_seconds_count{endpoint="validate"}"#
+        ),
+        1.0
+    );
+    assert!(text.contains(&format!(
+        "netpol_guard_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.contains(
+        "netpol_guard_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"0.0001\"}"
+    ));
+    assert!(text.contains("process_resident_memory_bytes"));
+}
+
+#[tokio::test]
+async fn warnings_alone_admit() {
+    let state = state();
+    let (_, resp) = send(
+        &state,
+        "validate",
+        &Review::policy("CREATE", udp_only_dns()).json(),
+    )
+    .await;
+    let r = &resp["response"];
+    assert_eq!(r["uid"], UID);
+    assert_eq!(r["allowed"], true);
+    let warnings = r["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .starts_with("netpol-guard dns-tcp-missing at spec.egress[0]")
+    );
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="allowed",endpoint="validate",kind="NetworkPolicy",operation="CREATE"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn update_judges_the_new_object_and_delete_is_admitted() {
+    let state = state();
+    let mut fixing = Review::policy("UPDATE", udp_only_dns());
+    fixing.old = missing_dns();
+    let (_, resp) = send(&state, "validate", &fixing.json()).await;
+    assert_eq!(resp["response"]["allowed"], true);
+
+    let mut breaking = Review::policy("UPDATE", missing_dns());
+    breaking.old = udp_only_dns();
+    let (_, resp) = send(&state, "validate", &breaking.json()).await;
+    assert_eq!(resp["response"]["allowed"], false);
+    assert_eq!(resp["response"]["status"]["code"], 403);
+
+    // DELETE carries only oldObject
+    let mut delete = Review::policy("DELETE", Value::Null);
+    delete.old = missing_dns();
+    for endpoint in ["validate", "mutate"] {
+        let (status, resp) = send(&state, endpoint, &delete.json()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(resp["response"]["uid"], UID);
+        assert_eq!(resp["response"]["allowed"], true);
+        assert!(resp["response"].get("patch").is_none());
+    }
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="allowed",endpoint="validate",kind="NetworkPolicy",operation="DELETE"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn mutation_injects_dns_once_and_the_result_validates() {
+    let state = state();
+    let original = missing_dns();
+    let (status, resp) = send(
+        &state,
+        "mutate",
+        &Review::policy("CREATE", original.clone()).json(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(resp["response"]["allowed"], true);
+    assert_eq!(resp["response"]["patchType"], "JSONPatch");
+    let patch = patch_of(&resp).expect("a patch");
+    let mut patched = original;
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let typed: NetworkPolicy = serde_json::from_value(patched.clone()).unwrap();
+    let egress = typed.spec.unwrap().egress.unwrap();
+    assert_eq!(egress.len(), 2);
+    assert_eq!(
+        serde_json::to_value(&egress[1]).unwrap(),
+        json!({"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+               "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                       "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]})
+    );
+    assert_eq!(
+        patched["metadata"]["annotations"]["netpol-guard.io/injected"],
+        "dns"
+    );
+
+    // the mutated object passes validation (warnings from the original rule remain)
+    let (_, resp) = send(
+        &state,
+        "validate",
+        &Review::policy("CREATE", patched.clone()).json(),
+    )
+    .await;
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    // reinvocation: mutating the mutated object changes nothing
+    let (_, resp) = send(&state, "mutate", &Review::policy("CREATE", patched).json()).await;
+    assert!(resp["response"].get("patch").is_none(), "{resp}");
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="mutated",endpoint="mutate",kind="NetworkPolicy",operation="CREATE"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn dry_run_gets_the_same_verdict_and_patch() {
+    let state = state();
+    let mut plain = Review::policy("CREATE", missing_dns());
+    let (_, wet_validate) = send(&state, "validate", &plain.json()).await;
+    let (_, wet_mutate) = send(&state, "mutate", &plain.json()).await;
+    plain.dry_run = true;
+    let (_, dry_validate) = send(&state, "validate", &plain.json()).await;
+    let (_, dry_mutate) = send(&state, "mutate", &plain.json()).await;
+    assert_eq!(wet_validate, dry_validate);
+    assert_eq!(wet_mutate, dry_mutate);
+    assert_eq!(dry_validate["response"]["allowed"], false);
+    assert!(patch_of(&dry_mutate).is_some());
+}
+
+#[tokio::test]
+async fn gitops_managed_policies_are_denied_not_mutated_unless_configured() {
+    let mut managed = missing_dns();
+    managed["metadata"]["annotations"] = json!({"argocd.argoproj.io/tracking-id": "shop:networking.k8s.io/NetworkPolicy:shop/web-egress"});
+    let review = Review::policy("CREATE", managed).json();
+
+    let state = state();
+    let (_, resp) = send(&state, "mutate", &review).await;
+    assert_eq!(resp["response"]["allowed"], true);
+    assert!(
+        resp["response"].get("patch").is_none(),
+        "GitOps objects are not mutated by default"
+    );
+    let (_, resp) = send(&state, "validate", &review).await;
+    assert_eq!(resp["response"]["allowed"], false);
+    let message = resp["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("managed by a GitOps tool"), "{message}");
+    assert!(message.contains("commit the fix"), "{message}");
+
+    let mutate = Config::from_yaml("mutation:\n  gitops: mutate\n").unwrap();
+    let (_, resp) = send(&state_with(mutate), "mutate", &review).await;
+    assert!(patch_of(&resp).is_some());
+
+    // Flux's label counts too
+    let mut flux = missing_dns();
+    flux["metadata"]["labels"] = json!({"kustomize.toolkit.fluxcd.io/name": "apps"});
+    let (_, resp) = send(&state, "mutate", &Review::policy("CREATE", flux).json()).await;
+    assert!(resp["response"].get("patch").is_none());
+}
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+/// (operation, sub-resource, old labels, new labels, user, groups, allowed)
+type LabelCase = (
+    &'static str,
+    Option<&'static str>,
+    Value,
+    Value,
+    &'static str,
+    Vec<&'static str>,
+    bool,
+);
+
+#[tokio::test]
+async fn only_admins_touch_the_exempt_label() {
+    let state = state();
+    let exempt = json!({"netpol-guard.io/exempt": "true"});
+    let cases: Vec<LabelCase> = vec![
+        (
+            "CREATE",
+            None,
+            Value::Null,
+            exempt.clone(),
+            "alice",
+            vec!["system:authenticated"],
+            false,
+        ),
+        (
+            "CREATE",
+            None,
+            Value::Null,
+            exempt.clone(),
+            "root",
+            vec!["system:masters"],
+            true,
+        ),
+        (
+            "CREATE",
+            None,
+            Value::Null,
+            exempt.clone(),
+            "system:serviceaccount:netpol-guard:netpol-guard",
+            vec![],
+            true,
+        ),
+        (
+            "CREATE",
+            None,
+            Value::Null,
+            json!({"team": "a"}),
+            "alice",
+            vec![],
+            true,
+        ),
+        (
+            "UPDATE",
+            None,
+            json!({}),
+            exempt.clone(),
+            "alice",
+            vec![],
+            false,
+        ),
+        (
+            "UPDATE",
+            None,
+            exempt.clone(),
+            json!({}),
+            "alice",
+            vec![],
+            false,
+        ),
+        (
+            "UPDATE",
+            None,
+            exempt.clone(),
+            json!({"netpol-guard.io/exempt": "false"}),
+            "alice",
+            vec![],
+            false,
+        ),
+        (
+            "UPDATE",
+            None,
+            exempt.clone(),
+            json!({"netpol-guard.io/exempt": "true", "team": "b"}),
+            "alice",
+            vec![],
+            true,
+        ),
+        // the status subresource can change labels too
+        (
+            "UPDATE",
+            Some("status"),
+            json!({}),
+            exempt.clone(),
+            "alice",
+            vec![],
+            false,
+        ),
+        (
+            "UPDATE",
+            Some("status"),
+            json!({}),
+            exempt.clone(),
+            "root",
+            vec!["system:masters"],
+            true,
+        ),
+    ];
+    for (i, (op, sub, old, new, user, groups, allowed)) in cases.into_iter().enumerate() {
+        let mut review = Review::namespace(op, namespace("team-a", new));
+        if !old.is_null() {
+            review.old = namespace("team-a", old);
+        }
+        review.sub_resource = sub;
+        review.user = user;
+        review.groups = groups;
+        let (status, resp) = send(&state, "validate", &review.json()).await;
+        assert_eq!(status, StatusCode::OK);
+        let r = &resp["response"];
+        assert_eq!(r["uid"], UID);
+        assert_eq!(r["allowed"], allowed, "case {i}: {resp}");
+        if !allowed {
+            assert_eq!(r["status"]["code"], 403);
+            let message = r["status"]["message"].as_str().unwrap();
+            assert!(message.contains("netpol-guard.io/exempt"), "{message}");
+            assert!(
+                message.contains("[namespace-exempt-label-protected]"),
+                "{message}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn namespaces_are_stamped_with_what_the_guard_does() {
+    let state = state();
+    // (name, labels, expected stamp or None when already right)
+    let cases: Vec<(&str, Value, Option<&str>)> = vec![
+        ("team-a", Value::Null, Some("enabled")),
+        ("team-b", json!({"team": "b"}), Some("enabled")),
+        (
+            "team-c",
+            json!({"netpol-guard.io/exempt": "true"}),
+            Some("exempt"),
+        ),
+        ("kube-system", json!({}), Some("exempt")),
+        ("netpol-guard", json!({}), Some("exempt")),
+        (
+            "team-d",
+            json!({"netpol-guard.io/companions": "enabled"}),
+            None,
+        ),
+        (
+            "team-e",
+            json!({"netpol-guard.io/companions": "exempt"}),
+            Some("enabled"),
+        ),
+    ];
+    for (name, labels, stamp) in cases {
+        let mut object =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        if !labels.is_null() {
+            object["metadata"]["labels"] = labels;
+        }
+        let (_, resp) = send(
+            &state,
+            "mutate",
+            &Review::namespace("CREATE", object.clone()).json(),
+        )
+        .await;
+        assert_eq!(resp["response"]["allowed"], true);
+        match stamp {
+            None => assert!(resp["response"].get("patch").is_none(), "{name}: {resp}"),
+            Some(stamp) => {
+                let mut patched = object;
+                json_patch::patch(&mut patched, &patch_of(&resp).expect("patch")).unwrap();
+                assert_eq!(
+                    patched["metadata"]["labels"]["netpol-guard.io/companions"], stamp,
+                    "{name}"
+                );
+                assert_eq!(patched["metadata"]["name"], name);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn undecodable_bodies_are_refused_never_allowed() {
+    let state = state();
+    let router = || server::admission_router(state.clone());
+    // not JSON: HTTP 400 with an invalid review
+    let (status, body) = send_raw(
+        router(),
+        "/validate",
+        "application/json",
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["response"]["allowed"], false);
+    assert_eq!(v["response"]["status"]["code"], 400);
+
+    // wrong version: refused, uid echoed
+    let mut old_version = Review::policy("CREATE", missing_dns()).json();
+    old_version["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let (_, v) = send(&state, "validate", &old_version).await;
+    assert_eq!(v["response"]["uid"], UID);
+    assert_eq!(v["response"]["allowed"], false);
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admission.k8s.io/v1")
+    );
+
+    // a NetworkPolicy the types cannot hold: refused, uid echoed
+    let mut broken = Review::policy("CREATE", missing_dns()).json();
+    broken["request"]["object"]["spec"]["egress"] = json!("everything");
+    let (_, v) = send(&state, "validate", &broken).await;
+    assert_eq!(v["response"]["uid"], UID);
+    assert_eq!(v["response"]["allowed"], false);
+    let (_, v) = send(&state, "mutate", &broken).await;
+    assert_eq!(v["response"]["allowed"], false);
+
+    // no request at all
+    let (status, _) = send_raw(
+        router(),
+        "/mutate",
+        "application/json",
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // wrong content type
+    let (status, _) = send_raw(router(), "/validate", "text/plain", b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="invalid",endpoint="validate",kind="unknown",operation="unknown"}"#
+        ),
+        4.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn other_kinds_are_admitted_with_a_warning() {
+    let state = state();
+    let mut review = Review::policy(
+        "CREATE",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"}}),
+    );
+    review.kind = "Pod";
+    let (_, v) = send(&state, "validate", &review.json()).await;
+    assert_eq!(v["response"]["uid"], UID);
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(
+        v["response"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not review /Pod")
+    );
+}
+
+/// A NetworkPolicy of about `size` bytes (a long annotation), egress isolated without DNS.
+fn large_policy(size: usize) -> Value {
+    let mut p = missing_dns();
+    p["metadata"]["annotations"] = json!({"note": "x".repeat(size)});
+    p
+}
+
+#[tokio::test]
+async fn size_limits_answer_413_and_big_updates_are_still_judged() {
+    let state = state();
+    // an UPDATE with two objects of 3 MiB each fits under the 7 MiB limit
+    let mut update = Review::policy("UPDATE", large_policy(3 * 1024 * 1024));
+    update.old = large_policy(3 * 1024 * 1024);
+    let (status, v) = send(&state, "validate", &update.json()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["response"]["uid"], UID);
+    assert_eq!(v["response"]["allowed"], false);
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[egress-missing-dns]")
+    );
+
+    let mut too_big = Review::policy("UPDATE", large_policy(4 * 1024 * 1024));
+    too_big.old = large_policy(4 * 1024 * 1024);
+    let (status, _) = send(&state, "validate", &too_big.json()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn an_expired_deadline_is_answered_at_once_and_refused() {
+    let state = state();
+    // big enough to be reviewed off the async workers, so the deadline can win the race
+    let body = serde_json::to_vec(&Review::policy("CREATE", large_policy(2 * 1024 * 1024)).json())
+        .unwrap();
+    let (status, bytes) = send_raw(
+        server::admission_router(state.clone()),
+        "/validate?timeout=1ms",
+        "application/json",
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["response"]["uid"], UID);
+    assert_eq!(v["response"]["allowed"], false);
+    assert_eq!(v["response"]["status"]["code"], 500);
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeout")
+    );
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="error",endpoint="validate",kind="unknown",operation="unknown"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let state = state();
+    let get = |path: &'static str| {
+        let router = server::metrics_router(state.clone());
+        async move {
+            router
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(get("/healthz").await, StatusCode::OK);
+    assert_eq!(get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
+    state.set_ready(true);
+    assert_eq!(get("/readyz").await, StatusCode::OK);
+}
