@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Calls `on_change` with the contents of `paths` whenever any of them changes (and once at
-/// the start of watching only if `initial` differs). Read errors are passed on too, so the
-/// caller can count them; a file that cannot be read is retried at every tick.
+/// the start of watching only if `initial` differs). A read error is passed on once per
+/// failure episode, so the caller can count it; the files are retried at every tick.
 pub async fn watch<F>(
     paths: Vec<PathBuf>,
     interval: Duration,
@@ -17,6 +17,7 @@ pub async fn watch<F>(
     F: FnMut(std::io::Result<Vec<Vec<u8>>>) + Send,
 {
     let mut seen = Some(initial);
+    let mut failing = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -35,9 +36,13 @@ pub async fn watch<F>(
         match failed {
             Some(e) => {
                 seen = None;
-                on_change(Err(e));
+                if !failing {
+                    failing = true;
+                    on_change(Err(e));
+                }
             }
             None if seen.as_ref() != Some(&contents) => {
+                failing = false;
                 seen = Some(contents.clone());
                 on_change(Ok(contents));
             }

@@ -126,103 +126,156 @@ impl From<&ServeArgs> for Transport {
     }
 }
 
+/// A bound, ready-to-serve webhook: listeners, certificates, reload watchers.
+#[derive(Debug)]
+pub struct Webhook {
+    pub state: AppState,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    tls_config: Arc<ServerConfig>,
+    transport: Transport,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Webhook {
+    /// Loads configuration and certificates, binds both listeners and starts the reload
+    /// watchers. Fails on anything that would make serving impossible.
+    pub async fn bind(args: &ServeArgs) -> anyhow::Result<Self> {
+        let config = match &args.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let metrics = Metrics::new().context("registering metrics")?;
+        let identity = Identity {
+            service_account: format!(
+                "system:serviceaccount:{}:{}",
+                args.pod_namespace, args.service_account
+            ),
+            namespace: args.pod_namespace.clone(),
+        };
+        let limits = Limits {
+            max_body: args.max_body_bytes,
+            body_timeout: args.body_timeout,
+            ..Limits::default()
+        };
+        let state = Shared::new(config, identity, metrics, limits);
+
+        let (loaded, tls_files) = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let cert_pem =
+                    std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+                let key_pem =
+                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+                let loaded =
+                    tls::load(&cert_pem, &key_pem).context("loading the serving certificate")?;
+                (
+                    loaded,
+                    Some((cert.clone(), key.clone(), vec![cert_pem, key_pem])),
+                )
+            }
+            _ => (self_signed(args.self_signed_dir.as_deref())?, None),
+        };
+        state.metrics.tls_expiry.set(loaded.not_after as f64);
+        let store = Arc::new(CertStore::new(loaded));
+        let tls_config = tls::server_config(store.clone())?;
+
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let metrics_listener = TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| format!("binding {}", args.metrics_listen))?;
+
+        let mut watchers = Vec::new();
+        if let Some((cert, key, initial)) = tls_files {
+            watchers.push(tokio::spawn(watch_certificates(
+                state.clone(),
+                store,
+                vec![cert, key],
+                initial,
+                args.reload_interval,
+            )));
+        }
+        if let Some(path) = &args.config {
+            let initial = std::fs::read(path).unwrap_or_default();
+            watchers.push(tokio::spawn(watch_config(
+                state.clone(),
+                path.clone(),
+                initial,
+                args.reload_interval,
+            )));
+        }
+        Ok(Self {
+            state,
+            listener,
+            metrics_listener,
+            tls_config,
+            transport: Transport::from(args),
+            watchers,
+        })
+    }
+
+    /// The admission (TLS) and metrics addresses actually bound.
+    pub fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((
+            self.listener.local_addr()?,
+            self.metrics_listener.local_addr()?,
+        ))
+    }
+
+    /// Serves until `stop` resolves, then drains.
+    pub async fn serve(self, stop: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let router = server::metrics_router(self.state.clone());
+        let metrics_stop = stopped(stop_rx.clone());
+        let metrics_listener = self.metrics_listener;
+        let metrics_server = tokio::spawn(async move {
+            axum::serve(metrics_listener, router)
+                .with_graceful_shutdown(metrics_stop)
+                .await
+        });
+        self.state.set_ready(true);
+        serve_tls(
+            self.listener,
+            self.state.clone(),
+            self.tls_config,
+            self.transport,
+            stopped(stop_rx),
+        )
+        .await;
+        self.state.set_ready(false);
+        let _ = metrics_server.await;
+        for w in self.watchers {
+            w.abort();
+        }
+    }
+}
+
 /// Runs the webhook until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let metrics = Metrics::new().context("registering metrics")?;
-    let identity = Identity {
-        service_account: format!(
-            "system:serviceaccount:{}:{}",
-            args.pod_namespace, args.service_account
-        ),
-        namespace: args.pod_namespace.clone(),
-    };
-    let limits = Limits {
-        max_body: args.max_body_bytes,
-        body_timeout: args.body_timeout,
-        ..Limits::default()
-    };
-    let state = Shared::new(config, identity, metrics, limits);
-
-    let (loaded, tls_files) = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let cert_pem =
-                std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-            let key_pem =
-                std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-            let loaded =
-                tls::load(&cert_pem, &key_pem).context("loading the serving certificate")?;
-            (
-                loaded,
-                Some((cert.clone(), key.clone(), vec![cert_pem, key_pem])),
-            )
-        }
-        _ => (self_signed(args.self_signed_dir.as_deref())?, None),
-    };
-    state.metrics.tls_expiry.set(loaded.not_after as f64);
-    let store = Arc::new(CertStore::new(loaded));
-    let tls_config = tls::server_config(store.clone())?;
-
-    if let Some((cert, key, initial)) = tls_files {
-        tokio::spawn(watch_certificates(
-            state.clone(),
-            store,
-            vec![cert, key],
-            initial,
-            args.reload_interval,
-        ));
-    }
-    if let Some(path) = &args.config {
-        let initial = std::fs::read(path).unwrap_or_default();
-        tokio::spawn(watch_config(
-            state.clone(),
-            path.clone(),
-            initial,
-            args.reload_interval,
-        ));
-    }
-
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let metrics_listener = TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("binding {}", args.metrics_listen))?;
+    let webhook = Webhook::bind(&args).await?;
+    let (listen, metrics) = webhook.addresses()?;
     tracing::info!(
-        listen = %listener.local_addr()?,
-        metrics = %metrics_listener.local_addr()?,
+        %listen,
+        %metrics,
         config = %args.config.as_ref().map_or("embedded default".to_string(), |p| p.display().to_string()),
         version = env!("CARGO_PKG_VERSION"),
         "netpol-guard serving admission reviews"
     );
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(signals(state.clone(), args.shutdown_delay, stop_tx));
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let metrics_server = tokio::spawn({
-        let router = server::metrics_router(state.clone());
-        let stop = stopped(stop_rx.clone());
-        async move {
-            axum::serve(metrics_listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-    });
-    state.set_ready(true);
-    serve_tls(
-        listener,
-        state.clone(),
-        tls_config,
-        Transport::from(&args),
-        stopped(stop_rx),
-    )
-    .await;
-    let _ = metrics_server.await;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(signals(webhook.state.clone(), args.shutdown_delay, stop_tx));
+    webhook
+        .serve(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .await;
     tracing::info!("netpol-guard stopped");
     Ok(())
 }

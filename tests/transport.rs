@@ -1,0 +1,397 @@
+//! Transport behaviour over real TLS on an ephemeral port, with a client that verifies the
+//! server against its CA: certificate and configuration reload, timeouts, shutdown.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use netpol_guard::certs::{self, Bundle};
+use netpol_guard::serve::{ServeArgs, Webhook};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "netpol-guard-transport-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bundle() -> Bundle {
+    certs::generate(&["localhost".into()], &["127.0.0.1".parse().unwrap()], 30).unwrap()
+}
+
+/// Writes a pair the way the kubelet mounts a Secret: `tls.crt -> ..data/tls.crt`, with
+/// `..data` a symlink to a timestamped directory, swapped atomically on update.
+fn publish(dir: &Path, cert_pem: &str, key_pem: &str, generation: u32) {
+    let versioned = dir.join(format!("..{generation}"));
+    std::fs::create_dir_all(&versioned).unwrap();
+    std::fs::write(versioned.join("tls.crt"), cert_pem).unwrap();
+    std::fs::write(versioned.join("tls.key"), key_pem).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{generation}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for name in ["tls.crt", "tls.key"] {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+}
+
+fn args(dir: &Path) -> ServeArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+    let mut a = Wrapper::parse_from([
+        "test",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--reload-interval",
+        "50ms",
+        "--handshake-timeout",
+        "300ms",
+        "--header-timeout",
+        "300ms",
+        "--body-timeout",
+        "300ms",
+        "--drain-timeout",
+        "5s",
+    ])
+    .serve;
+    a.tls_cert = Some(dir.join("tls.crt"));
+    a.tls_key = Some(dir.join("tls.key"));
+    a
+}
+
+struct Running {
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn start(args: ServeArgs) -> Running {
+    let webhook = Webhook::bind(&args).await.unwrap();
+    let (addr, metrics) = webhook.addresses().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(webhook.serve(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        metrics,
+        stop: Some(tx),
+        done,
+    }
+}
+
+async fn tls_connect(addr: SocketAddr, ca_pem: &str) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+async fn client(addr: SocketAddr, ca_pem: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {
+    let tls = tls_connect(addr, ca_pem).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn review(egress_dns_label: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "b1f5c0de-0000-4000-8000-000000000001",
+            "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"},
+            "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "networkpolicies"},
+            "name": "web", "namespace": "shop", "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                         "egress": [{"to": [{"namespaceSelector": {"matchLabels": {egress_dns_label: "kube-system"}}}]}]}
+            },
+            "dryRun": false
+        }
+    }))
+    .unwrap()
+}
+
+async fn post(sender: &mut SendRequest<Full<Bytes>>, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let req = hyper::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_reload_on_secret_swap_and_a_broken_pair_keeps_the_old_one() {
+    let dir = temp_dir("reload");
+    let first = bundle();
+    publish(&dir, &first.cert_pem, &first.key_pem, 1);
+    let server = start(args(&dir)).await;
+
+    // verified against its CA, and a client trusting another CA is refused
+    let mut c = client(server.addr, &first.ca_pem)
+        .await
+        .expect("TLS with the first CA");
+    let (status, v) = post(
+        &mut c,
+        "/validate?timeout=10s",
+        review("kubernetes.io/metadata.name"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["uid"], "b1f5c0de-0000-4000-8000-000000000001");
+    let second = bundle();
+    assert!(client(server.addr, &second.ca_pem).await.is_err());
+    let expiry_before = metric(
+        &metrics(server.metrics).await,
+        "netpol_guard_tls_certificate_expiry_timestamp_seconds",
+    );
+    assert!(expiry_before > 0.0);
+
+    // the kubelet's ..data swap: new connections get the new certificate
+    publish(&dir, &second.cert_pem, &second.key_pem, 2);
+    eventually("the second certificate in service", || async {
+        client(server.addr, &second.ca_pem).await.is_ok()
+    })
+    .await;
+    assert!(client(server.addr, &first.ca_pem).await.is_err());
+    let text = metrics(server.metrics).await;
+    assert_eq!(
+        metric(&text, r#"netpol_guard_tls_reloads_total{result="success"}"#),
+        1.0
+    );
+    // the connection opened before the swap keeps working
+    let (status, _) = post(&mut c, "/validate", review("kubernetes.io/metadata.name")).await;
+    assert_eq!(status, 200);
+
+    // a key that does not fit the certificate is refused; the second pair stays
+    publish(&dir, &first.cert_pem, &second.key_pem, 3);
+    eventually("the broken pair refused", || async {
+        metric(
+            &metrics(server.metrics).await,
+            r#"netpol_guard_tls_reloads_total{result="error"}"#,
+        ) == 1.0
+    })
+    .await;
+    assert!(client(server.addr, &second.ca_pem).await.is_ok());
+    assert!(client(server.addr, &first.ca_pem).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_reloads_and_a_broken_file_keeps_the_old_one() {
+    let dir = temp_dir("config");
+    let pair = bundle();
+    publish(&dir, &pair.cert_pem, &pair.key_pem, 1);
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, "rules: {}\n").unwrap();
+    let mut a = args(&dir);
+    a.config = Some(config.clone());
+    let server = start(a).await;
+    let mut c = client(server.addr, &pair.ca_pem).await.unwrap();
+    let (_, v) = post(&mut c, "/validate", review("name")).await;
+    assert_eq!(v["response"]["allowed"], false);
+
+    std::fs::write(&config, "rules:\n  egress-missing-dns: warn\n").unwrap();
+    eventually("the new configuration in service", || {
+        let body = review("name");
+        let addr = server.addr;
+        let ca = pair.ca_pem.clone();
+        async move {
+            let mut c = client(addr, &ca).await.unwrap();
+            post(&mut c, "/validate", body).await.1["response"]["allowed"] == true
+        }
+    })
+    .await;
+
+    std::fs::write(&config, "rules:\n  no-such-rule: deny\n").unwrap();
+    eventually("the broken configuration refused", || async {
+        metric(
+            &metrics(server.metrics).await,
+            r#"netpol_guard_config_reloads_total{result="error"}"#,
+        ) == 1.0
+    })
+    .await;
+    let (_, v) = post(&mut c, "/validate", review("name")).await;
+    assert_eq!(
+        v["response"]["allowed"], true,
+        "the last good configuration stays"
+    );
+    assert_eq!(
+        metric(
+            &metrics(server.metrics).await,
+            r#"netpol_guard_config_reloads_total{result="success"}"#
+        ),
+        1.0
+    );
+}
+
+/// Reads until the peer closes the connection; returns how long that took.
+async fn closed_within<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server kept a slow connection open for {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    let dir = temp_dir("slow");
+    let pair = bundle();
+    publish(&dir, &pair.cert_pem, &pair.key_pem, 1);
+    let server = start(args(&dir)).await;
+
+    // no TLS handshake at all
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let took = closed_within(&mut tcp, Duration::from_secs(3)).await;
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+
+    // headers that never finish
+    let mut tls = tls_connect(server.addr, &pair.ca_pem).await.unwrap();
+    tls.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    closed_within(&mut tls, Duration::from_secs(3)).await;
+
+    // a body that never finishes: 408
+    let mut tls = tls_connect(server.addr, &pair.ca_pem).await.unwrap();
+    tls.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"apiVersion\":")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_closes_keep_alive_connections() {
+    let dir = temp_dir("shutdown");
+    let pair = bundle();
+    publish(&dir, &pair.cert_pem, &pair.key_pem, 1);
+    let mut server = start(args(&dir)).await;
+
+    // an idle keep-alive connection, used once
+    let mut idle = client(server.addr, &pair.ca_pem).await.unwrap();
+    assert_eq!(post(&mut idle, "/validate", review("name")).await.0, 200);
+
+    // a request in flight: headers and half of the body sent
+    let body = review("name");
+    let mut in_flight = tls_connect(server.addr, &pair.ca_pem).await.unwrap();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    in_flight.write_all(head.as_bytes()).await.unwrap();
+    in_flight.write_all(&body[..body.len() / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // no new connections
+    assert!(client(server.addr, &pair.ca_pem).await.is_err());
+    // the in-flight request completes
+    in_flight.write_all(&body[body.len() / 2..]).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), in_flight.read_to_end(&mut response))
+        .await
+        .expect("in-flight request answered and connection closed")
+        .ok();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("b1f5c0de-0000-4000-8000-000000000001"));
+    // the idle keep-alive connection was closed by the server
+    assert!(idle.ready().await.is_err() || idle.is_closed());
+    tokio::time::timeout(Duration::from_secs(5), &mut server.done)
+        .await
+        .expect("server stopped")
+        .unwrap();
+}
