@@ -4,23 +4,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use netpol_guard::certs::{self, Bundle};
 use netpol_guard::serve::{ServeArgs, Webhook};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
+
+mod common;
+use common::{client, eventually, metric, metrics, post, tls_connect};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -107,33 +101,6 @@ async fn start(args: ServeArgs) -> Running {
     }
 }
 
-async fn tls_connect(addr: SocketAddr, ca_pem: &str) -> std::io::Result<TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await?;
-    TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-}
-
-async fn client(addr: SocketAddr, ca_pem: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {
-    let tls = tls_connect(addr, ca_pem).await?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(conn);
-    Ok(sender)
-}
-
 fn review(egress_dns_label: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "apiVersion": "admission.k8s.io/v1",
@@ -154,55 +121,6 @@ fn review(egress_dns_label: &str) -> Vec<u8> {
         }
     }))
     .unwrap()
-}
-
-async fn post(sender: &mut SendRequest<Full<Bytes>>, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let req = hyper::Request::post(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-async fn metrics(addr: SocketAddr) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(f64::NAN)
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,9 +152,11 @@ async fn certificates_reload_on_secret_swap_and_a_broken_pair_keeps_the_old_one(
 
     // the kubelet's ..data swap: new connections get the new certificate
     publish(&dir, &second.cert_pem, &second.key_pem, 2);
-    eventually("the second certificate in service", || async {
-        client(server.addr, &second.ca_pem).await.is_ok()
-    })
+    eventually(
+        "the second certificate in service",
+        Duration::from_secs(5),
+        || async { client(server.addr, &second.ca_pem).await.is_ok() },
+    )
     .await;
     assert!(client(server.addr, &first.ca_pem).await.is_err());
     let text = metrics(server.metrics).await;
@@ -250,12 +170,16 @@ async fn certificates_reload_on_secret_swap_and_a_broken_pair_keeps_the_old_one(
 
     // a key that does not fit the certificate is refused; the second pair stays
     publish(&dir, &first.cert_pem, &second.key_pem, 3);
-    eventually("the broken pair refused", || async {
-        metric(
-            &metrics(server.metrics).await,
-            r#"netpol_guard_tls_reloads_total{result="error"}"#,
-        ) == 1.0
-    })
+    eventually(
+        "the broken pair refused",
+        Duration::from_secs(5),
+        || async {
+            metric(
+                &metrics(server.metrics).await,
+                r#"netpol_guard_tls_reloads_total{result="error"}"#,
+            ) == 1.0
+        },
+    )
     .await;
     assert!(client(server.addr, &second.ca_pem).await.is_ok());
     assert!(client(server.addr, &first.ca_pem).await.is_err());
@@ -276,24 +200,32 @@ async fn configuration_reloads_and_a_broken_file_keeps_the_old_one() {
     assert_eq!(v["response"]["allowed"], false);
 
     std::fs::write(&config, "rules:\n  egress-missing-dns: warn\n").unwrap();
-    eventually("the new configuration in service", || {
-        let body = review("name");
-        let addr = server.addr;
-        let ca = pair.ca_pem.clone();
-        async move {
-            let mut c = client(addr, &ca).await.unwrap();
-            post(&mut c, "/validate", body).await.1["response"]["allowed"] == true
-        }
-    })
+    eventually(
+        "the new configuration in service",
+        Duration::from_secs(5),
+        || {
+            let body = review("name");
+            let addr = server.addr;
+            let ca = pair.ca_pem.clone();
+            async move {
+                let mut c = client(addr, &ca).await.unwrap();
+                post(&mut c, "/validate", body).await.1["response"]["allowed"] == true
+            }
+        },
+    )
     .await;
 
     std::fs::write(&config, "rules:\n  no-such-rule: deny\n").unwrap();
-    eventually("the broken configuration refused", || async {
-        metric(
-            &metrics(server.metrics).await,
-            r#"netpol_guard_config_reloads_total{result="error"}"#,
-        ) == 1.0
-    })
+    eventually(
+        "the broken configuration refused",
+        Duration::from_secs(5),
+        || async {
+            metric(
+                &metrics(server.metrics).await,
+                r#"netpol_guard_config_reloads_total{result="error"}"#,
+            ) == 1.0
+        },
+    )
     .await;
     let (_, v) = post(&mut c, "/validate", review("name")).await;
     assert_eq!(
