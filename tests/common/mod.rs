@@ -58,6 +58,7 @@ pub async fn post(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .unwrap();
+    sender.ready().await.unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();

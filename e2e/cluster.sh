@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Cluster mode of the e2e suite: the webhook runs on this machine, a real API server calls it.
+#
+# Needs KUBECONFIG for a cluster whose API server can reach this machine at
+# NETPOL_GUARD_E2E_HOST:NETPOL_GUARD_E2E_PORT (default 127.0.0.1:8443, right when the API
+# server runs on this machine; for kind or a VM give an address it can route to).
+# Registers both webhook configurations, scoped to one throw-away namespace, applies
+# manifests with kubectl (plain and --dry-run=server), asserts the rejections, warnings and
+# stored mutations, and removes everything it created.
+set -euo pipefail
+
+: "${KUBECONFIG:?cluster mode needs KUBECONFIG}"
+bin=${NETPOL_GUARD_BIN:-target/debug/netpol-guard}
+host=${NETPOL_GUARD_E2E_HOST:-127.0.0.1}
+port=${NETPOL_GUARD_E2E_PORT:-8443}
+metrics_port=${NETPOL_GUARD_E2E_METRICS_PORT:-18080}
+ns="netpol-guard-e2e-$RANDOM"
+work=$(mktemp -d)
+pid=""
+
+cleanup() {
+  kubectl delete validatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete mutatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+if [[ $host =~ ^[0-9.]+$ ]]; then san=(--ip "$host"); else san=(--dns "$host"); fi
+ca_bundle=$("$bin" certs --out "$work" "${san[@]}" --dns localhost --days 1)
+
+# the namespace under test is protected, so the deny-all rule can be tried safely
+cat >"$work/config.yaml" <<YAML
+protectedNamespaces: [kube-system, kube-public, kube-node-lease, $ns-protected]
+YAML
+
+"$bin" serve --listen "0.0.0.0:$port" --metrics-listen "127.0.0.1:$metrics_port" \
+  --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --config "$work/config.yaml" \
+  --shutdown-delay 0s >"$work/serve.log" 2>&1 &
+pid=$!
+for _ in $(seq 50); do
+  curl -sf "http://127.0.0.1:$metrics_port/readyz" >/dev/null && break
+  sleep 0.2
+done
+curl -sf --cacert "$work/ca.crt" "https://$host:$port/healthz" >/dev/null || fail "webhook not reachable at https://$host:$port"
+
+kubectl create namespace "$ns" >/dev/null
+kubectl create namespace "$ns-protected" >/dev/null 2>&1 || true
+
+webhook() { # kind path failurePolicy
+  local kind=$1 path=$2 failure=$3
+  cat <<YAML
+apiVersion: admissionregistration.k8s.io/v1
+kind: $kind
+metadata:
+  name: $ns
+webhooks:
+- name: networkpolicies.$ns.netpol-guard.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  matchPolicy: Equivalent
+  timeoutSeconds: 5
+  failurePolicy: $failure
+$( [ "$kind" = MutatingWebhookConfiguration ] && echo "  reinvocationPolicy: IfNeeded" )
+  clientConfig:
+    url: https://$host:$port/$path
+    caBundle: $ca_bundle
+  rules:
+  - apiGroups: [networking.k8s.io]
+    apiVersions: [v1]
+    operations: [CREATE, UPDATE]
+    resources: [networkpolicies]
+  namespaceSelector:
+    matchExpressions:
+    - {key: kubernetes.io/metadata.name, operator: In, values: [$ns, $ns-protected]}
+YAML
+}
+webhook ValidatingWebhookConfiguration validate Fail | kubectl apply -f - >/dev/null
+webhook MutatingWebhookConfiguration mutate Fail | kubectl apply -f - >/dev/null
+sleep 2
+
+policy() { # name annotations spec
+  cat <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: $1
+  annotations: {$2}
+spec:
+$3
+YAML
+}
+missing_dns='  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {name: kube-system}}}]
+    ports: [{port: 53, protocol: UDP}]'
+udp_only='  podSelector: {matchLabels: {app: api}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+      podSelector: {matchLabels: {k8s-app: kube-dns}}
+    ports: [{port: 53, protocol: UDP}]'
+
+# 1. a GitOps-managed policy without DNS is rejected, in a dry run too
+for dry in "" "--dry-run=server"; do
+  if out=$(policy gitops '"argocd.argoproj.io/tracking-id": "app:x"' "$missing_dns" | kubectl apply -n "$ns" $dry -f - 2>&1); then
+    fail "GitOps policy without DNS was admitted ($dry): $out"
+  fi
+  grep -q "egress-missing-dns" <<<"$out" || fail "rejection does not name the rule: $out"
+  pass "rejected with egress-missing-dns ${dry:-(plain)}"
+done
+
+# 2. warnings reach kubectl
+out=$(policy udp-only '' "$udp_only" | kubectl apply -n "$ns" -f - 2>&1) || fail "UDP-only DNS was refused: $out"
+grep -q "Warning: netpol-guard dns-tcp-missing" <<<"$out" || fail "no dns-tcp-missing warning: $out"
+pass "warning shown by kubectl"
+
+# 3. a plain policy without DNS is stored with the DNS rule injected
+policy web '' "$missing_dns" | kubectl apply -n "$ns" -f - >/dev/null
+stored=$(kubectl get networkpolicy web -n "$ns" -o json)
+grep -q '"netpol-guard.io/injected": "dns"' <<<"$stored" || fail "no injection annotation: $stored"
+grep -q '"k8s-app": "kube-dns"' <<<"$stored" || fail "no DNS rule stored: $stored"
+pass "DNS rule injected and stored"
+
+# 4. a server-side dry run shows the injection and stores nothing
+out=$(policy dry '' "$missing_dns" | kubectl apply -n "$ns" --dry-run=server -o json -f -)
+grep -q '"netpol-guard.io/injected": "dns"' <<<"$out" || fail "dry run not mutated: $out"
+kubectl get networkpolicy dry -n "$ns" >/dev/null 2>&1 && fail "dry run stored an object"
+pass "dry run mutated, nothing stored"
+
+# 5. a deny-all in a protected namespace is rejected
+if out=$(policy deny-all '' '  podSelector: {}
+  policyTypes: [Ingress]' | kubectl apply -n "$ns-protected" -f - 2>&1); then
+  fail "deny-all in a protected namespace was admitted"
+fi
+grep -q "protected-namespace-deny-all" <<<"$out" || fail "rejection does not name the rule: $out"
+pass "deny-all in a protected namespace rejected"
+
+kubectl delete namespace "$ns-protected" --wait=false >/dev/null 2>&1 || true
+echo "cluster mode: all checks passed"

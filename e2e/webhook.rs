@@ -1,0 +1,442 @@
+//! End to end: the real `netpol-guard` binary behind TLS, with certificates made by
+//! `netpol-guard certs`, and this test playing the API server: HTTPS verified with the
+//! printed `caBundle`, AdmissionReview v1 with `?timeout=10s`, mutation first, the JSONPatch
+//! applied with the json-patch crate, the result re-decoded as a NetworkPolicy and validated.
+//!
+//! Cluster mode (`e2e/cluster.sh`) runs only when `KUBECONFIG` is set.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netpol_guard::config::Config;
+use netpol_guard::manifest::{self, Manifest, Object};
+use netpol_guard::netpol::Context;
+use netpol_guard::netpol::cluster::Inventory;
+use netpol_guard::netpol::policy::Subject;
+use netpol_guard::rules::{self, Severity};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{client, eventually, get, metric, metrics, post, tls_connect};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netpol-guard");
+
+struct Guard {
+    child: Child,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    ca_pem: String,
+    log: PathBuf,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn work_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netpol-guard-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `netpol-guard certs`, then `netpol-guard serve` with those certificates.
+async fn start(name: &str, extra: &[&str]) -> Guard {
+    let dir = work_dir(name);
+    let certs = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(&dir)
+        .args(["--dns", "localhost", "--ip", "127.0.0.1", "--days", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        certs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&certs.stderr)
+    );
+    // what a webhook configuration's caBundle would hold
+    let ca_bundle = String::from_utf8(certs.stdout).unwrap();
+    let ca_pem = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(ca_bundle.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ca_pem, std::fs::read_to_string(dir.join("ca.crt")).unwrap());
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = dir.join("serve.log");
+    let child = Command::new(BIN)
+        .args(["serve", "--log-format", "json", "--log-level", "debug"])
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--metrics-listen",
+            &metrics_addr.to_string(),
+        ])
+        .arg("--tls-cert")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls.key"))
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = Guard {
+        child,
+        addr,
+        metrics: metrics_addr,
+        ca_pem,
+        log,
+    };
+    eventually(
+        "the webhook to become ready",
+        Duration::from_secs(10),
+        || async { get(metrics_addr, "/readyz").await.0 == 200 },
+    )
+    .await;
+    guard
+}
+
+fn review(uid: &str, kind: &str, namespace: &str, object: &Value, dry_run: bool) -> Vec<u8> {
+    let (group, resource) = match kind {
+        "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
+        _ => ("", "namespaces"),
+    };
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": resource},
+            "requestKind": {"group": group, "version": "v1", "kind": kind},
+            "name": object["metadata"]["name"],
+            "namespace": if kind == "Namespace" { Value::Null } else { json!(namespace) },
+            "operation": "CREATE",
+            "userInfo": {"username": "e2e", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    }))
+    .unwrap()
+}
+
+fn fixture_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("index.yaml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        &mut files,
+    );
+    files.sort();
+    files
+}
+
+/// Every NetworkPolicy and Namespace object of a file, as the API server would hold them.
+fn objects(path: &Path) -> Vec<(&'static str, String, Value)> {
+    let m = Manifest::parse(
+        path.display().to_string(),
+        &std::fs::read_to_string(path).unwrap(),
+    );
+    let mut out = Vec::new();
+    for doc in m
+        .docs
+        .iter()
+        .filter_map(|d| d.parsed.as_ref().ok().cloned().flatten())
+    {
+        let items = manifest::list_items(&doc)
+            .cloned()
+            .unwrap_or_else(|| vec![doc.clone()]);
+        for mut item in items {
+            let kind = match manifest::decode(&item).map(|d| d.object) {
+                Ok(Object::NetworkPolicy(_)) => "NetworkPolicy",
+                Ok(Object::Namespace(_)) => "Namespace",
+                _ => continue,
+            };
+            // the API server fills in the request's namespace
+            let namespace = item["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
+            if kind == "NetworkPolicy" {
+                item["metadata"]["namespace"] = json!(namespace);
+            }
+            out.push((kind, namespace, item));
+        }
+    }
+    out
+}
+
+fn patch_of(response: &Value) -> Option<json_patch::Patch> {
+    let encoded = response["response"]["patch"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    Some(serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
+    let guard = start("fixtures", &[]).await;
+    let mut c = client(guard.addr, &guard.ca_pem).await.unwrap();
+    let config = Config::default();
+    let empty = Inventory::new();
+    let ctx = Context::new(&config, &empty);
+    let (mut policies, mut mutated, mut denied, mut namespaces) = (0, 0, 0, 0);
+    for (n, (kind, namespace, object)) in
+        fixture_files().iter().flat_map(|f| objects(f)).enumerate()
+    {
+        let uid = format!("00000000-0000-4000-8000-{n:012}");
+        let (status, resp) = post(
+            &mut c,
+            "/mutate?timeout=10s",
+            review(&uid, kind, &namespace, &object, false),
+        )
+        .await;
+        assert_eq!(status, 200, "{object}");
+        assert_eq!(resp["response"]["uid"], uid.as_str());
+        assert_eq!(
+            resp["response"]["allowed"], true,
+            "mutation never refuses: {resp}"
+        );
+        let mut stored = object.clone();
+        if let Some(patch) = patch_of(&resp) {
+            assert_eq!(resp["response"]["patchType"], "JSONPatch");
+            json_patch::patch(&mut stored, &patch).unwrap();
+            mutated += 1;
+            // reinvocation changes nothing
+            let (_, again) = post(
+                &mut c,
+                "/mutate?timeout=10s",
+                review(&uid, kind, &namespace, &stored, false),
+            )
+            .await;
+            assert!(
+                again["response"].get("patch").is_none(),
+                "not idempotent: {again}"
+            );
+        }
+        if kind == "Namespace" {
+            namespaces += 1;
+            assert!(
+                stored["metadata"]["labels"]["netpol-guard.io/companions"].is_string(),
+                "{stored}"
+            );
+            continue;
+        }
+        policies += 1;
+        let typed: NetworkPolicy =
+            serde_json::from_value(stored.clone()).expect("the patched object is a NetworkPolicy");
+
+        let (status, resp) = post(
+            &mut c,
+            "/validate?timeout=10s",
+            review(&uid, kind, &namespace, &stored, false),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let r = &resp["response"];
+        assert_eq!(r["uid"], uid.as_str());
+        // the webhook says what the engine says about the stored object
+        let findings = rules::evaluate(&ctx, &Subject::new(&typed, &namespace));
+        let expected: BTreeSet<&str> = findings.iter().map(|f| f.rule).collect();
+        let got: BTreeSet<&str> = r["auditAnnotations"]
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(got, expected, "{object}");
+        assert!(
+            !got.contains("egress-missing-dns"),
+            "mutation must have fixed DNS: {stored}"
+        );
+        let deny = findings.iter().any(|f| f.severity == Severity::Deny);
+        assert_eq!(r["allowed"], !deny, "{resp}");
+        if deny {
+            denied += 1;
+            assert_eq!(r["status"]["code"], 403);
+        }
+        // a server-side dry run gets the same answer
+        let (_, dry) = post(
+            &mut c,
+            "/validate?timeout=10s",
+            review(&uid, kind, &namespace, &stored, true),
+        )
+        .await;
+        assert_eq!(dry, resp);
+    }
+    eprintln!(
+        "e2e: {policies} NetworkPolicies and {namespaces} Namespaces reviewed, {mutated} mutated, {denied} denied after mutation"
+    );
+    assert!(policies >= 90, "{policies} policies reviewed");
+    assert!(namespaces >= 1);
+    assert!(mutated >= 20, "{mutated} objects mutated");
+    assert!(denied >= 5, "{denied} denied");
+    let text = metrics(guard.metrics).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="mutated",endpoint="mutate",kind="NetworkPolicy",operation="CREATE"}"#
+        ) + metric(
+            &text,
+            r#"netpol_guard_admission_requests_total{decision="mutated",endpoint="mutate",kind="Namespace",operation="CREATE"}"#
+        ),
+        mutated as f64
+    );
+
+    // JSON logs, one line per review, never the body
+    let log = std::fs::read_to_string(&guard.log).unwrap();
+    let reviews: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("every log line is JSON"))
+        .filter(|v| v["message"] == "reviewed")
+        .collect();
+    assert!(reviews.len() >= policies * 3);
+    let line = &reviews[0];
+    for field in [
+        "uid",
+        "kind",
+        "operation",
+        "namespace",
+        "name",
+        "decision",
+        "duration_ms",
+    ] {
+        assert!(
+            !line["span"][field].is_null(),
+            "log line lacks {field}: {line}"
+        );
+    }
+    assert!(
+        !log.contains("podSelector"),
+        "a request body reached the log"
+    );
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_off_finishes_in_flight_and_exits() {
+    let mut guard = start("sigterm", &["--shutdown-delay", "1s"]).await;
+    let object = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": "p", "namespace": "shop"},
+                        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}});
+    let body = review(
+        "11111111-0000-4000-8000-000000000000",
+        "NetworkPolicy",
+        "shop",
+        &object,
+        false,
+    );
+    let mut in_flight = tls_connect(guard.addr, &guard.ca_pem).await.unwrap();
+    let head = format!(
+        "POST /validate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    in_flight.write_all(head.as_bytes()).await.unwrap();
+    in_flight.write_all(&body[..10]).await.unwrap();
+
+    signal(&guard.child, "TERM");
+    let metrics_addr = guard.metrics;
+    eventually("readiness off", Duration::from_secs(2), || async {
+        get(metrics_addr, "/readyz").await.0 == 503
+    })
+    .await;
+    assert_eq!(
+        get(metrics_addr, "/healthz").await.0,
+        200,
+        "alive while draining"
+    );
+    in_flight.write_all(&body[10..]).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut in_flight, &mut response),
+    )
+    .await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("11111111-0000-4000-8000-000000000000"));
+    let status =
+        wait_exit(&mut guard.child, Duration::from_secs(10)).expect("exits after draining");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let mut guard = start("second-signal", &["--shutdown-delay", "60s"]).await;
+    signal(&guard.child, "TERM");
+    let metrics_addr = guard.metrics;
+    eventually("readiness off", Duration::from_secs(2), || async {
+        get(metrics_addr, "/readyz").await.0 == 503
+    })
+    .await;
+    signal(&guard.child, "INT");
+    let status =
+        wait_exit(&mut guard.child, Duration::from_secs(3)).expect("second signal exits at once");
+    assert_eq!(status.code(), Some(130));
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn cluster_mode() {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        eprintln!("cluster mode skipped: KUBECONFIG is not set (see e2e/README.md)");
+        return;
+    }
+    let status = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/cluster.sh"))
+        .env("NETPOL_GUARD_BIN", BIN)
+        .status()
+        .unwrap();
+    assert!(status.success(), "e2e/cluster.sh failed");
+}
