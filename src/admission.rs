@@ -373,7 +373,12 @@ fn deny_message(
     denied: &[&Finding],
     gitops: bool,
 ) -> String {
-    let mut message = format!("netpol-guard denied {kind} {namespace}/{name}:");
+    let object = if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    };
+    let mut message = format!("netpol-guard denied {kind} {object}:");
     for f in denied {
         message.push_str(&format!(
             "\n[{}] {}: {}\nfix: {}",
