@@ -5,7 +5,7 @@
 //! `analyze`: decode from parsed documents plus evaluate (what `check` does per file).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -19,31 +19,10 @@ use netpol_guard::netpol::policy::Subject;
 use netpol_guard::rules;
 
 fn corpus() -> Vec<Manifest> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("index.yaml") {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
-        &mut files,
-    );
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            Manifest::parse(
-                f.display().to_string(),
-                &std::fs::read_to_string(f).unwrap(),
-            )
-        })
-        .collect()
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let (manifests, problems) = netpol_guard::check::load(&[root.display().to_string()]);
+    assert!(problems.is_empty(), "{problems:?}");
+    manifests
 }
 
 /// Each file's policies with the file's inventory.

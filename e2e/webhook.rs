@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netpol_guard::config::Config;
-use netpol_guard::manifest::{self, Manifest, Object};
+use netpol_guard::manifest::{self, Object};
 use netpol_guard::netpol::Context;
 use netpol_guard::netpol::cluster::Inventory;
 use netpol_guard::netpol::policy::Subject;
@@ -146,38 +146,15 @@ fn review(uid: &str, kind: &str, namespace: &str, object: &Value, dry_run: bool)
     .unwrap()
 }
 
-fn fixture_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("index.yaml") {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
-        &mut files,
-    );
-    files.sort();
-    files
-}
-
-/// Every NetworkPolicy and Namespace object of a file, as the API server would hold them.
-fn objects(path: &Path) -> Vec<(&'static str, String, Value)> {
-    let m = Manifest::parse(
-        path.display().to_string(),
-        &std::fs::read_to_string(path).unwrap(),
-    );
+/// Every NetworkPolicy and Namespace object of the fixture corpus, as the API server would
+/// hold them: (kind, namespace, object).
+fn fixture_objects() -> Vec<(&'static str, String, Value)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let (manifests, problems) = netpol_guard::check::load(&[root.display().to_string()]);
+    assert!(problems.is_empty(), "{problems:?}");
     let mut out = Vec::new();
-    for doc in m
-        .docs
-        .iter()
-        .filter_map(|d| d.parsed.as_ref().ok().cloned().flatten())
-    {
+    let docs = manifests.iter().flat_map(|m| &m.docs);
+    for doc in docs.filter_map(|d| d.parsed.as_ref().ok().cloned().flatten()) {
         let items = manifest::list_items(&doc)
             .cloned()
             .unwrap_or_else(|| vec![doc.clone()]);
@@ -217,9 +194,7 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
     let empty = Inventory::new();
     let ctx = Context::new(&config, &empty);
     let (mut policies, mut mutated, mut denied, mut namespaces) = (0, 0, 0, 0);
-    for (n, (kind, namespace, object)) in
-        fixture_files().iter().flat_map(|f| objects(f)).enumerate()
-    {
+    for (n, (kind, namespace, object)) in fixture_objects().into_iter().enumerate() {
         let uid = format!("00000000-0000-4000-8000-{n:012}");
         let (status, resp) = post(
             &mut c,

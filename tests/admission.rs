@@ -200,6 +200,16 @@ fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `netpol_guard_admission_requests_total{endpoint, kind, operation, decision}`
+fn requests(text: &str, endpoint: &str, kind: &str, operation: &str, decision: &str) -> f64 {
+    metric(
+        text,
+        &format!(
+            r#"netpol_guard_admission_requests_total{{decision="{decision}",endpoint="{endpoint}",kind="{kind}",operation="{operation}"}}"#
+        ),
+    )
+}
+
 #[tokio::test]
 async fn the_canned_create_is_denied_with_rule_ids_fix_and_403() {
     let state = state();
@@ -257,10 +267,7 @@ async fn the_canned_create_is_denied_with_rule_ids_fix_and_403() {
 
     let text = metrics_text(&state).await;
     assert_eq!(
-        metric(
-            &text,
-            r#"netpol_guard_admission_requests_total{decision="denied",endpoint="validate",kind="NetworkPolicy",operation="CREATE"}"#
-        ),
+        requests(&text, "validate", "NetworkPolicy", "CREATE", "denied"),
         1.0,
         "{text}"
     );
@@ -317,10 +324,7 @@ async fn warnings_alone_admit() {
     );
     let text = metrics_text(&state).await;
     assert_eq!(
-        metric(
-            &text,
-            r#"netpol_guard_admission_requests_total{decision="allowed",endpoint="validate",kind="NetworkPolicy",operation="CREATE"}"#
-        ),
+        requests(&text, "validate", "NetworkPolicy", "CREATE", "allowed"),
         1.0
     );
 }
@@ -351,10 +355,7 @@ async fn update_judges_the_new_object_and_delete_is_admitted() {
     }
     let text = metrics_text(&state).await;
     assert_eq!(
-        metric(
-            &text,
-            r#"netpol_guard_admission_requests_total{decision="allowed",endpoint="validate",kind="NetworkPolicy",operation="DELETE"}"#
-        ),
+        requests(&text, "validate", "NetworkPolicy", "DELETE", "allowed"),
         1.0
     );
 }
@@ -402,10 +403,7 @@ async fn mutation_injects_dns_once_and_the_result_validates() {
     assert!(resp["response"].get("patch").is_none(), "{resp}");
     let text = metrics_text(&state).await;
     assert_eq!(
-        metric(
-            &text,
-            r#"netpol_guard_admission_requests_total{decision="mutated",endpoint="mutate",kind="NetworkPolicy",operation="CREATE"}"#
-        ),
+        requests(&text, "mutate", "NetworkPolicy", "CREATE", "mutated"),
         1.0
     );
 }
@@ -700,10 +698,7 @@ async fn undecodable_bodies_are_refused_never_allowed() {
 
     let text = metrics_text(&state).await;
     assert_eq!(
-        metric(
-            &text,
-            r#"netpol_guard_admission_requests_total{decision="invalid",endpoint="validate",kind="unknown",operation="unknown"}"#
-        ),
+        requests(&text, "validate", "unknown", "unknown", "invalid"),
         4.0,
         "{text}"
     );
@@ -784,10 +779,7 @@ async fn an_expired_deadline_is_answered_at_once_and_refused() {
     );
     let text = metrics_text(&state).await;
     assert_eq!(
-        metric(
-            &text,
-            r#"netpol_guard_admission_requests_total{decision="error",endpoint="validate",kind="unknown",operation="unknown"}"#
-        ),
+        requests(&text, "validate", "unknown", "unknown", "error"),
         1.0
     );
 }
