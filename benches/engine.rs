@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netpol_guard::admission::{self, Endpoint, Engine, Identity};
 use netpol_guard::check::analyze;
 use netpol_guard::config::Config;
 use netpol_guard::manifest::{self, Manifest, Object};
@@ -17,6 +18,8 @@ use netpol_guard::netpol::Context;
 use netpol_guard::netpol::cluster::Inventory;
 use netpol_guard::netpol::policy::Subject;
 use netpol_guard::rules;
+
+mod mix;
 
 fn corpus() -> Vec<Manifest> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -101,5 +104,61 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// `admission::review` over the load benchmark's request mix: decoding, rules, patches and
+/// the response, without the transport. `baseline` is what `--baseline` does per request.
+fn admission_mix(c: &mut Criterion) {
+    let engine = Engine::new(
+        Arc::new(Config::default()),
+        Arc::new(Inventory::new()),
+        Arc::new(Identity {
+            namespace: "netpol-guard".into(),
+            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
+        }),
+    );
+    let requests: Vec<(Endpoint, mix::Req)> = mix::mix()
+        .into_iter()
+        .map(|r| {
+            let endpoint = if r.path.starts_with("/mutate") {
+                Endpoint::Mutate
+            } else {
+                Endpoint::Validate
+            };
+            (endpoint, r)
+        })
+        .collect();
+    let mut group = c.benchmark_group("admission");
+    group.throughput(Throughput::Elements(requests.len() as u64));
+    group.bench_function("review+encode", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for (endpoint, r) in &requests {
+                let reviewed = admission::review(&engine, *endpoint, &r.body);
+                bytes += admission::to_json(&reviewed.review).unwrap().len();
+            }
+            std::hint::black_box(bytes)
+        })
+    });
+    group.bench_function("baseline+encode", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for (_, r) in &requests {
+                let reviewed = admission::baseline(&r.body);
+                bytes += admission::to_json(&reviewed.review).unwrap().len();
+            }
+            std::hint::black_box(bytes)
+        })
+    });
+    group.finish();
+    let big = mix::worst_case();
+    let mut group = c.benchmark_group("admission-worst-case");
+    group.sample_size(10);
+    group.bench_function("7MiB-update", |b| {
+        b.iter(|| {
+            std::hint::black_box(admission::review(&engine, Endpoint::Validate, &big.body).decision)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, admission_mix);
 criterion_main!(benches);

@@ -22,6 +22,7 @@ use crate::config::{Config, GitOpsMode};
 use crate::mutate::dns_allowance_patch_in;
 use crate::netpol::Context;
 use crate::netpol::cluster::Inventory;
+use crate::netpol::dns::DnsTarget;
 use crate::netpol::policy::Subject;
 use crate::rules::{self, Finding, Severity};
 
@@ -87,7 +88,22 @@ pub struct Identity {
 pub struct Engine {
     pub config: Arc<Config>,
     pub inventory: Arc<Inventory>,
+    /// Resolved from `config` and `inventory` (see [`Engine::new`]).
+    pub dns: Arc<DnsTarget>,
     pub identity: Arc<Identity>,
+}
+
+impl Engine {
+    /// An engine whose DNS target is resolved from `config` and `inventory`.
+    pub fn new(config: Arc<Config>, inventory: Arc<Inventory>, identity: Arc<Identity>) -> Self {
+        let dns = Arc::new(DnsTarget::new(&config.dns, &inventory));
+        Self {
+            config,
+            inventory,
+            dns,
+            identity,
+        }
+    }
 }
 
 /// A finished review.
@@ -114,6 +130,9 @@ pub struct Reviewed {
 /// so the patch is written as a base64 string here.
 pub fn to_json(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
     use base64::Engine as _;
+    if review.response.as_ref().is_none_or(|r| r.patch.is_none()) {
+        return serde_json::to_vec(review);
+    }
     let mut value = serde_json::to_value(review)?;
     if let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref())
         && let Some(field) = value.pointer_mut("/response/patch")
@@ -207,6 +226,34 @@ pub fn review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed {
             }
             Err(e) => invalid(Some(uid), e, false),
         },
+    }
+}
+
+/// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,
+/// no rules, so load runs can show what the rules cost.
+pub fn baseline(body: &[u8]) -> Reviewed {
+    let uid = serde_json::from_slice::<Peek>(body)
+        .ok()
+        .and_then(|p| p.request)
+        .and_then(|r| r.uid);
+    let Some(uid) = uid else {
+        return invalid(None, "the body has no AdmissionReview request uid", true);
+    };
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.clone();
+    response.allowed = true;
+    response.result = Default::default();
+    Reviewed {
+        review: response.into_review(),
+        bad_request: false,
+        decision: Decision::Allowed,
+        kind: "unknown",
+        operation: "unknown",
+        uid,
+        namespace: String::new(),
+        name: String::new(),
+        dry_run: false,
+        findings: Vec::new(),
     }
 }
 
@@ -310,7 +357,7 @@ fn network_policy(
     };
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let subject = Subject::new(policy, namespace);
-    let ctx = Context::new(&engine.config, &engine.inventory);
+    let ctx = Context::with_dns(&engine.config, &engine.inventory, engine.dns.clone());
     let gitops = engine.config.is_gitops_managed(
         policy.metadata.labels.as_ref(),
         policy.metadata.annotations.as_ref(),

@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// Open connections at once; further connections wait to be accepted.
     #[arg(long, env = "NETPOL_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Benchmarks only: admit every review after reading its uid, without rules.
+    #[arg(long, env = "NETPOL_GUARD_BASELINE", hide = true)]
+    pub baseline: bool,
 }
 
 /// Transport settings of the TLS listener.
@@ -156,6 +159,7 @@ impl Webhook {
         let limits = Limits {
             max_body: args.max_body_bytes,
             body_timeout: args.body_timeout,
+            baseline: args.baseline,
             ..Limits::default()
         };
         let state = Shared::new(config, identity, metrics, limits);
@@ -267,6 +271,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         %metrics,
         config = %args.config.as_ref().map_or("embedded default".to_string(), |p| p.display().to_string()),
         version = env!("CARGO_PKG_VERSION"),
+        baseline = args.baseline,
         "netpol-guard serving admission reviews"
     );
     let (stop_tx, mut stop_rx) = watch::channel(false);

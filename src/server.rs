@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Semaphore;
-use tracing::{Instrument, Level};
+use tracing::Level;
 
 use crate::admission::{self, Decision, Endpoint, Engine, Identity, Reviewed};
 use crate::config::Config;
@@ -33,6 +33,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Answer this long before the API server's `?timeout=` expires.
     pub deadline_margin: Duration,
+    /// Benchmark baseline: admit everything after reading only the uid.
+    pub baseline: bool,
 }
 
 impl Default for Limits {
@@ -43,6 +45,7 @@ impl Default for Limits {
             large_concurrency: 2,
             body_timeout: Duration::from_secs(10),
             deadline_margin: Duration::from_millis(100),
+            baseline: false,
         }
     }
 }
@@ -50,9 +53,8 @@ impl Default for Limits {
 /// State shared by all requests.
 #[derive(Debug)]
 pub struct Shared {
-    config: RwLock<Arc<Config>>,
-    inventory: RwLock<Arc<Inventory>>,
-    identity: Arc<Identity>,
+    /// The snapshot reviews read; rebuilt when the configuration or the inventory changes.
+    engine: RwLock<Engine>,
     pub metrics: Metrics,
     ready: AtomicBool,
     limits: Limits,
@@ -64,10 +66,13 @@ pub type AppState = Arc<Shared>;
 
 impl Shared {
     pub fn new(config: Config, identity: Identity, metrics: Metrics, limits: Limits) -> AppState {
+        let engine = Engine::new(
+            Arc::new(config),
+            Arc::new(Inventory::new()),
+            Arc::new(identity),
+        );
         Arc::new(Self {
-            config: RwLock::new(Arc::new(config)),
-            inventory: RwLock::new(Arc::new(Inventory::new())),
-            identity: Arc::new(identity),
+            engine: RwLock::new(engine),
             metrics,
             ready: AtomicBool::new(false),
             large: Semaphore::new(limits.large_concurrency.max(1)),
@@ -77,25 +82,28 @@ impl Shared {
 
     /// A consistent snapshot for one review.
     pub fn engine(&self) -> Engine {
-        Engine {
-            config: self.config.read().map(|c| c.clone()).unwrap_or_default(),
-            inventory: self.inventory.read().map(|i| i.clone()).unwrap_or_default(),
-            identity: self.identity.clone(),
+        match self.engine.read() {
+            Ok(engine) => engine.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    fn update(&self, change: impl FnOnce(&Engine) -> Engine) {
+        let mut guard = match self.engine.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = change(&guard);
     }
 
     /// Puts a new rule configuration in service.
     pub fn set_config(&self, config: Config) {
-        if let Ok(mut c) = self.config.write() {
-            *c = Arc::new(config);
-        }
+        self.update(|e| Engine::new(Arc::new(config), e.inventory.clone(), e.identity.clone()));
     }
 
     /// Puts a new view of the cluster in service.
     pub fn set_inventory(&self, inventory: Inventory) {
-        if let Ok(mut i) = self.inventory.write() {
-            *i = Arc::new(inventory);
-        }
+        self.update(|e| Engine::new(e.config.clone(), Arc::new(inventory), e.identity.clone()));
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -208,22 +216,7 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
 
 async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
     let started = Instant::now();
-    let span = tracing::info_span!(
-        "admission",
-        endpoint = endpoint.as_str(),
-        uid = tracing::field::Empty,
-        kind = tracing::field::Empty,
-        operation = tracing::field::Empty,
-        namespace = tracing::field::Empty,
-        name = tracing::field::Empty,
-        dry_run = tracing::field::Empty,
-        decision = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    );
-    let response = review_request(&state, endpoint, req, started)
-        .instrument(span.clone())
-        .await;
-    let (status, reviewed) = match response {
+    let (status, reviewed) = match review_request(&state, endpoint, req, started).await {
         Ok(reviewed) => (
             if reviewed.bad_request {
                 StatusCode::BAD_REQUEST
@@ -243,6 +236,11 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
                     Decision::Invalid.as_str(),
                 ])
                 .inc();
+            tracing::info!(
+                endpoint = endpoint.as_str(),
+                status = rejected.status().as_u16(),
+                "request rejected"
+            );
             return rejected;
         }
     };
@@ -264,29 +262,51 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
             .with_label_values(&[f.rule, f.severity.as_str()])
             .inc();
     }
-    span.record("uid", reviewed.uid.as_str());
-    span.record("kind", reviewed.kind);
-    span.record("operation", reviewed.operation);
-    span.record("namespace", reviewed.namespace.as_str());
-    span.record("name", reviewed.name.as_str());
-    span.record("dry_run", reviewed.dry_run);
-    span.record("decision", reviewed.decision.as_str());
-    span.record("duration_ms", elapsed.as_secs_f64() * 1e3);
-    let rules: Vec<&str> = reviewed.findings.iter().map(|f| f.rule).collect();
-    span.in_scope(|| {
-        // request bodies are never logged: only ids, names and the decision
-        if reviewed.decision == Decision::Allowed && rules.is_empty() {
-            tracing::event!(Level::DEBUG, "reviewed");
-        } else {
-            tracing::event!(Level::INFO, rules = ?rules, "reviewed");
-        }
-    });
+    log(endpoint, &reviewed, elapsed);
     match admission::to_json(&reviewed.review) {
         Ok(json) => (status, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => reject(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot encode the response: {e}"),
         ),
+    }
+}
+
+/// One span per request, created once its outcome is known (recording fields one by one
+/// would make the JSON formatter re-serialize them each time), with one event in it.
+/// Request bodies are never logged: only ids, names and the decision.
+fn log(endpoint: Endpoint, reviewed: &Reviewed, elapsed: Duration) {
+    // INFO for what a person may want to know later: refusals, findings, failures and
+    // NetworkPolicy mutations; routine admissions and namespace stamps at DEBUG.
+    let quiet = reviewed.findings.is_empty()
+        && (reviewed.decision == Decision::Allowed
+            || (reviewed.decision == Decision::Mutated && reviewed.kind == "Namespace"));
+    let level_enabled = if quiet {
+        tracing::enabled!(Level::DEBUG)
+    } else {
+        tracing::enabled!(Level::INFO)
+    };
+    if !level_enabled {
+        return;
+    }
+    let span = tracing::info_span!(
+        "admission",
+        endpoint = endpoint.as_str(),
+        uid = reviewed.uid.as_str(),
+        kind = reviewed.kind,
+        operation = reviewed.operation,
+        namespace = reviewed.namespace.as_str(),
+        name = reviewed.name.as_str(),
+        dry_run = reviewed.dry_run,
+        decision = reviewed.decision.as_str(),
+        duration_ms = elapsed.as_secs_f64() * 1e3,
+    );
+    let _entered = span.enter();
+    if quiet {
+        tracing::event!(Level::DEBUG, "reviewed");
+    } else {
+        let rules: Vec<&str> = reviewed.findings.iter().map(|f| f.rule).collect();
+        tracing::event!(Level::INFO, rules = ?rules, "reviewed");
     }
 }
 
@@ -328,6 +348,9 @@ async fn review_request(
     let body = read_body(req.into_body(), limits).await?;
     // kept to echo the uid if the review itself cannot finish
     let original = body.clone();
+    if limits.baseline {
+        return Ok(admission::baseline(&body));
+    }
     let engine = state.engine();
     let work = async move {
         if body.len() > limits.large_body {

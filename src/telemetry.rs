@@ -10,12 +10,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber (once; later calls are ignored).
-pub fn init(format: LogFormat, level: &str) {
+/// Keeps the background log writer running; dropping it flushes the remaining lines.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
+/// Installs the global subscriber (once; later calls are ignored). Lines are written by a
+/// background thread through a buffer, so a request never waits on a `write` to stderr;
+/// keep the returned guard alive until exit.
+pub fn init(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -23,6 +29,8 @@ pub fn init(format: LogFormat, level: &str) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     };
+    guard
 }

@@ -802,3 +802,37 @@ async fn health_and_readiness() {
     state.set_ready(true);
     assert_eq!(get("/readyz").await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn baseline_mode_admits_everything_and_still_echoes_the_uid() {
+    let state = Shared::new(
+        Config::default(),
+        Identity {
+            namespace: "netpol-guard".into(),
+            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
+        },
+        Metrics::new().unwrap(),
+        Limits {
+            baseline: true,
+            ..Limits::default()
+        },
+    );
+    let (status, v) = send(
+        &state,
+        "validate",
+        &Review::policy("CREATE", missing_dns()).json(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["response"]["uid"], UID);
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"].get("patch").is_none());
+    let (status, _) = send_raw(
+        server::admission_router(state),
+        "/validate",
+        "application/json",
+        b"[]".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

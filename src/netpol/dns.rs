@@ -31,6 +31,8 @@ pub struct DnsTarget {
     pod_labels: Labels,
     ports: Vec<DnsPort>,
     ips: Vec<IpAddr>,
+    /// [`DnsTarget::allowance_rule`] as a YAML list item, rendered once for messages.
+    allowance_yaml: String,
 }
 
 impl DnsTarget {
@@ -55,13 +57,22 @@ impl DnsTarget {
                 config.namespace_labels.clone(),
             ));
         }
-        Self {
+        let mut target = Self {
             namespaces,
             namespace_labels: config.namespace_labels.clone(),
             pod_labels: config.pod_labels.clone(),
             ports: config.ports.clone(),
             ips: config.ips.clone(),
-        }
+            allowance_yaml: String::new(),
+        };
+        target.allowance_yaml =
+            serde_yaml_ng::to_string(&[target.allowance_rule()]).unwrap_or_default();
+        target
+    }
+
+    /// The recommended DNS rule as a YAML list item, for fix messages.
+    pub fn allowance_yaml(&self) -> &str {
+        &self.allowance_yaml
     }
 
     /// The configured DNS port names.

@@ -61,11 +61,6 @@ pub fn needs_dns_allowance(ctx: &Context<'_>, subject: &Subject<'_>) -> bool {
         && coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp).is_missing()
 }
 
-/// The allowance rule as YAML list item, for messages.
-pub fn allowance_yaml(ctx: &Context<'_>) -> String {
-    serde_yaml_ng::to_string(&[ctx.dns.allowance_rule()]).unwrap_or_default()
-}
-
 fn egress_path(subject: &Subject<'_>) -> &'static str {
     if subject.spec.egress.is_some() {
         "spec.egress"
@@ -100,7 +95,7 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
         format!(
             "add this rule to spec.egress:\n{}or annotate the policy with `{DNS_ANNOTATION}: skip` \
              if these pods must have no egress at all",
-            allowance_yaml(ctx)
+            ctx.dns.allowance_yaml()
         ),
     )]
 }
@@ -204,7 +199,7 @@ fn too_broad(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
                  cluster DNS pods",
                 format!(
                     "give the rule a `to` with the DNS pods:\n{}",
-                    allowance_yaml(ctx)
+                    ctx.dns.allowance_yaml()
                 ),
             ));
             continue;
