@@ -21,6 +21,10 @@ use netpol_guard::rules;
 
 mod mix;
 
+// the allocator the binary uses (src/main.rs)
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn corpus() -> Vec<Manifest> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let (manifests, problems) = netpol_guard::check::load(&[root.display().to_string()]);

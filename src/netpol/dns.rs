@@ -31,8 +31,8 @@ pub struct DnsTarget {
     pod_labels: Labels,
     ports: Vec<DnsPort>,
     ips: Vec<IpAddr>,
-    /// [`DnsTarget::allowance_rule`] as a YAML list item, rendered once for messages.
-    allowance_yaml: String,
+    /// [`DnsTarget::allowance_rule`] as a YAML list item, rendered on first use.
+    allowance_yaml: std::sync::OnceLock<String>,
 }
 
 impl DnsTarget {
@@ -57,22 +57,20 @@ impl DnsTarget {
                 config.namespace_labels.clone(),
             ));
         }
-        let mut target = Self {
+        Self {
             namespaces,
             namespace_labels: config.namespace_labels.clone(),
             pod_labels: config.pod_labels.clone(),
             ports: config.ports.clone(),
             ips: config.ips.clone(),
-            allowance_yaml: String::new(),
-        };
-        target.allowance_yaml =
-            serde_yaml_ng::to_string(&[target.allowance_rule()]).unwrap_or_default();
-        target
+            allowance_yaml: std::sync::OnceLock::new(),
+        }
     }
 
     /// The recommended DNS rule as a YAML list item, for fix messages.
     pub fn allowance_yaml(&self) -> &str {
-        &self.allowance_yaml
+        self.allowance_yaml
+            .get_or_init(|| serde_yaml_ng::to_string(&[self.allowance_rule()]).unwrap_or_default())
     }
 
     /// The configured DNS port names.
