@@ -6,15 +6,17 @@
 //! endpoint returns the engine's DNS allowance patch. Namespaces are guarded so that only
 //! administrators can opt a namespace out, and stamped with what the guard will do there.
 
+mod objects;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Resource};
+use objects::{NamespaceObject, PolicyObject};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -167,6 +169,33 @@ struct PeekKind {
 
 /// Reviews one AdmissionReview body.
 pub fn review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed {
+    // NetworkPolicy reviews are the common case: decode the body once, as one, and check
+    // what it is afterwards. Namespaces decode again as theirs; anything unusual (another
+    // version, a body that does not decode, other kinds) takes the careful path below.
+    if let Ok(review) = serde_json::from_slice::<AdmissionReview<PolicyObject>>(body)
+        && review.types.api_version == REVIEW_API_VERSION
+        && review.types.kind == "AdmissionReview"
+        && let Some(request) = &review.request
+    {
+        match (request.kind.group.as_str(), request.kind.kind.as_str()) {
+            ("networking.k8s.io", "NetworkPolicy") => {
+                if let Ok(req) = review.try_into() {
+                    return network_policy(engine, endpoint, req);
+                }
+            }
+            ("", "Namespace") => {
+                if let Ok(req) = decode::<NamespaceObject>(body) {
+                    return namespace(engine, endpoint, &req);
+                }
+            }
+            _ => {}
+        }
+    }
+    careful_review(engine, endpoint, body)
+}
+
+/// Routes by a first look at the body, so every failure can still echo the uid.
+fn careful_review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed {
     let peek: Peek = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
@@ -202,11 +231,11 @@ pub fn review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed {
         .as_ref()
         .map(|k| (k.group.as_str(), k.kind.as_str()));
     match kind {
-        Some(("networking.k8s.io", "NetworkPolicy")) => match decode::<NetworkPolicy>(body) {
-            Ok(req) => network_policy(engine, endpoint, &req),
+        Some(("networking.k8s.io", "NetworkPolicy")) => match decode::<PolicyObject>(body) {
+            Ok(req) => network_policy(engine, endpoint, req),
             Err(e) => invalid(Some(uid), e, false),
         },
-        Some(("", "Namespace")) => match decode::<Namespace>(body) {
+        Some(("", "Namespace")) => match decode::<NamespaceObject>(body) {
             Ok(req) => namespace(engine, endpoint, &req),
             Err(e) => invalid(Some(uid), e, false),
         },
@@ -343,13 +372,14 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
 fn network_policy(
     engine: &Engine,
     endpoint: Endpoint,
-    req: &AdmissionRequest<NetworkPolicy>,
+    mut req: AdmissionRequest<PolicyObject>,
 ) -> Reviewed {
     const KIND: &str = "NetworkPolicy";
-    let response = AdmissionResponse::from(req);
+    let req = &mut req;
+    let response = AdmissionResponse::from(&*req);
     // DELETE carries only oldObject; nothing to judge in the object itself.
-    let Some(policy) = req
-        .object
+    let object = req.object.take().map(NetworkPolicy::from);
+    let Some(policy) = object
         .as_ref()
         .filter(|_| req.operation != Operation::Delete)
     else {
@@ -457,7 +487,11 @@ fn audit_annotations(findings: &[Finding]) -> std::collections::HashMap<String, 
         .collect()
 }
 
-fn namespace(engine: &Engine, endpoint: Endpoint, req: &AdmissionRequest<Namespace>) -> Reviewed {
+fn namespace(
+    engine: &Engine,
+    endpoint: Endpoint,
+    req: &AdmissionRequest<NamespaceObject>,
+) -> Reviewed {
     const KIND: &str = "Namespace";
     let response = AdmissionResponse::from(req);
     let Some(ns) = req
@@ -467,7 +501,7 @@ fn namespace(engine: &Engine, endpoint: Endpoint, req: &AdmissionRequest<Namespa
     else {
         return finish(req, response, Decision::Allowed, KIND, Vec::new());
     };
-    let label = |ns: Option<&Namespace>, key: &str| {
+    let label = |ns: Option<&NamespaceObject>, key: &str| {
         ns.and_then(|n| n.metadata.labels.as_ref())
             .and_then(|l| l.get(key))
             .cloned()
