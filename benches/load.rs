@@ -17,7 +17,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,28 +90,17 @@ fn options() -> Options {
 
 /// A running server process.
 struct Server {
-    child: Child,
+    child: common::KillOnDrop,
     addr: SocketAddr,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start(dir: &Path, baseline: bool) -> Server {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args([
         "serve",
@@ -139,7 +128,7 @@ async fn start(dir: &Path, baseline: bool) -> Server {
         cmd.arg("--baseline");
     }
     let server = Server {
-        child: cmd.spawn().unwrap(),
+        child: common::KillOnDrop(cmd.spawn().unwrap()),
         addr,
     };
     common::eventually("server ready", Duration::from_secs(10), || async move {
@@ -260,7 +249,7 @@ async fn open_loop(
     let (tx, rx) = mpsc::channel::<(Instant, usize)>(1 << 20);
     let rx = Arc::new(Mutex::new(rx));
     let reqs: Arc<Vec<Req>> = Arc::new(reqs.to_vec());
-    let cpu_before = cpu_seconds(server.child.id());
+    let cpu_before = cpu_seconds(server.child.0.id());
     let mut workers = Vec::new();
     for mut sender in senders {
         let rx = rx.clone();
@@ -307,7 +296,7 @@ async fn open_loop(
         errors += e;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let cpu = cpu_seconds(server.child.0.id()) - cpu_before;
     Phase {
         name: name.to_string(),
         sent: total,
@@ -329,7 +318,7 @@ async fn saturate(
 ) -> Phase {
     let senders = connections(server, ca, conns).await;
     let reqs: Arc<Vec<Req>> = Arc::new(reqs.to_vec());
-    let cpu_before = cpu_seconds(server.child.id());
+    let cpu_before = cpu_seconds(server.child.0.id());
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut workers = Vec::new();
@@ -359,7 +348,7 @@ async fn saturate(
         errors += e;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let cpu = cpu_seconds(server.child.0.id()) - cpu_before;
     Phase {
         name: name.to_string(),
         sent,
@@ -382,7 +371,7 @@ async fn worst_case_phases(
     let mut sender = common::client(server.addr, ca).await.unwrap();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut errors = 0;
-    let cpu_before = cpu_seconds(server.child.id());
+    let cpu_before = cpu_seconds(server.child.0.id());
     let started = Instant::now();
     for _ in 0..rounds {
         let t = Instant::now();
@@ -400,7 +389,7 @@ async fn worst_case_phases(
         errors,
         seconds: started.elapsed().as_secs_f64(),
         latency: hist,
-        cpu_per_request_us: (cpu_seconds(server.child.id()) - cpu_before) / rounds as f64 * 1e6,
+        cpu_per_request_us: (cpu_seconds(server.child.0.id()) - cpu_before) / rounds as f64 * 1e6,
     };
 
     // bursts: every second, four worst-case reviews at once, beside small requests at 1k/s;
@@ -506,7 +495,7 @@ async fn run(o: Options) -> String {
 
     if let Some(seconds) = o.soak {
         let server = start(&dir, false).await;
-        let pid = server.child.id();
+        let pid = server.child.0.id();
         let mut samples = Vec::new();
         let chunk = 10.min(seconds);
         for _ in 0..seconds / chunk {
@@ -560,7 +549,7 @@ async fn run(o: Options) -> String {
             o.connections,
         )
         .await;
-        let (_, peak_saturation) = rss_mib(server.child.id());
+        let (_, peak_saturation) = rss_mib(server.child.0.id());
         summary.push((
             label,
             sat.sent as f64 / sat.seconds,
@@ -573,7 +562,7 @@ async fn run(o: Options) -> String {
             phases.push(small);
             phases.push(concurrent);
         }
-        let (_, peak) = rss_mib(server.child.id());
+        let (_, peak) = rss_mib(server.child.0.id());
         report.push_str(&table(
             &format!(
                 "{label}: peak RSS {peak_saturation:.1} MiB through saturation, {peak:.1} MiB after all phases"

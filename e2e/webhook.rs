@@ -30,26 +30,11 @@ use common::{client, eventually, get, metric, metrics, post, tls_connect};
 const BIN: &str = env!("CARGO_BIN_EXE_netpol-guard");
 
 struct Guard {
-    child: Child,
+    child: common::KillOnDrop,
     addr: SocketAddr,
     metrics: SocketAddr,
     ca_pem: String,
     log: PathBuf,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn work_dir(name: &str) -> PathBuf {
@@ -83,8 +68,12 @@ async fn start(name: &str, extra: &[&str]) -> Guard {
     .unwrap();
     assert_eq!(ca_pem, std::fs::read_to_string(dir.join("ca.crt")).unwrap());
 
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let log = dir.join("serve.log");
     let child = Command::new(BIN)
         .args(["serve", "--log-format", "json", "--log-level", "debug"])
@@ -105,7 +94,7 @@ async fn start(name: &str, extra: &[&str]) -> Guard {
         .spawn()
         .unwrap();
     let guard = Guard {
-        child,
+        child: common::KillOnDrop(child),
         addr,
         metrics: metrics_addr,
         ca_pem,
@@ -350,7 +339,7 @@ async fn sigterm_turns_readiness_off_finishes_in_flight_and_exits() {
     in_flight.write_all(head.as_bytes()).await.unwrap();
     in_flight.write_all(&body[..10]).await.unwrap();
 
-    signal(&guard.child, "TERM");
+    signal(&guard.child.0, "TERM");
     let metrics_addr = guard.metrics;
     eventually("readiness off", Duration::from_secs(2), || async {
         get(metrics_addr, "/readyz").await.0 == 503
@@ -372,22 +361,22 @@ async fn sigterm_turns_readiness_off_finishes_in_flight_and_exits() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("11111111-0000-4000-8000-000000000000"));
     let status =
-        wait_exit(&mut guard.child, Duration::from_secs(10)).expect("exits after draining");
+        wait_exit(&mut guard.child.0, Duration::from_secs(10)).expect("exits after draining");
     assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
     let mut guard = start("second-signal", &["--shutdown-delay", "60s"]).await;
-    signal(&guard.child, "TERM");
+    signal(&guard.child.0, "TERM");
     let metrics_addr = guard.metrics;
     eventually("readiness off", Duration::from_secs(2), || async {
         get(metrics_addr, "/readyz").await.0 == 503
     })
     .await;
-    signal(&guard.child, "INT");
+    signal(&guard.child.0, "INT");
     let status =
-        wait_exit(&mut guard.child, Duration::from_secs(3)).expect("second signal exits at once");
+        wait_exit(&mut guard.child.0, Duration::from_secs(3)).expect("second signal exits at once");
     assert_eq!(status.code(), Some(130));
 }
 
