@@ -11,7 +11,8 @@
 //! cargo bench --bench load -- --soak 600        # RSS over a 10-minute soak at 2k/s
 //! ```
 //! Options: `--rates 1000,5000,10000`, `--seconds 10`, `--connections 16`, `--out FILE`,
-//! and for profiling one side: `--skip-baseline`, `--skip-worst-case`.
+//! `--server-cpus 1` (servers under `taskset`; run the generator with `taskset -c 0`), and
+//! for profiling one side: `--skip-baseline`, `--skip-worst-case`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::fmt::Write as _;
@@ -44,6 +45,9 @@ struct Options {
     out: Option<PathBuf>,
     skip_baseline: bool,
     skip_worst_case: bool,
+    /// Run the servers on these CPUs (`taskset -c`), e.g. "1", so the generator can have
+    /// the others.
+    server_cpus: Option<String>,
 }
 
 fn options() -> Options {
@@ -56,6 +60,7 @@ fn options() -> Options {
         out: None,
         skip_baseline: false,
         skip_worst_case: false,
+        server_cpus: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -76,6 +81,7 @@ fn options() -> Options {
             // for profiling one side
             "--skip-baseline" => o.skip_baseline = true,
             "--skip-worst-case" => o.skip_worst_case = true,
+            "--server-cpus" => o.server_cpus = Some(args.next().unwrap()),
             // cargo bench passes --bench; criterion-style filters are ignored
             _ => {}
         }
@@ -94,14 +100,21 @@ struct Server {
     addr: SocketAddr,
 }
 
-async fn start(dir: &Path, baseline: bool) -> Server {
+async fn start(dir: &Path, baseline: bool, cpus: Option<&str>) -> Server {
     let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .unwrap();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.args([
         "serve",
         "--listen",
@@ -494,7 +507,7 @@ async fn run(o: Options) -> String {
     );
 
     if let Some(seconds) = o.soak {
-        let server = start(&dir, false).await;
+        let server = start(&dir, false, o.server_cpus.as_deref()).await;
         let pid = server.child.0.id();
         let mut samples = Vec::new();
         let chunk = 10.min(seconds);
@@ -524,7 +537,7 @@ async fn run(o: Options) -> String {
             continue;
         }
         let label = if baseline { "baseline" } else { "netpol-guard" };
-        let server = start(&dir, baseline).await;
+        let server = start(&dir, baseline, o.server_cpus.as_deref()).await;
         let mut phases = Vec::new();
         for &rate in &o.rates {
             phases.push(
