@@ -25,6 +25,8 @@ use tokio::io::AsyncWriteExt;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../benches/mix/mod.rs"]
+mod mix;
 use common::{client, eventually, get, metric, metrics, post, tls_connect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netpol-guard");
@@ -109,30 +111,9 @@ async fn start(name: &str, extra: &[&str]) -> Guard {
     guard
 }
 
-fn review(uid: &str, kind: &str, namespace: &str, object: &Value, dry_run: bool) -> Vec<u8> {
-    let (group, resource) = match kind {
-        "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
-        _ => ("", "namespaces"),
-    };
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": group, "version": "v1", "kind": kind},
-            "resource": {"group": group, "version": "v1", "resource": resource},
-            "requestKind": {"group": group, "version": "v1", "kind": kind},
-            "name": object["metadata"]["name"],
-            "namespace": if kind == "Namespace" { Value::Null } else { json!(namespace) },
-            "operation": "CREATE",
-            "userInfo": {"username": "e2e", "groups": ["system:authenticated"]},
-            "object": object,
-            "oldObject": null,
-            "dryRun": dry_run,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
-        }
-    }))
-    .unwrap()
+/// A CREATE review as the API server sends it (the request's namespace is the object's).
+fn review(uid: &str, kind: &str, object: &Value, dry_run: bool) -> Vec<u8> {
+    mix::review_with(uid, kind, "CREATE", object, &Value::Null, dry_run)
 }
 
 /// Every NetworkPolicy and Namespace object of the fixture corpus, as the API server would
@@ -188,7 +169,7 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
         let (status, resp) = post(
             &mut c,
             "/mutate?timeout=10s",
-            review(&uid, kind, &namespace, &object, false),
+            review(&uid, kind, &object, false),
         )
         .await;
         assert_eq!(status, 200, "{object}");
@@ -206,7 +187,7 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
             let (_, again) = post(
                 &mut c,
                 "/mutate?timeout=10s",
-                review(&uid, kind, &namespace, &stored, false),
+                review(&uid, kind, &stored, false),
             )
             .await;
             assert!(
@@ -229,7 +210,7 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
         let (status, resp) = post(
             &mut c,
             "/validate?timeout=10s",
-            review(&uid, kind, &namespace, &stored, false),
+            review(&uid, kind, &stored, false),
         )
         .await;
         assert_eq!(status, 200);
@@ -257,7 +238,7 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
         let (_, dry) = post(
             &mut c,
             "/validate?timeout=10s",
-            review(&uid, kind, &namespace, &stored, true),
+            review(&uid, kind, &stored, true),
         )
         .await;
         assert_eq!(dry, resp);
@@ -327,7 +308,6 @@ async fn sigterm_turns_readiness_off_finishes_in_flight_and_exits() {
     let body = review(
         "11111111-0000-4000-8000-000000000000",
         "NetworkPolicy",
-        "shop",
         &object,
         false,
     );

@@ -12,7 +12,28 @@ pub struct Req {
     pub body: Bytes,
 }
 
+/// An AdmissionReview for request number `uid` of the mix.
 pub fn review(uid: usize, kind: &str, operation: &str, object: &Value, old: &Value) -> Vec<u8> {
+    review_with(
+        &format!("00000000-0000-4000-8000-{uid:012}"),
+        kind,
+        operation,
+        object,
+        old,
+        false,
+    )
+}
+
+/// An AdmissionReview v1 as the API server sends it for `object` (NetworkPolicy or
+/// Namespace); the request's namespace is the object's.
+pub fn review_with(
+    uid: &str,
+    kind: &str,
+    operation: &str,
+    object: &Value,
+    old: &Value,
+    dry_run: bool,
+) -> Vec<u8> {
     let (group, resource) = match kind {
         "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
         _ => ("", "namespaces"),
@@ -21,7 +42,7 @@ pub fn review(uid: usize, kind: &str, operation: &str, object: &Value, old: &Val
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
-            "uid": format!("00000000-0000-4000-8000-{uid:012}"),
+            "uid": uid,
             "kind": {"group": group, "version": "v1", "kind": kind},
             "resource": {"group": group, "version": "v1", "resource": resource},
             "requestKind": {"group": group, "version": "v1", "kind": kind},
@@ -34,7 +55,7 @@ pub fn review(uid: usize, kind: &str, operation: &str, object: &Value, old: &Val
                          "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]},
             "object": object,
             "oldObject": old,
-            "dryRun": false,
+            "dryRun": dry_run,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": if operation == "UPDATE" { "UpdateOptions" } else { "CreateOptions" },
                         "fieldManager": "argocd-controller"}
         }
