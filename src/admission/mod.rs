@@ -258,13 +258,18 @@ fn careful_review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed 
     }
 }
 
+/// The request uid, if the body has one.
+fn peek_uid(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Peek>(body)
+        .ok()
+        .and_then(|p| p.request)
+        .and_then(|r| r.uid)
+}
+
 /// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,
 /// no rules, so load runs can show what the rules cost.
 pub fn baseline(body: &[u8]) -> Reviewed {
-    let uid = serde_json::from_slice::<Peek>(body)
-        .ok()
-        .and_then(|p| p.request)
-        .and_then(|r| r.uid);
+    let uid = peek_uid(body);
     let Some(uid) = uid else {
         return invalid(None, "the body has no AdmissionReview request uid", true);
     };
@@ -289,10 +294,7 @@ pub fn baseline(body: &[u8]) -> Reviewed {
 /// A review that could not be finished (timeout, internal failure): not allowed, with the
 /// request's uid when the body has one.
 pub fn failed(body: &[u8], message: &str) -> Reviewed {
-    let uid = serde_json::from_slice::<Peek>(body)
-        .ok()
-        .and_then(|p| p.request)
-        .and_then(|r| r.uid);
+    let uid = peek_uid(body);
     let mut reviewed = invalid(uid, message, false);
     if let Some(response) = reviewed.review.response.as_mut() {
         response.result.code = 500;

@@ -177,33 +177,31 @@ impl<'a> Subject<'a> {
 
     /// Every rule written for a direction, whether or not `policyTypes` lets it count.
     pub fn written_rules(&self, direction: Direction) -> Vec<RuleView<'_>> {
-        // (peers, ports) of each rule; ingress names its peers `from`, egress `to`
-        let rules: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
+        let view = |index: usize, (peers, ports)| RuleView {
+            direction,
+            index,
+            peers,
+            ports,
+        };
+        // ingress names its peers `from`, egress `to`
+        match direction {
             Direction::Ingress => self
                 .spec
                 .ingress
                 .iter()
                 .flatten()
-                .map(|r| slices(&r.from, &r.ports))
+                .enumerate()
+                .map(|(i, r)| view(i, slices(&r.from, &r.ports)))
                 .collect(),
             Direction::Egress => self
                 .spec
                 .egress
                 .iter()
                 .flatten()
-                .map(|r| slices(&r.to, &r.ports))
+                .enumerate()
+                .map(|(i, r)| view(i, slices(&r.to, &r.ports)))
                 .collect(),
-        };
-        rules
-            .into_iter()
-            .enumerate()
-            .map(|(index, (peers, ports))| RuleView {
-                direction,
-                index,
-                peers,
-                ports,
-            })
-            .collect()
+        }
     }
 
     /// The rules Kubernetes enforces for a direction: none unless the direction is in the
