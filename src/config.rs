@@ -48,6 +48,71 @@ pub struct Config {
     pub admin_groups: Vec<String>,
     /// What the mutating webhook may change.
     pub mutation: MutationConfig,
+    /// The policies the guard keeps in every namespace that is not exempt.
+    pub companions: CompanionsConfig,
+}
+
+/// The companion policies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CompanionsConfig {
+    /// Isolates every pod of the namespace.
+    pub default_deny: DefaultDenyCompanion,
+    /// Lets every pod of the namespace reach cluster DNS (the `dns` target).
+    pub allow_dns: AllowDnsCompanion,
+}
+
+/// The default-deny companion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DefaultDenyCompanion {
+    pub enabled: bool,
+    pub name: String,
+    /// Which directions it isolates.
+    pub policy_types: Vec<PolicyType>,
+}
+
+/// The allow-DNS companion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AllowDnsCompanion {
+    pub enabled: bool,
+    pub name: String,
+}
+
+/// A NetworkPolicy `policyTypes` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PolicyType {
+    Ingress,
+    Egress,
+}
+
+impl PolicyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "Ingress",
+            Self::Egress => "Egress",
+        }
+    }
+}
+
+impl Default for DefaultDenyCompanion {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            name: "netpol-guard-default-deny".into(),
+            policy_types: vec![PolicyType::Ingress, PolicyType::Egress],
+        }
+    }
+}
+
+impl Default for AllowDnsCompanion {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            name: "netpol-guard-allow-dns".into(),
+        }
+    }
 }
 
 /// How GitOps-managed objects are treated by the mutating webhook.
@@ -124,6 +189,7 @@ impl Default for Config {
             rules: BTreeMap::new(),
             admin_groups: vec!["system:masters".to_string()],
             mutation: MutationConfig::default(),
+            companions: CompanionsConfig::default(),
         }
     }
 }
@@ -249,6 +315,22 @@ impl Config {
         {
             return Err(format!("dns.ports: port {} is out of range", p.port));
         }
+        let companions = &self.companions;
+        for name in [&companions.default_deny.name, &companions.allow_dns.name] {
+            if !is_dns_subdomain(name) {
+                return Err(format!(
+                    "companions: {name:?} is not a valid object name (lowercase letters, digits, '-' and '.', at most 253)"
+                ));
+            }
+        }
+        if companions.default_deny.name == companions.allow_dns.name {
+            return Err("companions: defaultDeny and allowDns need different names".into());
+        }
+        if companions.default_deny.policy_types.is_empty() {
+            return Err(
+                "companions.defaultDeny.policyTypes must name Ingress, Egress or both".into(),
+            );
+        }
         Ok(())
     }
 
@@ -273,6 +355,18 @@ impl Config {
     pub fn is_protected(&self, namespace: &str) -> bool {
         self.protected_namespaces.iter().any(|n| n == namespace)
     }
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+fn is_dns_subdomain(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 #[cfg(test)]
@@ -319,6 +413,22 @@ mod tests {
             ("dns:\n  podLabels: {}\n", "podLabels"),
             ("mutation:\n  gitops: maybe\n", "unknown variant"),
             ("[1, 2", "invalid configuration"),
+            (
+                "companions:\n  allowDns: {name: Bad_Name}\n",
+                "not a valid object name",
+            ),
+            (
+                "companions:\n  allowDns: {name: x}\n  defaultDeny: {name: x}\n",
+                "different names",
+            ),
+            (
+                "companions:\n  defaultDeny: {policyTypes: []}\n",
+                "policyTypes",
+            ),
+            (
+                "companions:\n  defaultDeny: {policyTypes: [Both]}\n",
+                "unknown variant",
+            ),
         ];
         for (yaml, want) in cases {
             let err = Config::from_yaml(yaml).expect_err(yaml).to_string();

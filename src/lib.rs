@@ -10,6 +10,7 @@ pub mod admission;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod companions;
 pub mod config;
 pub mod manifest;
 pub mod metrics;

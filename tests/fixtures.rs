@@ -134,10 +134,13 @@ fn the_corpus_exercises_every_rule() {
         .flat_map(|f| f.expect)
         .map(|e| e.rule)
         .collect();
+    // needs the cluster's whole namespace list, which only the webhook's cache has; its
+    // tables are in src/rules/labels.rs and tests/admission.rs
+    let cluster_only = ["namespace-selector-matches-nothing"];
     let missing: Vec<&str> = netpol_guard::rules::CATALOG
         .iter()
         .map(|r| r.id)
-        .filter(|id| !fired.contains(*id))
+        .filter(|id| !fired.contains(*id) && !cluster_only.contains(id))
         .collect();
     assert!(missing.is_empty(), "no fixture triggers {missing:?}");
 }

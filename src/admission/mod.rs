@@ -20,6 +20,7 @@ use objects::{NamespaceObject, PolicyObject};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::companions;
 use crate::config::{Config, GitOpsMode};
 use crate::mutate::dns_allowance_patch_in;
 use crate::netpol::Context;
@@ -28,12 +29,21 @@ use crate::netpol::dns::DnsTarget;
 use crate::netpol::policy::Subject;
 use crate::rules::{self, Finding, Severity};
 
-/// The namespace label that opts a namespace out of the companion policies.
-pub const EXEMPT_LABEL: &str = "netpol-guard.io/exempt";
+pub use crate::companions::EXEMPT_LABEL;
 /// The namespace label that shows what the guard does in a namespace.
 pub const COMPANIONS_LABEL: &str = "netpol-guard.io/companions";
 /// Rule id of the namespace check (reported like the NetworkPolicy rules).
 pub const EXEMPT_LABEL_RULE: &str = "namespace-exempt-label-protected";
+/// Rule id of the companion protection.
+pub const COMPANION_RULE: &str = "companion-protected";
+
+/// The kube-controller-manager identities that delete a terminating namespace's objects
+/// (and garbage-collect owned ones); refusing them would leave namespaces stuck deleting.
+const NAMESPACE_CLEANERS: &[&str] = &[
+    "system:serviceaccount:kube-system:namespace-controller",
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+    "system:kube-controller-manager",
+];
 
 /// The API version this webhook speaks.
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -379,6 +389,15 @@ fn network_policy(
     const KIND: &str = "NetworkPolicy";
     let req = &mut req;
     let response = AdmissionResponse::from(&*req);
+    let managed = |o: &Option<PolicyObject>| {
+        o.as_ref()
+            .is_some_and(|o| companions::is_managed(o.metadata.labels.as_ref()))
+    };
+    if (managed(&req.old_object) || managed(&req.object))
+        && let Some(reviewed) = companion(engine, endpoint, req, response.clone())
+    {
+        return reviewed;
+    }
     // DELETE carries only oldObject; nothing to judge in the object itself.
     let object = req.object.take().map(NetworkPolicy::from);
     let Some(policy) = object
@@ -442,6 +461,58 @@ fn network_policy(
             )
         }
     }
+}
+
+/// Writes to the guard's companion policies. The guard's own writes are admitted as they
+/// are (the controller applies exactly what the engine wants); others may not change or
+/// delete an existing companion unless they are administrators. `None`: review normally.
+fn companion(
+    engine: &Engine,
+    endpoint: Endpoint,
+    req: &AdmissionRequest<PolicyObject>,
+    response: AdmissionResponse,
+) -> Option<Reviewed> {
+    const KIND: &str = "NetworkPolicy";
+    let user = req.user_info.username.as_deref().unwrap_or_default();
+    if user == engine.identity.service_account {
+        return Some(finish(req, response, Decision::Allowed, KIND, Vec::new()));
+    }
+    let existing = req
+        .old_object
+        .as_ref()
+        .is_some_and(|o| companions::is_managed(o.metadata.labels.as_ref()));
+    let changes = matches!(req.operation, Operation::Update | Operation::Delete);
+    if !existing || !changes || is_admin(engine, req) || NAMESPACE_CLEANERS.contains(&user) {
+        return None;
+    }
+    if endpoint == Endpoint::Mutate {
+        return Some(finish(req, response, Decision::Allowed, KIND, Vec::new()));
+    }
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    let verb = if req.operation == Operation::Delete {
+        "delete"
+    } else {
+        "change"
+    };
+    let finding = Finding {
+        rule: COMPANION_RULE,
+        severity: Severity::Deny,
+        path: format!("metadata.labels.{}", companions::MANAGED_BY_LABEL),
+        message: format!(
+            "{namespace}/{} is a companion policy netpol-guard keeps in every namespace; only \
+             members of {} or the guard's service account may {verb} it",
+            req.name,
+            engine.config.admin_groups.join(", "),
+        ),
+        fix: format!(
+            "add your own NetworkPolicy beside it (policies are additive), or ask a cluster \
+             administrator to label the namespace {EXEMPT_LABEL}=true"
+        ),
+    };
+    let message = deny_message(KIND, namespace, &req.name, &[&finding], false);
+    let mut response = deny(response, message);
+    response.audit_annotations = audit_annotations(std::slice::from_ref(&finding));
+    Some(finish(req, response, Decision::Denied, KIND, vec![finding]))
 }
 
 /// One line per finding: rule id, field, what is wrong, the fix.
@@ -537,9 +608,13 @@ fn namespace(
         }
         Endpoint::Mutate => {
             let name = ns.metadata.name.as_deref().unwrap_or(&req.name);
-            let exempt = engine.config.is_protected(name)
-                || name == engine.identity.namespace
-                || label(Some(ns), EXEMPT_LABEL).as_deref() == Some("true");
+            let exempt = companions::exemption(
+                &engine.config,
+                &engine.identity.namespace,
+                name,
+                ns.metadata.labels.as_ref(),
+            )
+            .is_some();
             let stamp = if exempt { "exempt" } else { "enabled" };
             if label(Some(ns), COMPANIONS_LABEL).as_deref() == Some(stamp) {
                 return finish(req, response, Decision::Allowed, KIND, Vec::new());

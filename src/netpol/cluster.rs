@@ -17,6 +17,9 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub struct Inventory {
     policies: BTreeMap<String, Vec<Arc<NetworkPolicy>>>,
     namespaces: BTreeMap<String, Labels>,
+    /// Whether `namespaces` is every namespace of the cluster (a synced cache), not just
+    /// the ones some manifests mention.
+    namespaces_complete: bool,
 }
 
 impl Inventory {
@@ -47,6 +50,16 @@ impl Inventory {
     /// The known labels of a namespace.
     pub fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
         self.namespaces.get(namespace)
+    }
+
+    /// Declares the known namespaces to be all the cluster has.
+    pub fn mark_namespaces_complete(&mut self) {
+        self.namespaces_complete = true;
+    }
+
+    /// Whether the known namespaces are all the cluster has.
+    pub fn knows_all_namespaces(&self) -> bool {
+        self.namespaces_complete
     }
 
     /// Every known namespace with its labels.

@@ -63,6 +63,56 @@ fn name_label(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     hits
 }
 
+pub const NAMESPACE_SELECTOR_MATCHES_NOTHING: Rule = Rule {
+    id: "namespace-selector-matches-nothing",
+    default_severity: Severity::Warn,
+    summary: "A `namespaceSelector` matches none of the cluster's namespaces (judged by the webhook, which knows them).",
+    check: matches_nothing,
+};
+
+fn matches_nothing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    // Only a complete list of namespaces (the webhook's cluster cache) can show that a
+    // selector matches none; manifests on disk are a partial view.
+    if !ctx.inventory.knows_all_namespaces() {
+        return Vec::new();
+    }
+    let mut hits = Vec::new();
+    for direction in Direction::BOTH {
+        for rule in subject.written_rules(direction) {
+            for (i, peer) in rule.peers.iter().enumerate() {
+                let Some(ns) = &peer.namespace_selector else {
+                    continue;
+                };
+                // an invalid selector is `selector-invalid`'s finding
+                let Ok(parsed) = selector::Selector::parse(ns) else {
+                    continue;
+                };
+                if ctx.inventory.namespaces().any(|(_, l)| parsed.matches(l)) {
+                    continue;
+                }
+                // the `name` label mistake has its own rule and message
+                if selector::keys(ns).any(|(k, _)| k == "name") {
+                    continue;
+                }
+                let count = ctx.inventory.namespaces().count();
+                hits.push(Hit::new(
+                    format!("{}.namespaceSelector", rule.peer_path(i)),
+                    format!(
+                        "no namespace of the cluster matches {} (of {count}), so this peer \
+                         allows nothing",
+                        selector::describe(ns)
+                    ),
+                    format!(
+                        "check the selector with `kubectl get namespaces -l '<selector>'`; every \
+                         namespace carries `{NAMESPACE_NAME_LABEL}: <its name>`"
+                    ),
+                ));
+            }
+        }
+    }
+    hits
+}
+
 fn check_pod_selector(path: &str, sel: &LabelSelector, hits: &mut Vec<Hit>) {
     for (key, expr) in selector::keys(sel).filter(|(k, _)| *k == NAMESPACE_NAME_LABEL) {
         hits.push(Hit::new(
@@ -143,6 +193,77 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    #[test]
+    fn matches_nothing_table() {
+        let namespaces = [
+            "kind: Namespace\nmetadata: {name: prod, labels: {team: shop, env: prod}}",
+            "kind: Namespace\nmetadata: {name: dev, labels: {team: shop}}",
+        ];
+        table_with_context(
+            &NAMESPACE_SELECTOR_MATCHES_NOTHING,
+            &namespaces,
+            &[
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {team: payments}}}]}]}",
+                    &["spec.ingress[0].from[0].namespaceSelector"],
+                ),
+                // AND of two labels no namespace has together
+                (
+                    "metadata: {name: a}\nspec: {egress: [{to: [{podSelector: {}}, {namespaceSelector: {matchLabels: {env: dev, team: shop}}, podSelector: {matchLabels: {app: db}}}]}]}",
+                    &["spec.egress[0].to[1].namespaceSelector"],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: team, operator: NotIn, values: [shop]}]}}]}]}",
+                    &["spec.ingress[0].from[0].namespaceSelector"],
+                ),
+                // the label the API server sets on every namespace
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: dev}}}]}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: env, operator: DoesNotExist}]}}]}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {}}]}]}",
+                    &[],
+                ),
+                // `name` keys are namespace-selector-name-label's finding
+                (
+                    "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {name: prod}}}]}]}",
+                    &[],
+                ),
+                // judged as written, like the other selector rules, even where policyTypes
+                // makes the rule ignored (egress-rules-ignored reports that)
+                (
+                    "metadata: {name: a}\nspec: {policyTypes: [Ingress], egress: [{to: [{namespaceSelector: {matchLabels: {team: payments}}}]}]}",
+                    &["spec.egress[0].to[0].namespaceSelector"],
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn matches_nothing_needs_the_whole_namespace_list() {
+        use crate::config::Config;
+        use crate::netpol::cluster::Inventory;
+        use crate::netpol::policy::tests::policy;
+        let p = policy(
+            "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {team: payments}}}]}]}",
+        );
+        let subject = Subject::new(&p, "default");
+        let config = Config::default();
+        let mut inventory = Inventory::new();
+        inventory.insert_namespace("prod", Default::default());
+        // some namespaces known (manifests on disk): no verdict
+        let ctx = Context::new(&config, &inventory);
+        assert!(matches_nothing(&ctx, &subject).is_empty());
+        inventory.mark_namespaces_complete();
+        let ctx = Context::new(&config, &inventory);
+        assert_eq!(matches_nothing(&ctx, &subject).len(), 1);
     }
 
     #[test]

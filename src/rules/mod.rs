@@ -103,6 +103,7 @@ pub static CATALOG: &[Rule] = &[
     dns::DNS_PEER_TOO_BROAD,
     labels::NAMESPACE_SELECTOR_NAME_LABEL,
     labels::POD_SELECTOR_NAMESPACE_LABEL,
+    labels::NAMESPACE_SELECTOR_MATCHES_NOTHING,
     naming::MISLEADING_DENY_NAME,
     exposure::EGRESS_TO_METADATA_ENDPOINT,
     exposure::INGRESS_FROM_ANYWHERE,
@@ -169,6 +170,10 @@ pub(crate) mod testing {
                     .unwrap_or(DEFAULT_NAMESPACE.into());
                 inventory.insert_policy(&ns, Arc::new(p));
             }
+        }
+        // namespaces given as context stand for the cluster's whole list
+        if others.iter().any(|d| d.contains("kind: Namespace")) {
+            inventory.mark_namespaces_complete();
         }
         let ctx = Context::new(config, &inventory);
         let p = policy(yaml);
