@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod companions;
 pub mod config;
+pub mod kubernetes;
 pub mod manifest;
 pub mod metrics;
 pub mod mutate;

@@ -2,8 +2,8 @@
 //! around in state. Label values come from small fixed sets, never from object names.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::rules::CATALOG;
@@ -23,7 +23,20 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// `{result}`: success | error
     pub config_reloads: IntCounterVec,
+    /// `{result}`: see [`RECONCILE_RESULTS`]
+    pub companion_reconciles: IntCounterVec,
+    /// Companions found deleted or edited and restored.
+    pub drift_corrections: IntCounter,
+    /// 1 while this replica holds the controller lease.
+    pub leader: IntGauge,
+    /// 1 once the cluster cache has listed NetworkPolicies and Namespaces.
+    pub cache_synced: IntGauge,
 }
+
+/// Results of a namespace reconcile: companions applied (created or restored), already as
+/// wanted, removed (exempt namespace or disabled companion), namespace skipped (protected,
+/// the guard's own, terminating), or failed.
+pub const RECONCILE_RESULTS: &[&str] = &["applied", "unchanged", "removed", "skipped", "error"];
 
 /// Admission latency buckets, 100 µs to 1 s.
 const DURATION_BUCKETS: &[f64] = &[
@@ -73,6 +86,25 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let companion_reconciles = IntCounterVec::new(
+            Opts::new(
+                "netpol_guard_companion_reconciles_total",
+                "Namespace reconciles of the companions controller, by result.",
+            ),
+            &["result"],
+        )?;
+        let drift_corrections = IntCounter::new(
+            "netpol_guard_companion_drift_corrections_total",
+            "Companion policies found deleted or edited and restored.",
+        )?;
+        let leader = IntGauge::new(
+            "netpol_guard_leader",
+            "1 while this replica holds the lease and runs the companions controller.",
+        )?;
+        let cache_synced = IntGauge::new(
+            "netpol_guard_cache_synced",
+            "1 once the cluster cache (NetworkPolicies, Namespaces) has synced; admission uses it then.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "netpol_guard_build_info",
@@ -89,6 +121,10 @@ impl Metrics {
         registry.register(Box::new(tls_expiry.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(companion_reconciles.clone()))?;
+        registry.register(Box::new(drift_corrections.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(cache_synced.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -98,6 +134,9 @@ impl Metrics {
         for result in ["success", "error"] {
             tls_reloads.with_label_values(&[result]);
             config_reloads.with_label_values(&[result]);
+        }
+        for result in RECONCILE_RESULTS {
+            companion_reconciles.with_label_values(&[*result]);
         }
         for rule in CATALOG {
             findings.with_label_values(&[rule.id, rule.default_severity.as_str()]);
@@ -110,6 +149,10 @@ impl Metrics {
             tls_expiry,
             tls_reloads,
             config_reloads,
+            companion_reconciles,
+            drift_corrections,
+            leader,
+            cache_synced,
         })
     }
 

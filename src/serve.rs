@@ -102,6 +102,8 @@ pub struct ServeArgs {
     /// Open connections at once; further connections wait to be accepted.
     #[arg(long, env = "NETPOL_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    #[command(flatten)]
+    pub cluster: crate::kubernetes::ClusterArgs,
     /// Benchmarks only: admit every review after reading its uid, without rules.
     #[arg(long, env = "NETPOL_GUARD_BASELINE", hide = true)]
     pub baseline: bool,
@@ -275,12 +277,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "netpol-guard serving admission reviews"
     );
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let cluster =
+        crate::kubernetes::start(&args.cluster, webhook.state.clone(), stop_rx.clone()).await?;
     tokio::spawn(signals(webhook.state.clone(), args.shutdown_delay, stop_tx));
     webhook
         .serve(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         })
         .await;
+    // the controller releases its Lease on the way out
+    for task in cluster {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     tracing::info!("netpol-guard stopped");
     Ok(())
 }

@@ -59,6 +59,8 @@ pub struct Shared {
     ready: AtomicBool,
     limits: Limits,
     large: Semaphore,
+    /// Ticks when a new configuration goes into service.
+    config_changes: tokio::sync::watch::Sender<()>,
 }
 
 /// Handle to the shared state.
@@ -77,6 +79,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             large: Semaphore::new(limits.large_concurrency.max(1)),
             limits,
+            config_changes: tokio::sync::watch::Sender::new(()),
         })
     }
 
@@ -99,6 +102,12 @@ impl Shared {
     /// Puts a new rule configuration in service.
     pub fn set_config(&self, config: Config) {
         self.update(|e| Engine::new(Arc::new(config), e.inventory.clone(), e.identity.clone()));
+        self.config_changes.send_replace(());
+    }
+
+    /// Notified whenever a new configuration goes into service.
+    pub fn config_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.config_changes.subscribe()
     }
 
     /// Puts a new view of the cluster in service.

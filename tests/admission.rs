@@ -836,3 +836,205 @@ async fn baseline_mode_admits_everything_and_still_echoes_the_uid() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// The cluster as the cache would publish it: namespaces `shop` (no companions) and
+/// `covered` (the guard's companions), plus kube-system.
+fn cached_cluster(state: &AppState) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let config = Config::default();
+    let ns = |name: &str| {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.labels = Some([("team".to_string(), name.to_string())].into());
+        std::sync::Arc::new(n)
+    };
+    let policies: Vec<_> = netpol_guard::companions::desired(&config, "covered", "uid-covered")
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
+    let namespaces = [ns("shop"), ns("covered"), ns("kube-system")];
+    state.set_inventory(netpol_guard::kubernetes::cache::inventory(
+        &policies,
+        &namespaces,
+    ));
+}
+
+/// An egress policy that allows only the app's database: no DNS of its own.
+fn db_only(namespace: &str) -> Value {
+    let mut p = netpol(
+        "web-to-db",
+        json!({
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}],
+                        "ports": [{"port": 5432}]}],
+        }),
+    );
+    p["metadata"]["namespace"] = json!(namespace);
+    p
+}
+
+fn rules_of(resp: &Value) -> Vec<String> {
+    let mut rules: Vec<String> = resp["response"]["auditAnnotations"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    rules.sort();
+    rules
+}
+
+#[tokio::test]
+async fn cluster_cache_lets_the_allow_dns_companion_cover_other_policies() {
+    let state = state();
+    // before the cache has synced: judged alone, so denied and mutated everywhere
+    for ns in ["shop", "covered"] {
+        let review = Review::policy("CREATE", db_only(ns)).json();
+        let (_, resp) = send(&state, "validate", &review).await;
+        assert_eq!(resp["response"]["allowed"], false, "{ns}: {resp}");
+        assert!(patch_of(&send(&state, "mutate", &review).await.1).is_some());
+    }
+
+    cached_cluster(&state);
+    // no companion in shop: still denied, still mutated
+    let review = Review::policy("CREATE", db_only("shop")).json();
+    let (_, resp) = send(&state, "validate", &review).await;
+    assert_eq!(resp["response"]["allowed"], false, "{resp}");
+    assert!(rules_of(&resp).contains(&"egress-missing-dns".to_string()));
+    let (_, mutated) = send(&state, "mutate", &review).await;
+    assert!(patch_of(&mutated).is_some(), "{mutated}");
+
+    // the allow-DNS companion selects every pod of `covered`: allowed untouched
+    let review = Review::policy("CREATE", db_only("covered")).json();
+    let (_, resp) = send(&state, "validate", &review).await;
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    assert!(rules_of(&resp).is_empty(), "{resp}");
+    let (_, mutated) = send(&state, "mutate", &review).await;
+    assert_eq!(mutated["response"]["allowed"], true);
+    assert!(patch_of(&mutated).is_none(), "{mutated}");
+}
+
+#[tokio::test]
+async fn namespace_selector_matching_no_namespace_warns_once_the_cache_knows_them() {
+    let state = state();
+    let mut p = db_only("covered");
+    p["spec"]["egress"][0]["to"] =
+        json!([{"namespaceSelector": {"matchLabels": {"team": "payments"}}}]);
+    let review = Review::policy("CREATE", p).json();
+    let (_, resp) = send(&state, "validate", &review).await;
+    assert!(!rules_of(&resp).contains(&"namespace-selector-matches-nothing".to_string()));
+
+    cached_cluster(&state);
+    let (_, resp) = send(&state, "validate", &review).await;
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    assert_eq!(rules_of(&resp), ["namespace-selector-matches-nothing"]);
+    let warnings = resp["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("spec.egress[0].to[0].namespaceSelector") && warnings.contains("of 3"),
+        "{warnings}"
+    );
+    // a label some namespace has is fine
+    let mut p = db_only("covered");
+    p["spec"]["egress"][0]["to"] =
+        json!([{"namespaceSelector": {"matchLabels": {"team": "shop"}}}]);
+    let (_, resp) = send(&state, "validate", &Review::policy("CREATE", p).json()).await;
+    assert!(rules_of(&resp).is_empty(), "{resp}");
+}
+
+fn companion(name: &str) -> Value {
+    let wanted = netpol_guard::companions::desired(&Config::default(), "shop", "uid-shop");
+    let p = wanted
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+        .unwrap();
+    serde_json::to_value(p).unwrap()
+}
+
+#[tokio::test]
+async fn companions_are_protected_from_everyone_but_the_guard_and_admins() {
+    let state = state();
+    let deny = companion("netpol-guard-default-deny");
+    let ordinary_delete = Review {
+        old: deny.clone(),
+        ..Review::policy("DELETE", Value::Null)
+    };
+    let (status, resp) = send(&state, "validate", &ordinary_delete.json()).await;
+    assert_eq!(status, StatusCode::OK);
+    let r = &resp["response"];
+    assert_eq!(r["allowed"], false, "{resp}");
+    assert_eq!(r["uid"], UID);
+    assert_eq!(r["status"]["code"], 403);
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.contains("[companion-protected]"), "{message}");
+    assert!(
+        message.contains("shop/netpol-guard-default-deny"),
+        "{message}"
+    );
+    // the mutating webhook has nothing to add to a DELETE
+    let (_, resp) = send(&state, "mutate", &ordinary_delete.json()).await;
+    assert_eq!(resp["response"]["allowed"], true);
+
+    // an edit that opens it up is refused the same way
+    let mut opened = deny.clone();
+    opened["spec"]["policyTypes"] = json!(["Ingress"]);
+    let edit = Review {
+        old: deny.clone(),
+        ..Review::policy("UPDATE", opened.clone())
+    };
+    let (_, resp) = send(&state, "validate", &edit.json()).await;
+    assert_eq!(resp["response"]["allowed"], false, "{resp}");
+
+    // administrators, the guard itself and the namespace cleanup may
+    for (user, groups) in [
+        ("root", vec!["system:masters"]),
+        ("system:serviceaccount:netpol-guard:netpol-guard", vec![]),
+        (
+            "system:serviceaccount:kube-system:namespace-controller",
+            vec![],
+        ),
+        (
+            "system:serviceaccount:kube-system:generic-garbage-collector",
+            vec![],
+        ),
+    ] {
+        let review = Review {
+            user,
+            groups: groups.clone(),
+            ..Review {
+                old: deny.clone(),
+                ..Review::policy("DELETE", Value::Null)
+            }
+        };
+        let (_, resp) = send(&state, "validate", &review.json()).await;
+        assert_eq!(resp["response"]["allowed"], true, "{user}: {resp}");
+    }
+    // an ordinary policy is not protected
+    let own = Review {
+        old: db_only("shop"),
+        ..Review::policy("DELETE", Value::Null)
+    };
+    let (_, resp) = send(&state, "validate", &own.json()).await;
+    assert_eq!(resp["response"]["allowed"], true);
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        requests(&text, "validate", "NetworkPolicy", "DELETE", "denied"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn the_guards_own_companion_writes_are_admitted_untouched() {
+    let state = state();
+    // default-deny isolates egress without DNS: anyone else's would be denied and mutated
+    let deny = companion("netpol-guard-default-deny");
+    let guard = Review {
+        user: "system:serviceaccount:netpol-guard:netpol-guard",
+        ..Review::policy("CREATE", deny.clone())
+    };
+    let (_, resp) = send(&state, "validate", &guard.json()).await;
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    let (_, resp) = send(&state, "mutate", &guard.json()).await;
+    assert!(patch_of(&resp).is_none(), "{resp}");
+    let tenant = Review::policy("CREATE", deny);
+    let (_, resp) = send(&state, "validate", &tenant.json()).await;
+    assert_eq!(resp["response"]["allowed"], false, "{resp}");
+}

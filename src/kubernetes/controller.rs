@@ -1,0 +1,226 @@
+//! The companions controller: a kube-runtime `Controller` over Namespaces that owns the
+//! companion NetworkPolicies. It applies exactly what [`crate::companions::desired`] returns,
+//! with server-side apply as field manager `netpol-guard`, restores deleted or edited
+//! companions, and removes them from namespaces that become exempt. Protected namespaces and
+//! the guard's own namespace are never touched.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+
+use crate::companions::{self, Exemption, MANAGED_BY_LABEL, MANAGER};
+use crate::server::AppState;
+
+/// Every namespace is reconciled again this often, whatever the watches said.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// A failed reconcile is retried after this long.
+pub const RETRY: Duration = Duration::from_secs(15);
+
+/// What one reconcile did, as counted in `netpol_guard_companion_reconciles_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Unchanged,
+    Removed,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Removed => "removed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("namespace {0} has no uid (not persisted)")]
+    NoUid(String),
+}
+
+/// The controller's context.
+pub struct Companions {
+    client: Client,
+    state: AppState,
+    /// Companions this process has seen in place: one missing later was deleted (drift),
+    /// not yet created.
+    seen: Mutex<HashSet<(String, String)>>,
+}
+
+impl std::fmt::Debug for Companions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Companions").finish_non_exhaustive()
+    }
+}
+
+impl Companions {
+    pub fn new(client: Client, state: AppState) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            state,
+            seen: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn seen(&self, namespace: &str, name: &str) -> bool {
+        self.seen
+            .lock()
+            .map(|s| s.contains(&(namespace.to_string(), name.to_string())))
+            .unwrap_or(false)
+    }
+
+    fn remember(&self, namespace: &str, name: &str, present: bool) {
+        if let Ok(mut seen) = self.seen.lock() {
+            let key = (namespace.to_string(), name.to_string());
+            if present {
+                seen.insert(key);
+            } else {
+                seen.remove(&key);
+            }
+        }
+    }
+}
+
+/// Brings one namespace's companions to what the configuration wants.
+pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Companions>) -> Result<Action, Error> {
+    let outcome = reconcile_namespace(&namespace, &ctx).await?;
+    ctx.state
+        .metrics
+        .companion_reconciles
+        .with_label_values(&[outcome.as_str()])
+        .inc();
+    Ok(match outcome {
+        // nothing to keep up in these until the namespace itself changes
+        Outcome::Skipped => Action::await_change(),
+        _ => Action::requeue(RESYNC),
+    })
+}
+
+async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome, Error> {
+    let name = ns.name_any();
+    if ns.metadata.deletion_timestamp.is_some() {
+        // the namespace controller deletes everything in it; nothing to keep
+        return Ok(Outcome::Skipped);
+    }
+    let engine = ctx.state.engine();
+    let config = &engine.config;
+    let exemption = companions::exemption(
+        config,
+        &engine.identity.namespace,
+        &name,
+        ns.metadata.labels.as_ref(),
+    );
+    if matches!(exemption, Some(Exemption::Protected | Exemption::Guard)) {
+        return Ok(Outcome::Skipped);
+    }
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &name);
+    // the guard's policies in this namespace, by name
+    let listed = api
+        .list(&ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")))
+        .await?;
+    let mut current: BTreeMap<String, NetworkPolicy> = listed
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p))
+        .collect();
+    let mut outcome = Outcome::Unchanged;
+    if exemption.is_none() {
+        let uid = ns
+            .metadata
+            .uid
+            .as_deref()
+            .ok_or_else(|| Error::NoUid(name.clone()))?;
+        for wanted in companions::desired(config, &name, uid) {
+            let policy = wanted.name_any();
+            // missing from the list: never made, deleted, or its label removed
+            let existing = current.remove(&policy);
+            let drift = match &existing {
+                None => ctx.seen(&name, &policy).then_some("deleted or unlabelled"),
+                Some(existing) => companions::drifted(&wanted, existing).then_some("edited"),
+            };
+            if existing.is_none() || drift.is_some() {
+                let params = PatchParams::apply(MANAGER).force();
+                api.patch(&policy, &params, &Patch::Apply(&wanted)).await?;
+                outcome = Outcome::Applied;
+                if let Some(how) = drift {
+                    ctx.state.metrics.drift_corrections.inc();
+                    tracing::info!(namespace = %name, policy = %policy, drift = how, "companion restored");
+                } else {
+                    tracing::info!(namespace = %name, policy = %policy, "companion created");
+                }
+            }
+            ctx.remember(&name, &policy, true);
+        }
+    }
+    // what is left is not wanted here (exempt namespace, disabled or renamed companion)
+    for (policy, existing) in current {
+        if remove(&api, &existing).await? {
+            outcome = Outcome::Removed;
+            tracing::info!(namespace = %name, policy = %policy, "companion removed");
+        }
+        ctx.remember(&name, &policy, false);
+    }
+    Ok(outcome)
+}
+
+/// Deletes a companion, unless it changed since it was listed; `true` when it did.
+async fn remove(api: &Api<NetworkPolicy>, existing: &NetworkPolicy) -> Result<bool, Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: existing.metadata.uid.clone(),
+            resource_version: existing.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&existing.name_any(), &params).await {
+        Ok(_) => Ok(true),
+        // already gone, or changed meanwhile: the next reconcile looks again
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A failed reconcile is logged, counted and retried.
+pub fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Companions>) -> Action {
+    ctx.state
+        .metrics
+        .companion_reconciles
+        .with_label_values(&["error"])
+        .inc();
+    tracing::warn!(namespace = %namespace.name_any(), %error, "companion reconcile failed; retrying");
+    Action::requeue(RETRY)
+}
+
+/// Runs the controller until `stop` turns true. Every namespace is reconciled at start and
+/// again whenever the rule configuration changes.
+pub async fn run(ctx: Arc<Companions>, stop: watch::Receiver<bool>) {
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let policies: Api<NetworkPolicy> = Api::all(ctx.client.clone());
+    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    let config_changes = futures::stream::unfold(ctx.state.config_changes(), |mut rx| async {
+        rx.changed().await.ok().map(|()| ((), rx))
+    });
+    Controller::new(namespaces, watcher::Config::default())
+        .owns(policies, owned)
+        .reconcile_all_on(config_changes)
+        .graceful_shutdown_on(super::stopped(stop))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}

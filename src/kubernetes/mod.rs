@@ -1,0 +1,151 @@
+//! Everything that talks to the Kubernetes API: the cluster cache that gives admission its
+//! context ([`cache`]), the Lease that picks the one replica that reconciles ([`leader`]),
+//! and the companions controller ([`controller`]). Nothing here runs on the request path:
+//! admission reads the last snapshot the cache published and never waits for the API.
+
+pub mod cache;
+pub mod controller;
+pub mod leader;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::Client;
+use kube::config::{Config as KubeConfig, KubeConfigOptions, Kubeconfig};
+use tokio::sync::watch;
+
+use crate::server::AppState;
+
+/// Whether `serve` runs the companions controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControllerMode {
+    /// When a Kubernetes API is configured (in-cluster, or `--kubeconfig`).
+    Auto,
+    /// Always; `serve` fails to start without a Kubernetes API.
+    On,
+    /// Never (the cluster cache still runs when an API is configured).
+    Off,
+}
+
+/// Flags of `serve` for the Kubernetes side.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig to reach the API server; without it, the in-cluster service account.
+    /// (`--controller on` also falls back to $KUBECONFIG and ~/.kube/config.)
+    #[arg(long, env = "NETPOL_GUARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Run the companions controller: auto (when an API is configured), on, off.
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_CONTROLLER",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub controller: ControllerMode,
+    /// This replica's identity in the leader Lease (the pod name, from the downward API).
+    #[arg(long, env = "NETPOL_GUARD_POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Name of the Lease (in --pod-namespace) that elects the reconciling replica.
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_LEASE_NAME",
+        default_value = "netpol-guard-controller"
+    )]
+    pub lease_name: String,
+}
+
+/// How the process found (or did not find) the API server.
+async fn client_config(args: &ClusterArgs) -> anyhow::Result<Option<KubeConfig>> {
+    if let Some(path) = &args.kubeconfig {
+        let kubeconfig = Kubeconfig::read_from(path)
+            .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+        let config = KubeConfig::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("using kubeconfig {}", path.display()))?;
+        return Ok(Some(config));
+    }
+    if let Ok(config) = KubeConfig::incluster() {
+        return Ok(Some(config));
+    }
+    if args.controller == ControllerMode::On {
+        // Explicitly asked for: the usual discovery ($KUBECONFIG, ~/.kube/config).
+        let config = KubeConfig::infer()
+            .await
+            .context("--controller on needs a Kubernetes API, and none is configured")?;
+        return Ok(Some(config));
+    }
+    // `auto` never picks up a developer's current kubectl context by itself: running the
+    // webhook locally must not start reconciling whatever cluster that context points at.
+    Ok(None)
+}
+
+/// Starts the cluster cache and, unless switched off, the leader election and the
+/// companions controller. Returns the tasks; they stop when `stop` turns true.
+pub async fn start(
+    args: &ClusterArgs,
+    state: AppState,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let Some(config) = client_config(args).await? else {
+        tracing::info!(
+            "no Kubernetes API configured (not in a cluster, no --kubeconfig): serving \
+             admission on each object alone, without cluster context or companions"
+        );
+        return Ok(Vec::new());
+    };
+    let cluster_url = config.cluster_url.to_string();
+    let client = Client::try_from(config).context("building the Kubernetes client")?;
+    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            tracing::info!(url = %cluster_url, version = %version.git_version, "Kubernetes API reachable");
+        }
+        Ok(Err(e)) if args.controller == ControllerMode::On => {
+            return Err(e).context(format!("reaching the Kubernetes API at {cluster_url}"));
+        }
+        Err(_) if args.controller == ControllerMode::On => {
+            anyhow::bail!("the Kubernetes API at {cluster_url} did not answer within 5s");
+        }
+        // In a cluster the API may come up after us: the watches retry with backoff.
+        Ok(Err(e)) => {
+            tracing::warn!(url = %cluster_url, error = %e, "Kubernetes API not reachable yet; the cache and controller keep retrying");
+        }
+        Err(_) => {
+            tracing::warn!(url = %cluster_url, "Kubernetes API did not answer within 5s; the cache and controller keep retrying");
+        }
+    }
+
+    let mut tasks = vec![tokio::spawn(cache::run(
+        client.clone(),
+        state.clone(),
+        stop.clone(),
+    ))];
+    if args.controller == ControllerMode::Off {
+        tracing::info!("companions controller off (--controller off)");
+        return Ok(tasks);
+    }
+    let identity = args
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("netpol-guard-{}", std::process::id()));
+    let guard_namespace = state.engine().identity.namespace.clone();
+    let companions = controller::Companions::new(client.clone(), state.clone());
+    tasks.push(tokio::spawn(leader::run(
+        leader::Election {
+            client,
+            namespace: guard_namespace,
+            lease: args.lease_name.clone(),
+            identity,
+        },
+        state,
+        companions,
+        stop,
+    )));
+    Ok(tasks)
+}
+
+/// Resolves when `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,480 @@
+//! The companions controller against a fake API server: kube's `Client` over a
+//! `tower_test::mock::pair`, answered by a small in-memory store of NetworkPolicies that
+//! speaks the API's GET, server-side apply PATCH and DELETE (with preconditions), and
+//! records every request.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use netpol_guard::admission::Identity;
+use netpol_guard::companions;
+use netpol_guard::config::Config;
+use netpol_guard::kubernetes::controller::{self, Companions, RESYNC};
+use netpol_guard::metrics::Metrics;
+use netpol_guard::server::{AppState, Limits, Shared};
+use serde_json::{Value, json};
+
+/// The fake API server's state.
+#[derive(Default)]
+struct Fake {
+    /// NetworkPolicies by (namespace, name).
+    policies: BTreeMap<(String, String), Value>,
+    /// `METHOD path?query` of every request, in order.
+    requests: Vec<String>,
+    next_version: u64,
+}
+
+type Shared_ = Arc<Mutex<Fake>>;
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                      "code": code, "reason": reason, "message": message});
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn ok(value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(value).unwrap()))
+        .unwrap()
+}
+
+async fn answer(fake: &Shared_, req: Request<Body>) -> Response<Body> {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let mut fake = fake.lock().unwrap();
+    fake.requests.push(format!(
+        "{method} {}{}",
+        uri.path(),
+        uri.query().map(|q| format!("?{q}")).unwrap_or_default()
+    ));
+    let parts: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    if let [
+        "apis",
+        "networking.k8s.io",
+        "v1",
+        "namespaces",
+        ns,
+        "networkpolicies",
+    ] = parts.as_slice()
+    {
+        assert_eq!(method, Method::GET);
+        let query = uri.query().unwrap_or_default();
+        assert!(
+            query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dnetpol-guard"),
+            "lists only its own policies: {query}"
+        );
+        let items: Vec<&Value> = fake
+            .policies
+            .iter()
+            .filter(|((n, _), p)| {
+                n == ns && p["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "netpol-guard"
+            })
+            .map(|(_, p)| p)
+            .collect();
+        return ok(
+            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
+                          "metadata": {"resourceVersion": "1"}, "items": items}),
+        );
+    }
+    let [
+        "apis",
+        "networking.k8s.io",
+        "v1",
+        "namespaces",
+        ns,
+        "networkpolicies",
+        name,
+    ] = parts.as_slice()
+    else {
+        return status(
+            404,
+            "NotFound",
+            &format!("the fake serves no {}", uri.path()),
+        );
+    };
+    let key = (ns.to_string(), name.to_string());
+    match method {
+        Method::GET => match fake.policies.get(&key) {
+            Some(p) => ok(p),
+            None => status(404, "NotFound", "networkpolicies not found"),
+        },
+        Method::PATCH => {
+            assert_eq!(
+                content_type.as_deref(),
+                Some("application/apply-patch+yaml"),
+                "companions are written with server-side apply"
+            );
+            let query = uri.query().unwrap_or_default();
+            assert!(
+                query.contains("fieldManager=netpol-guard") && query.contains("force=true"),
+                "{query}"
+            );
+            let mut object: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(object["apiVersion"], "networking.k8s.io/v1");
+            assert_eq!(object["kind"], "NetworkPolicy");
+            assert_eq!(object["metadata"]["name"], *name);
+            fake.next_version += 1;
+            object["metadata"]["resourceVersion"] = json!(fake.next_version.to_string());
+            object["metadata"]["uid"] = json!(format!("uid-{ns}-{name}-{}", fake.next_version));
+            fake.policies.insert(key, object.clone());
+            ok(&object)
+        }
+        Method::DELETE => {
+            let Some(current) = fake.policies.get(&key).cloned() else {
+                return status(404, "NotFound", "networkpolicies not found");
+            };
+            let params: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let pre = &params["preconditions"];
+            if (!pre["uid"].is_null() && pre["uid"] != current["metadata"]["uid"])
+                || (!pre["resourceVersion"].is_null()
+                    && pre["resourceVersion"] != current["metadata"]["resourceVersion"])
+            {
+                return status(409, "Conflict", "precondition failed");
+            }
+            fake.policies.remove(&key);
+            ok(&current)
+        }
+        _ => status(405, "MethodNotAllowed", "not in the fake"),
+    }
+}
+
+struct Harness {
+    fake: Shared_,
+    state: AppState,
+    ctx: Arc<Companions>,
+}
+
+fn harness(config: Config) -> Harness {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let fake: Shared_ = Arc::default();
+    let served = fake.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            send.send_response(answer(&served, req).await);
+        }
+    });
+    let client = kube::Client::new(service, "default");
+    let state = Shared::new(
+        config,
+        Identity {
+            namespace: "netpol-guard".into(),
+            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
+        },
+        Metrics::new().unwrap(),
+        Limits::default(),
+    );
+    let ctx = Companions::new(client, state.clone());
+    Harness { fake, state, ctx }
+}
+
+impl Harness {
+    async fn reconcile(&self, ns: &Namespace) -> Action {
+        controller::reconcile(Arc::new(ns.clone()), self.ctx.clone())
+            .await
+            .expect("reconcile")
+    }
+
+    fn names(&self, ns: &str) -> Vec<String> {
+        let fake = self.fake.lock().unwrap();
+        fake.policies
+            .keys()
+            .filter(|(n, _)| n == ns)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.fake.lock().unwrap().requests.clone()
+    }
+
+    fn writes(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.starts_with("GET "))
+            .collect()
+    }
+
+    fn clear_requests(&self) {
+        self.fake.lock().unwrap().requests.clear();
+    }
+
+    fn put(&self, ns: &str, policy: Value) {
+        let name = policy["metadata"]["name"].as_str().unwrap().to_string();
+        self.fake
+            .lock()
+            .unwrap()
+            .policies
+            .insert((ns.to_string(), name), policy);
+    }
+
+    fn get(&self, ns: &str, name: &str) -> Option<Value> {
+        self.fake
+            .lock()
+            .unwrap()
+            .policies
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let text = self.state.metrics.render();
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+    }
+}
+
+fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "uid": format!("ns-uid-{name}"),
+            "labels": labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        },
+    }))
+    .unwrap()
+}
+
+const ALLOW_DNS: &str = "netpol-guard-allow-dns";
+const DEFAULT_DENY: &str = "netpol-guard-default-deny";
+
+#[tokio::test]
+async fn new_namespace_gets_both_companions_by_server_side_apply() {
+    let h = harness(Config::default());
+    let action = h.reconcile(&namespace("shop", &[])).await;
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(h.names("shop"), [ALLOW_DNS, DEFAULT_DENY]);
+    // exactly what the engine wants, with the label and the owner reference
+    for wanted in companions::desired(&Config::default(), "shop", "ns-uid-shop") {
+        let name = wanted.metadata.name.clone().unwrap();
+        let stored = h.get("shop", &name).unwrap();
+        assert_eq!(
+            stored["spec"],
+            serde_json::to_value(&wanted.spec).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            stored["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "netpol-guard"
+        );
+        let owner = &stored["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (&owner["kind"], &owner["name"], &owner["uid"]),
+            (&json!("Namespace"), &json!("shop"), &json!("ns-uid-shop"))
+        );
+    }
+    let deny = h.get("shop", DEFAULT_DENY).unwrap();
+    assert_eq!(deny["spec"]["podSelector"], json!({}));
+    assert_eq!(deny["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let dns = h.get("shop", ALLOW_DNS).unwrap();
+    let ports: Vec<(i64, &str)> = dns["spec"]["egress"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ports, [(53, "UDP"), (53, "TCP")]);
+    // allow-DNS is applied before default-deny: DNS never breaks in between
+    let writes = h.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(writes[0].contains(ALLOW_DNS) && writes[1].contains(DEFAULT_DENY));
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"applied\"}"),
+        1.0
+    );
+    assert_eq!(
+        h.metric("netpol_guard_companion_drift_corrections_total"),
+        0.0
+    );
+
+    // a second pass finds everything in place and writes nothing
+    h.clear_requests();
+    h.reconcile(&namespace("shop", &[])).await;
+    assert!(h.writes().is_empty(), "{:?}", h.writes());
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"unchanged\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn deleted_or_edited_companion_is_restored_and_counted() {
+    let h = harness(Config::default());
+    let shop = namespace("shop", &[]);
+    h.reconcile(&shop).await;
+    let original = h.get("shop", DEFAULT_DENY).unwrap();
+
+    // a deletion (by an administrator: the webhook refuses everyone else)
+    h.fake
+        .lock()
+        .unwrap()
+        .policies
+        .remove(&("shop".into(), DEFAULT_DENY.into()));
+    h.clear_requests();
+    h.reconcile(&shop).await;
+    assert_eq!(
+        h.get("shop", DEFAULT_DENY).unwrap()["spec"],
+        original["spec"]
+    );
+    assert_eq!(h.writes().len(), 1, "{:?}", h.writes());
+    assert_eq!(
+        h.metric("netpol_guard_companion_drift_corrections_total"),
+        1.0
+    );
+
+    // an edit that opens the namespace up again
+    let mut edited = original.clone();
+    edited["spec"]["policyTypes"] = json!(["Ingress"]);
+    h.put("shop", edited);
+    h.reconcile(&shop).await;
+    assert_eq!(
+        h.get("shop", DEFAULT_DENY).unwrap()["spec"]["policyTypes"],
+        json!(["Ingress", "Egress"])
+    );
+    assert_eq!(
+        h.metric("netpol_guard_companion_drift_corrections_total"),
+        2.0
+    );
+    // the label removed is drift too: without it the webhook would not protect it
+    let mut unlabelled = h.get("shop", ALLOW_DNS).unwrap();
+    unlabelled["metadata"]["labels"] = json!({});
+    h.put("shop", unlabelled);
+    h.reconcile(&shop).await;
+    assert_eq!(
+        h.get("shop", ALLOW_DNS).unwrap()["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "netpol-guard"
+    );
+    assert_eq!(
+        h.metric("netpol_guard_companion_drift_corrections_total"),
+        3.0
+    );
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"applied\"}"),
+        4.0
+    );
+}
+
+#[tokio::test]
+async fn exempt_namespace_gets_none_and_loses_existing_ones() {
+    let h = harness(Config::default());
+    // never had any: nothing written
+    h.reconcile(&namespace("lab", &[("netpol-guard.io/exempt", "true")]))
+        .await;
+    assert!(h.names("lab").is_empty());
+    assert!(h.writes().is_empty(), "{:?}", h.writes());
+
+    // had companions, then was exempted: both removed, nothing else
+    h.reconcile(&namespace("shop", &[])).await;
+    let mut own = h.get("shop", DEFAULT_DENY).unwrap();
+    own["metadata"]["name"] = json!("team-policy");
+    own["metadata"]["labels"] = json!({"team": "shop"});
+    h.put("shop", own);
+    h.clear_requests();
+    let action = h
+        .reconcile(&namespace("shop", &[("netpol-guard.io/exempt", "true")]))
+        .await;
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(h.names("shop"), ["team-policy"]);
+    let writes = h.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(writes.iter().all(|w| w.starts_with("DELETE ")));
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"removed\"}"),
+        1.0
+    );
+
+    // a policy that only has a companion's name is not the guard's to delete
+    let mut lookalike = h.get("shop", "team-policy").unwrap();
+    lookalike["metadata"]["name"] = json!(ALLOW_DNS);
+    h.put("lab", lookalike);
+    h.clear_requests();
+    h.reconcile(&namespace("lab", &[("netpol-guard.io/exempt", "true")]))
+        .await;
+    assert!(h.get("lab", ALLOW_DNS).is_some());
+    assert!(h.writes().is_empty(), "{:?}", h.writes());
+}
+
+#[tokio::test]
+async fn protected_guard_and_terminating_namespaces_are_never_touched() {
+    let h = harness(Config::default());
+    let mut terminating = namespace("leaving", &[]);
+    terminating.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-21T00:00:00Z".parse().unwrap(),
+        ));
+    for ns in [
+        namespace("kube-system", &[]),
+        namespace("kube-public", &[]),
+        namespace("kube-node-lease", &[("netpol-guard.io/exempt", "true")]),
+        namespace("netpol-guard", &[]),
+        terminating,
+    ] {
+        let action = h.reconcile(&ns).await;
+        assert_eq!(action, Action::await_change());
+    }
+    // not even read
+    assert!(h.requests().is_empty(), "{:?}", h.requests());
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"skipped\"}"),
+        5.0
+    );
+}
+
+#[tokio::test]
+async fn configuration_decides_names_and_which_companions() {
+    let h = harness(Config::default());
+    let shop = namespace("shop", &[]);
+    h.reconcile(&shop).await;
+    // allow-DNS switched off and default-deny renamed, e.g. by a config reload
+    h.state.set_config(
+        Config::from_yaml(
+            "companions:\n  allowDns: {enabled: false}\n  defaultDeny: {name: baseline-deny, policyTypes: [Ingress]}\n",
+        )
+        .unwrap(),
+    );
+    h.reconcile(&shop).await;
+    // the disabled one is removed, and so is the default-deny under its old name
+    assert_eq!(h.names("shop"), ["baseline-deny"]);
+    assert_eq!(
+        h.get("shop", "baseline-deny").unwrap()["spec"]["policyTypes"],
+        json!(["Ingress"])
+    );
+}
+
+#[tokio::test]
+async fn api_errors_are_counted_and_retried() {
+    let h = harness(Config::default());
+    // a namespace without uid cannot own anything: an error, not a panic
+    let mut ns = namespace("shop", &[]);
+    ns.metadata.uid = None;
+    let err = controller::reconcile(Arc::new(ns.clone()), h.ctx.clone())
+        .await
+        .expect_err("no uid");
+    let action = controller::error_policy(Arc::new(ns), &err, h.ctx.clone());
+    assert_eq!(action, Action::requeue(controller::RETRY));
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"error\"}"),
+        1.0
+    );
+}
