@@ -820,3 +820,45 @@ fn image_and_chart_agree_on_user_entrypoint_and_ports() {
     assert_eq!(values["podSecurityContext"]["runAsUser"], 65532);
     assert_eq!(values["service"]["metricsPort"], 8080);
 }
+
+#[test]
+fn every_value_is_documented_in_the_chart_readme() {
+    fn leaves(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        // maps whose keys are free-form data, documented as one value
+        const OPAQUE: &[&str] = &[
+            "config",
+            "resources",
+            "podSecurityContext",
+            "securityContext",
+            "labels",
+            "issuerRef",
+            "annotations",
+        ];
+        match value.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let key = format!("{prefix}{k}");
+                    if OPAQUE.contains(&k.as_str()) {
+                        out.push(key);
+                    } else {
+                        leaves(&format!("{key}."), v, out);
+                    }
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_string()),
+        }
+    }
+    let values: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(chart().join("README.md")).unwrap();
+    let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+    let mut keys = Vec::new();
+    leaves("", &values, &mut keys);
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !rows.iter().any(|r| r.contains(&format!("`{k}`"))))
+        .collect();
+    assert!(missing.is_empty(), "values without a README row: {missing:?}");
+}
