@@ -848,10 +848,9 @@ fn every_value_is_documented_in_the_chart_readme() {
             _ => out.push(prefix.trim_end_matches('.').to_string()),
         }
     }
-    let values: Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(chart().join("values.yaml")).unwrap(),
-    )
-    .unwrap();
+    let values: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
     let readme = std::fs::read_to_string(chart().join("README.md")).unwrap();
     let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
     let mut keys = Vec::new();
@@ -860,5 +859,8 @@ fn every_value_is_documented_in_the_chart_readme() {
         .iter()
         .filter(|k| !rows.iter().any(|r| r.contains(&format!("`{k}`"))))
         .collect();
-    assert!(missing.is_empty(), "values without a README row: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "values without a README row: {missing:?}"
+    );
 }
