@@ -4,9 +4,12 @@
 # Needs KUBECONFIG for a cluster whose API server can reach this machine at
 # NETPOL_GUARD_E2E_HOST:NETPOL_GUARD_E2E_PORT (default 127.0.0.1:8443, right when the API
 # server runs on this machine; for kind or a VM give an address it can route to).
-# Registers both webhook configurations, scoped to one throw-away namespace, applies
-# manifests with kubectl (plain and --dry-run=server), asserts the rejections, warnings and
-# stored mutations, and removes everything it created.
+# Registers both webhook configurations, scoped to throw-away namespaces, applies manifests
+# with kubectl (plain and --dry-run=server), asserts the rejections, warnings and stored
+# mutations; runs the companions controller (limited by companions.namespaceSelector to the
+# namespace it labels) and checks that companions appear, that an ordinary user may not delete
+# one and that one deleted by an administrator comes back; removes everything it created.
+# Needs a kubeconfig user that may impersonate (cluster-admin).
 set -euo pipefail
 
 : "${KUBECONFIG:?cluster mode needs KUBECONFIG}"
@@ -21,7 +24,10 @@ pid=""
 cleanup() {
   kubectl delete validatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete mutatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
-  kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  kubectl delete clusterrolebinding,clusterrole "$ns" --ignore-not-found >/dev/null 2>&1 || true
+  for n in "$ns" "$ns-protected" "$ns-companions" "$ns-guard"; do
+    kubectl delete namespace "$n" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  done
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -33,13 +39,53 @@ pass() { echo "ok: $*"; }
 if [[ $host =~ ^[0-9.]+$ ]]; then san=(--ip "$host"); else san=(--dns "$host"); fi
 ca_bundle=$("$bin" certs --out "$work" "${san[@]}" --dns localhost --days 1)
 
-# the namespace under test is protected, so the deny-all rule can be tried safely
+# the namespace under test is protected, so the deny-all rule can be tried safely; companions
+# only go where this run puts its label, never into the rest of the cluster
 cat >"$work/config.yaml" <<YAML
 protectedNamespaces: [kube-system, kube-public, kube-node-lease, $ns-protected]
+adminGroups: [system:masters, netpol-guard-e2e-admins]
+companions:
+  namespaceSelector: {matchLabels: {netpol-guard-e2e: "$ns"}}
 YAML
+# the guard runs as its own service account with the chart's RBAC, as in production: its
+# writes are recognised as the guard's, and the permissions are proven sufficient
+kubectl create namespace "$ns-guard" >/dev/null
+kubectl create serviceaccount netpol-guard -n "$ns-guard" >/dev/null
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: $ns}
+rules:
+- {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}
+- {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch, create, patch, update, delete]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: $ns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: $ns}
+subjects: [{kind: ServiceAccount, name: netpol-guard, namespace: $ns-guard}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: leader-election, namespace: $ns-guard}
+rules:
+- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create]}
+- {apiGroups: [coordination.k8s.io], resources: [leases], resourceNames: [netpol-guard-controller], verbs: [get, patch, update]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: leader-election, namespace: $ns-guard}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: leader-election}
+subjects: [{kind: ServiceAccount, name: netpol-guard, namespace: $ns-guard}]
+YAML
+kubectl config view --raw --minify >"$work/kubeconfig"
+token=$(kubectl create token netpol-guard -n "$ns-guard" --duration=1h)
+kubectl --kubeconfig "$work/kubeconfig" config set-credentials netpol-guard-e2e --token="$token" >/dev/null
+kubectl --kubeconfig "$work/kubeconfig" config set-context --current --user=netpol-guard-e2e >/dev/null
 
 "$bin" serve --listen "0.0.0.0:$port" --metrics-listen "127.0.0.1:$metrics_port" \
   --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --config "$work/config.yaml" \
+  --kubeconfig "$work/kubeconfig" --controller on --pod-namespace "$ns-guard" \
   --shutdown-delay 0s >"$work/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do
@@ -72,11 +118,11 @@ $( [ "$kind" = MutatingWebhookConfiguration ] && echo "  reinvocationPolicy: IfN
   rules:
   - apiGroups: [networking.k8s.io]
     apiVersions: [v1]
-    operations: [CREATE, UPDATE]
+    operations: [CREATE, UPDATE$( [ "$kind" = ValidatingWebhookConfiguration ] && echo ", DELETE" )]
     resources: [networkpolicies]
   namespaceSelector:
     matchExpressions:
-    - {key: kubernetes.io/metadata.name, operator: In, values: [$ns, $ns-protected]}
+    - {key: kubernetes.io/metadata.name, operator: In, values: [$ns, $ns-protected, $ns-companions]}
 YAML
 }
 webhook ValidatingWebhookConfiguration validate Fail | kubectl apply -f - >/dev/null
@@ -141,6 +187,45 @@ if out=$(policy deny-all '' '  podSelector: {}
 fi
 grep -q "protected-namespace-deny-all" <<<"$out" || fail "rejection does not name the rule: $out"
 pass "deny-all in a protected namespace rejected"
+
+# 6. companions: a labelled namespace gets both, within seconds
+kubectl create namespace "$ns-companions" >/dev/null
+kubectl label namespace "$ns-companions" "netpol-guard-e2e=$ns" >/dev/null
+companions() {
+  kubectl get networkpolicy -n "$ns-companions" -l app.kubernetes.io/managed-by=netpol-guard \
+    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{end}' 2>/dev/null
+}
+wait_for_companions() {
+  for _ in $(seq 100); do
+    [ "$(companions)" = "netpol-guard-allow-dns netpol-guard-default-deny " ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+wait_for_companions || fail "companions did not appear: '$(companions)'; log: $(tail -5 "$work/serve.log")"
+pass "companions created in a new namespace"
+kubectl get networkpolicy -n "$ns" -l app.kubernetes.io/managed-by=netpol-guard -o name | grep -q . \
+  && fail "companions created outside companions.namespaceSelector"
+pass "no companions outside the selector"
+
+# 7. an ordinary user (who may edit NetworkPolicies there) cannot delete one
+kubectl create rolebinding e2e-edit -n "$ns-companions" --clusterrole=edit \
+  --user=e2e-tenant --user=e2e-admin >/dev/null
+if out=$(kubectl delete networkpolicy netpol-guard-default-deny -n "$ns-companions" \
+  --as=e2e-tenant --as-group=system:authenticated 2>&1); then
+  fail "an ordinary user deleted a companion: $out"
+fi
+grep -q "companion-protected" <<<"$out" || fail "refusal does not name the rule: $out"
+pass "ordinary user refused (companion-protected)"
+
+# 8. an administrator may; the controller puts it back
+kubectl delete networkpolicy netpol-guard-default-deny -n "$ns-companions" \
+  --as=e2e-admin --as-group=netpol-guard-e2e-admins --as-group=system:authenticated >/dev/null \
+  || fail "an administrator could not delete a companion"
+wait_for_companions || fail "deleted companion not restored: '$(companions)'"
+curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -q '^netpol_guard_companion_drift_corrections_total [1-9]' \
+  || fail "drift not counted"
+pass "companion deleted by an administrator restored"
 
 kubectl delete namespace "$ns-protected" --wait=false >/dev/null 2>&1 || true
 echo "cluster mode: all checks passed"

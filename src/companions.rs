@@ -8,7 +8,7 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
 use crate::config::Config;
-use crate::netpol::cluster::Inventory;
+use crate::netpol::cluster::{Inventory, NAMESPACE_NAME_LABEL};
 use crate::netpol::dns::DnsTarget;
 use crate::netpol::selector::Labels;
 
@@ -30,6 +30,8 @@ pub enum Exemption {
     Guard,
     /// Labelled `netpol-guard.io/exempt: "true"`: existing companions are removed.
     Label,
+    /// Not matched by `companions.namespaceSelector`: existing companions are removed.
+    NotSelected,
 }
 
 impl Exemption {
@@ -38,6 +40,7 @@ impl Exemption {
             Self::Protected => "protected",
             Self::Guard => "guard-namespace",
             Self::Label => "exempt-label",
+            Self::NotSelected => "not-selected",
         }
     }
 }
@@ -58,6 +61,11 @@ pub fn exemption(
         .is_some_and(|v| v == "true")
     {
         Some(Exemption::Label)
+    } else if let Some(selector) = &config.companions.namespace_selector {
+        // the API server's own label, as on every stored namespace
+        let mut all = labels.cloned().unwrap_or_default();
+        all.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
+        (!crate::netpol::selector::matches(selector, &all)).then_some(Exemption::NotSelected)
     } else {
         None
     }
@@ -201,6 +209,44 @@ mod tests {
                 "{name} {labels:?}"
             );
         }
+    }
+
+    #[test]
+    fn namespace_selector_limits_the_rollout() {
+        let config = Config::from_yaml(
+            "companions:\n  namespaceSelector:\n    matchExpressions: [{key: team, operator: In, values: [shop, pay]}]\n",
+        )
+        .expect("valid");
+        let shop = labels(&[("team", "shop")]);
+        let other = labels(&[("team", "lab")]);
+        let exempt = labels(&[("team", "shop"), (EXEMPT_LABEL, "true")]);
+        assert_eq!(exemption(&config, "g", "a", Some(&shop)), None);
+        assert_eq!(
+            exemption(&config, "g", "b", Some(&other)),
+            Some(Exemption::NotSelected)
+        );
+        assert_eq!(
+            exemption(&config, "g", "c", None),
+            Some(Exemption::NotSelected)
+        );
+        assert_eq!(
+            exemption(&config, "g", "d", Some(&exempt)),
+            Some(Exemption::Label)
+        );
+        assert_eq!(
+            exemption(&config, "g", "kube-system", Some(&shop)),
+            Some(Exemption::Protected)
+        );
+        // the name label the API server sets is selectable
+        let by_name = Config::from_yaml(
+            "companions:\n  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: a}}\n",
+        )
+        .expect("valid");
+        assert_eq!(exemption(&by_name, "g", "a", None), None);
+        assert_eq!(
+            exemption(&by_name, "g", "b", None),
+            Some(Exemption::NotSelected)
+        );
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct CompanionsConfig {
     pub default_deny: DefaultDenyCompanion,
     /// Lets every pod of the namespace reach cluster DNS (the `dns` target).
     pub allow_dns: AllowDnsCompanion,
+    /// Only namespaces whose labels match get companions (absent: every namespace), e.g. to
+    /// roll them out team by team. Protected and exempt namespaces never get them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 
 /// The default-deny companion.
@@ -325,6 +329,18 @@ impl Config {
         }
         if companions.default_deny.name == companions.allow_dns.name {
             return Err("companions: defaultDeny and allowDns need different names".into());
+        }
+        if let Some(selector) = &companions.namespace_selector
+            && let Err(errors) = crate::netpol::selector::Selector::parse(selector)
+        {
+            return Err(format!(
+                "companions.namespaceSelector is invalid: {}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
         }
         if companions.default_deny.policy_types.is_empty() {
             return Err(

@@ -478,3 +478,18 @@ async fn api_errors_are_counted_and_retried() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn namespaces_outside_the_rollout_selector_get_none_and_lose_theirs() {
+    let h = harness(Config::default());
+    h.reconcile(&namespace("lab", &[])).await;
+    assert_eq!(h.names("lab"), [ALLOW_DNS, DEFAULT_DENY]);
+    h.state.set_config(
+        Config::from_yaml("companions:\n  namespaceSelector: {matchLabels: {baseline: \"on\"}}\n")
+            .unwrap(),
+    );
+    h.reconcile(&namespace("lab", &[])).await;
+    assert!(h.names("lab").is_empty());
+    h.reconcile(&namespace("shop", &[("baseline", "on")])).await;
+    assert_eq!(h.names("shop"), [ALLOW_DNS, DEFAULT_DENY]);
+}
