@@ -108,6 +108,21 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The load benchmark's request mix, each with the endpoint it goes to.
+fn mix_by_endpoint() -> Vec<(Endpoint, mix::Req)> {
+    mix::mix()
+        .into_iter()
+        .map(|r| {
+            let endpoint = if r.path.starts_with("/mutate") {
+                Endpoint::Mutate
+            } else {
+                Endpoint::Validate
+            };
+            (endpoint, r)
+        })
+        .collect()
+}
+
 /// `admission::review` over the load benchmark's request mix: decoding, rules, patches and
 /// the response, without the transport. `baseline` is what `--baseline` does per request.
 fn admission_mix(c: &mut Criterion) {
@@ -119,17 +134,7 @@ fn admission_mix(c: &mut Criterion) {
             service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
         }),
     );
-    let requests: Vec<(Endpoint, mix::Req)> = mix::mix()
-        .into_iter()
-        .map(|r| {
-            let endpoint = if r.path.starts_with("/mutate") {
-                Endpoint::Mutate
-            } else {
-                Endpoint::Validate
-            };
-            (endpoint, r)
-        })
-        .collect();
+    let requests = mix_by_endpoint();
     let mut group = c.benchmark_group("admission");
     group.throughput(Throughput::Elements(requests.len() as u64));
     group.bench_function("review+encode", |b| {
@@ -164,5 +169,87 @@ fn admission_mix(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, admission_mix);
+/// A cluster as the cache holds it: 1000 namespaces with 10 policies each plus the two
+/// companions (12,000 policies), `shop` among them.
+fn synthetic_cluster() -> (
+    Vec<Arc<NetworkPolicy>>,
+    Vec<Arc<k8s_openapi::api::core::v1::Namespace>>,
+) {
+    let config = Config::default();
+    let mut policies = Vec::new();
+    let mut namespaces = Vec::new();
+    for n in 0..1000 {
+        let name = if n == 0 {
+            "shop".to_string()
+        } else {
+            format!("team-{n}")
+        };
+        let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+        ns.metadata.name = Some(name.clone());
+        ns.metadata.labels = Some([("team".to_string(), format!("t{}", n % 50))].into());
+        namespaces.push(Arc::new(ns));
+        for i in 0..10 {
+            let mut value = mix::policy(&format!("app-{i}"), i % 2 == 0, 0);
+            value["metadata"]["namespace"] = serde_json::json!(name);
+            value["spec"]["podSelector"]["matchLabels"]["app"] =
+                serde_json::json!(format!("app-{i}"));
+            policies.push(Arc::new(serde_json::from_value(value).unwrap()));
+        }
+        for companion in netpol_guard::companions::desired(&config, &name, "uid") {
+            policies.push(Arc::new(companion));
+        }
+    }
+    (policies, namespaces)
+}
+
+/// The cluster cache: what one publish costs, and what a review costs against a cache of
+/// 12,000 policies next to the empty one (same mix, same run).
+fn cluster_cache(c: &mut Criterion) {
+    use netpol_guard::kubernetes::cache;
+    let identity = Arc::new(Identity {
+        namespace: "netpol-guard".into(),
+        service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
+    });
+    let config = Arc::new(Config::default());
+    let (policies, namespaces) = synthetic_cluster();
+    let mut group = c.benchmark_group("cache");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(policies.len() as u64));
+    group.bench_function("publish-12k-policies-1k-namespaces", |b| {
+        b.iter(|| {
+            let inventory = cache::inventory(&policies, &namespaces);
+            std::hint::black_box(Engine::new(
+                config.clone(),
+                Arc::new(inventory),
+                identity.clone(),
+            ))
+        })
+    });
+    group.finish();
+
+    let empty = Engine::new(config.clone(), Arc::new(Inventory::new()), identity.clone());
+    let cached = Engine::new(
+        config,
+        Arc::new(cache::inventory(&policies, &namespaces)),
+        identity,
+    );
+    let requests = mix_by_endpoint();
+    let mut group = c.benchmark_group("admission-cluster");
+    group.throughput(Throughput::Elements(requests.len() as u64));
+    for (name, engine) in [("empty-cache", &empty), ("cache-12k-policies", &cached)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut bytes = 0;
+                for (endpoint, r) in &requests {
+                    let reviewed = admission::review(engine, *endpoint, &r.body);
+                    bytes += admission::to_json(&reviewed.review).unwrap().len();
+                }
+                std::hint::black_box(bytes)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, admission_mix, cluster_cache);
 criterion_main!(benches);

@@ -2,6 +2,8 @@
 //! socket: verdicts, patches, namespaces, malformed input, limits and metrics.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -17,20 +19,8 @@ use tower::ServiceExt;
 
 const UID: &str = "3e5b1c1a-8f0e-4c7e-9d55-0d6c2b7f1a10";
 
-fn state_with(config: Config) -> AppState {
-    Shared::new(
-        config,
-        Identity {
-            namespace: "netpol-guard".into(),
-            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
-        },
-        Metrics::new().unwrap(),
-        Limits::default(),
-    )
-}
-
 fn state() -> AppState {
-    state_with(Config::default())
+    common::state_with(Config::default())
 }
 
 /// An AdmissionReview as the API server sends it.
@@ -443,7 +433,7 @@ async fn gitops_managed_policies_are_denied_not_mutated_unless_configured() {
     assert!(message.contains("commit the fix"), "{message}");
 
     let mutate = Config::from_yaml("mutation:\n  gitops: mutate\n").unwrap();
-    let (_, resp) = send(&state_with(mutate), "mutate", &review).await;
+    let (_, resp) = send(&common::state_with(mutate), "mutate", &review).await;
     assert!(patch_of(&resp).is_some());
 
     // Flux's label counts too

@@ -5,6 +5,8 @@
 //! on Lease holders), and delete.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -17,11 +19,9 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use kube::client::Body;
-use netpol_guard::admission::Identity;
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::{cache, controller, leader};
-use netpol_guard::metrics::Metrics;
-use netpol_guard::server::{AppState, Limits, Shared};
+use netpol_guard::server::AppState;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
@@ -351,18 +351,6 @@ fn client(api: &FakeApi) -> kube::Client {
     kube::Client::new(service, "default")
 }
 
-fn guard_state() -> AppState {
-    Shared::new(
-        Config::default(),
-        Identity {
-            namespace: "netpol-guard".into(),
-            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
-        },
-        Metrics::new().unwrap(),
-        Limits::default(),
-    )
-}
-
 fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace",
            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
@@ -376,7 +364,7 @@ struct Replica {
 }
 
 fn replica(api: &FakeApi, identity: &str) -> Replica {
-    let state = guard_state();
+    let state = common::state_with(Config::default());
     let (stop, rx) = watch::channel(false);
     let client = client(api);
     let tasks = vec![

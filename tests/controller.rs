@@ -4,6 +4,8 @@
 //! records every request.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -12,12 +14,10 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use netpol_guard::admission::Identity;
 use netpol_guard::companions;
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::controller::{self, Companions, RESYNC};
-use netpol_guard::metrics::Metrics;
-use netpol_guard::server::{AppState, Limits, Shared};
+use netpol_guard::server::AppState;
 use serde_json::{Value, json};
 
 /// The fake API server's state.
@@ -171,15 +171,7 @@ fn harness(config: Config) -> Harness {
         }
     });
     let client = kube::Client::new(service, "default");
-    let state = Shared::new(
-        config,
-        Identity {
-            namespace: "netpol-guard".into(),
-            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
-        },
-        Metrics::new().unwrap(),
-        Limits::default(),
-    );
+    let state = common::state_with(config);
     let ctx = Companions::new(client, state.clone());
     Harness { fake, state, ctx }
 }

@@ -1,5 +1,5 @@
-//! Helpers shared by the tests that talk to a real server: a TLS client that verifies the
-//! server against a CA, requests, metrics scraping and polling.
+//! Helpers shared by the tests: the server state as `serve` builds it, a TLS client that
+//! verifies the server against a CA, requests, metrics scraping and polling.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -17,6 +17,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+/// The guard's shared state with `config`, deployed as `netpol-guard` in `netpol-guard`.
+pub fn state_with(config: netpol_guard::config::Config) -> netpol_guard::server::AppState {
+    netpol_guard::server::Shared::new(
+        config,
+        netpol_guard::admission::Identity {
+            namespace: "netpol-guard".into(),
+            service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
+        },
+        netpol_guard::metrics::Metrics::new().unwrap(),
+        netpol_guard::server::Limits::default(),
+    )
+}
 
 /// Opens a TLS connection to `addr` as `localhost`, trusting only `ca_pem`.
 pub async fn tls_connect(addr: SocketAddr, ca_pem: &str) -> std::io::Result<TlsStream<TcpStream>> {
