@@ -170,7 +170,7 @@ fn admission_mix(c: &mut Criterion) {
 }
 
 /// A cluster as the cache holds it: 1000 namespaces with 10 policies each plus the two
-/// companions (12,000 policies), `shop` among them.
+/// companions (12,000 policies), `shop`, `kube-system` and `ingress-nginx` among them.
 fn synthetic_cluster() -> (
     Vec<Arc<NetworkPolicy>>,
     Vec<Arc<k8s_openapi::api::core::v1::Namespace>>,
@@ -179,10 +179,12 @@ fn synthetic_cluster() -> (
     let mut policies = Vec::new();
     let mut namespaces = Vec::new();
     for n in 0..1000 {
-        let name = if n == 0 {
-            "shop".to_string()
-        } else {
-            format!("team-{n}")
+        // the namespaces the mix's policies name are there, as in a real cluster
+        let name = match n {
+            0 => "shop".to_string(),
+            1 => "kube-system".to_string(),
+            2 => "ingress-nginx".to_string(),
+            n => format!("team-{n}"),
         };
         let mut ns = k8s_openapi::api::core::v1::Namespace::default();
         ns.metadata.name = Some(name.clone());

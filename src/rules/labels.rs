@@ -38,11 +38,11 @@ fn name_label(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
                 let Some(ns) = &peer.namespace_selector else {
                     continue;
                 };
+                if !selector::keys(ns).any(|(k, _)| k == "name") {
+                    continue;
+                }
                 // If the cluster really labels namespaces with `name`, the selector works.
-                let works = ctx.inventory.namespaces().any(|(_, labels)| {
-                    labels.contains_key("name") && selector::matches(ns, labels)
-                });
-                if works {
+                if ctx.inventory.any_namespace_with_key_matches("name", ns) {
                     continue;
                 }
                 for (key, expr) in selector::keys(ns).filter(|(k, _)| *k == "name") {
@@ -83,18 +83,15 @@ fn matches_nothing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
                 let Some(ns) = &peer.namespace_selector else {
                     continue;
                 };
-                // an invalid selector is `selector-invalid`'s finding
-                let Ok(parsed) = selector::Selector::parse(ns) else {
-                    continue;
-                };
-                if ctx.inventory.namespaces().any(|(_, l)| parsed.matches(l)) {
-                    continue;
-                }
-                // the `name` label mistake has its own rule and message
-                if selector::keys(ns).any(|(k, _)| k == "name") {
+                // an invalid selector is `selector-invalid`'s finding, and the `name` label
+                // mistake has its own rule and message
+                if selector::Selector::parse(ns).is_err()
+                    || selector::keys(ns).any(|(k, _)| k == "name")
+                    || ctx.inventory.any_namespace_matches(ns)
+                {
                     continue;
                 }
-                let count = ctx.inventory.namespaces().count();
+                let count = ctx.inventory.namespace_count();
                 hits.push(Hit::new(
                     format!("{}.namespaceSelector", rule.peer_path(i)),
                     format!(
