@@ -24,6 +24,9 @@ use crate::server::AppState;
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// A failed reconcile is retried after this long.
 pub const RETRY: Duration = Duration::from_secs(15);
+/// Namespaces reconciled at once: at start every namespace is due, and an unbounded burst of
+/// list and apply calls would land on the API server together.
+pub const CONCURRENCY: u16 = 8;
 
 /// What one reconcile did, as counted in `netpol_guard_companion_reconciles_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +220,7 @@ pub async fn run(ctx: Arc<Companions>, stop: watch::Receiver<bool>) {
         rx.changed().await.ok().map(|()| ((), rx))
     });
     Controller::new(namespaces, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .owns(policies, owned)
         .reconcile_all_on(config_changes)
         .graceful_shutdown_on(super::stopped(stop))
