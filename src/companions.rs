@@ -180,14 +180,8 @@ mod tests {
     use crate::netpol::policy::tests::policy;
     use crate::netpol::policy::{Direction, Subject};
     use crate::netpol::ports::Protocol;
+    use crate::netpol::selector::tests::labels;
     use crate::rules;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn exemptions() {

@@ -69,16 +69,10 @@ pub fn selects_pod(peer: &NetworkPolicyPeer, policy_namespace: &str, pod: &Pod<'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netpol::selector::tests::labels;
 
     fn peer(yaml: &str) -> NetworkPolicyPeer {
         serde_yaml_ng::from_str(yaml).expect("peer")
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     #[test]

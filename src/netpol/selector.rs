@@ -318,7 +318,7 @@ pub fn matches(selector: &LabelSelector, labels: &Labels) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 

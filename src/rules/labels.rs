@@ -30,34 +30,44 @@ fn key_path(key: &str, expression: Option<usize>) -> String {
     }
 }
 
-fn name_label(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    let mut hits = Vec::new();
+/// Every `namespaceSelector` written in the policy's rules, with the path of its peer.
+fn namespace_selectors<'s>(subject: &'s Subject<'_>) -> Vec<(String, &'s LabelSelector)> {
+    let mut out = Vec::new();
     for direction in Direction::BOTH {
         for rule in subject.written_rules(direction) {
             for (i, peer) in rule.peers.iter().enumerate() {
-                let Some(ns) = &peer.namespace_selector else {
-                    continue;
-                };
-                if !selector::keys(ns).any(|(k, _)| k == "name") {
-                    continue;
-                }
-                // If the cluster really labels namespaces with `name`, the selector works.
-                if ctx.inventory.any_namespace_with_key_matches("name", ns) {
-                    continue;
-                }
-                for (key, expr) in selector::keys(ns).filter(|(k, _)| *k == "name") {
-                    let value = ns.match_labels.as_ref().and_then(|m| m.get(key));
-                    hits.push(Hit::new(
-                        format!("{}.namespaceSelector.{}", rule.peer_path(i), key_path(key, expr)),
-                        "Kubernetes never sets a `name` label on namespaces, so this selector \
-                         matches no namespace unless someone labelled it by hand",
-                        match value {
-                            Some(v) => format!("select the namespace with `{NAMESPACE_NAME_LABEL}: {v}`"),
-                            None => format!("use the key `{NAMESPACE_NAME_LABEL}`, which the API server sets on every namespace"),
-                        },
-                    ));
+                if let Some(ns) = &peer.namespace_selector {
+                    out.push((rule.peer_path(i), ns));
                 }
             }
+        }
+    }
+    out
+}
+
+/// Whether a selector uses the key `name`.
+fn uses_name(selector: &LabelSelector) -> bool {
+    selector::keys(selector).any(|(k, _)| k == "name")
+}
+
+fn name_label(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for (peer, ns) in namespace_selectors(subject) {
+        // If the cluster really labels namespaces with `name`, the selector works.
+        if !uses_name(ns) || ctx.inventory.any_namespace_with_key_matches("name", ns) {
+            continue;
+        }
+        for (key, expr) in selector::keys(ns).filter(|(k, _)| *k == "name") {
+            let value = ns.match_labels.as_ref().and_then(|m| m.get(key));
+            hits.push(Hit::new(
+                format!("{peer}.namespaceSelector.{}", key_path(key, expr)),
+                "Kubernetes never sets a `name` label on namespaces, so this selector \
+                 matches no namespace unless someone labelled it by hand",
+                match value {
+                    Some(v) => format!("select the namespace with `{NAMESPACE_NAME_LABEL}: {v}`"),
+                    None => format!("use the key `{NAMESPACE_NAME_LABEL}`, which the API server sets on every namespace"),
+                },
+            ));
         }
     }
     hits
@@ -77,35 +87,27 @@ fn matches_nothing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
         return Vec::new();
     }
     let mut hits = Vec::new();
-    for direction in Direction::BOTH {
-        for rule in subject.written_rules(direction) {
-            for (i, peer) in rule.peers.iter().enumerate() {
-                let Some(ns) = &peer.namespace_selector else {
-                    continue;
-                };
-                // an invalid selector is `selector-invalid`'s finding, and the `name` label
-                // mistake has its own rule and message
-                if selector::Selector::parse(ns).is_err()
-                    || selector::keys(ns).any(|(k, _)| k == "name")
-                    || ctx.inventory.any_namespace_matches(ns)
-                {
-                    continue;
-                }
-                let count = ctx.inventory.namespace_count();
-                hits.push(Hit::new(
-                    format!("{}.namespaceSelector", rule.peer_path(i)),
-                    format!(
-                        "no namespace of the cluster matches {} (of {count}), so this peer \
-                         allows nothing",
-                        selector::describe(ns)
-                    ),
-                    format!(
-                        "check the selector with `kubectl get namespaces -l '<selector>'`; every \
-                         namespace carries `{NAMESPACE_NAME_LABEL}: <its name>`"
-                    ),
-                ));
-            }
+    for (peer, ns) in namespace_selectors(subject) {
+        // an invalid selector is `selector-invalid`'s finding, and the `name` label mistake
+        // has its own rule and message
+        if selector::Selector::parse(ns).is_err()
+            || uses_name(ns)
+            || ctx.inventory.any_namespace_matches(ns)
+        {
+            continue;
         }
+        hits.push(Hit::new(
+            format!("{peer}.namespaceSelector"),
+            format!(
+                "no namespace of the cluster matches {} (of {}), so this peer allows nothing",
+                selector::describe(ns),
+                ctx.inventory.namespace_count()
+            ),
+            format!(
+                "check the selector with `kubectl get namespaces -l '<selector>'`; every \
+                 namespace carries `{NAMESPACE_NAME_LABEL}: <its name>`"
+            ),
+        ));
     }
     hits
 }
