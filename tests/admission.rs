@@ -290,6 +290,16 @@ async fn the_canned_create_is_denied_with_rule_ids_fix_and_403() {
         "netpol_guard_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"0.0001\"}"
     ));
     assert!(text.contains("process_resident_memory_bytes"));
+    // the controller and cache series exist from the start, at 0 without a cluster
+    for series in [
+        "netpol_guard_leader 0",
+        "netpol_guard_cache_synced 0",
+        "netpol_guard_companion_drift_corrections_total 0",
+        "netpol_guard_companion_reconciles_total{result=\"applied\"} 0",
+        "netpol_guard_companion_reconciles_total{result=\"error\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == series), "no {series}");
+    }
 }
 
 #[tokio::test]

@@ -408,3 +408,35 @@ fn rules_lists_the_catalog_and_the_readme_documents_it() {
         );
     }
 }
+
+#[test]
+fn serve_refuses_to_start_on_a_kubeconfig_it_cannot_use() {
+    let missing = std::env::temp_dir().join("netpol-guard-no-such-kubeconfig");
+    for extra in [&[][..], &["--controller", "on"][..]] {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--kubeconfig",
+            missing.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = bin()
+            .args(&args)
+            .env(
+                "NETPOL_GUARD_SELF_SIGNED_DIR",
+                std::env::temp_dir().join("netpol-guard-cli-test"),
+            )
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("reading kubeconfig")
+                && stderr.contains("netpol-guard-no-such-kubeconfig"),
+            "{stderr}"
+        );
+    }
+}
