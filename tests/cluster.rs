@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -342,11 +343,19 @@ fn tokio_stream_from(
     })
 }
 
-fn client(api: &FakeApi) -> kube::Client {
+/// A client of the fake; while `cut` is set, its Lease requests fail as if the API server
+/// were unreachable for them.
+fn client(api: &FakeApi, cut: Arc<AtomicBool>) -> kube::Client {
     let api = api.clone();
     let service = tower::service_fn(move |req: Request<Body>| {
         let api = api.clone();
-        async move { Ok::<_, Infallible>(api.handle(req).await) }
+        let cut = cut.load(Ordering::SeqCst) && req.uri().path().contains("/leases");
+        async move {
+            if cut {
+                return Ok::<_, Infallible>(status(503, "ServiceUnavailable"));
+            }
+            Ok::<_, Infallible>(api.handle(req).await)
+        }
     });
     kube::Client::new(service, "default")
 }
@@ -359,6 +368,7 @@ fn namespace(name: &str) -> Value {
 /// One replica: the cache, and the election that runs the controller.
 struct Replica {
     state: AppState,
+    cut: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -366,7 +376,8 @@ struct Replica {
 fn replica(api: &FakeApi, identity: &str) -> Replica {
     let state = common::state_with(Config::default());
     let (stop, rx) = watch::channel(false);
-    let client = client(api);
+    let cut = Arc::new(AtomicBool::new(false));
+    let client = client(api, cut.clone());
     let tasks = vec![
         tokio::spawn(cache::run(client.clone(), state.clone(), rx.clone())),
         tokio::spawn(leader::run(
@@ -381,7 +392,12 @@ fn replica(api: &FakeApi, identity: &str) -> Replica {
             rx,
         )),
     ];
-    Replica { state, stop, tasks }
+    Replica {
+        state,
+        cut,
+        stop,
+        tasks,
+    }
 }
 
 impl Replica {
@@ -521,4 +537,53 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "replica-b");
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
+    let api = FakeApi::new();
+    api.put("namespaces", namespace("shop"));
+    let a = replica(&api, "replica-a");
+    eventually("replica a leads", || a.state.metrics.leader.get() == 1).await;
+    let b = replica(&api, "replica-b");
+    eventually("b's cache synced", || {
+        b.state.metrics.cache_synced.get() == 1
+    })
+    .await;
+
+    // a can no longer reach the Lease (but still everything else)
+    a.cut.store(true, Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let mut a_stopped = None;
+    while b.state.metrics.leader.get() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "replica b never took over"
+        );
+        let (la, lb) = (a.state.metrics.leader.get(), b.state.metrics.leader.get());
+        assert!(!(la == 1 && lb == 1), "two replicas reconciling");
+        if la == 0 && a_stopped.is_none() {
+            a_stopped = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a_stopped = a_stopped.expect("a stopped before b started");
+    assert!(
+        a_stopped <= Duration::from_secs(12),
+        "a kept reconciling {a_stopped:?} without renewing"
+    );
+    assert_eq!(a.state.metrics.leader.get(), 0);
+    let lease = api
+        .get("leases", "netpol-guard", "netpol-guard-controller")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-b");
+    // the new leader works
+    api.put("namespaces", namespace("after"));
+    eventually("companions in after", || {
+        api.names("networkpolicies", "after") == COMPANIONS
+    })
+    .await;
+    b.shutdown().await;
+    a.cut.store(false, Ordering::SeqCst);
+    a.shutdown().await;
 }
