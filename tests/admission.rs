@@ -181,18 +181,9 @@ async fn metrics_text(state: &AppState) -> String {
     .unwrap()
 }
 
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
 /// `netpol_guard_admission_requests_total{endpoint, kind, operation, decision}`
 fn requests(text: &str, endpoint: &str, kind: &str, operation: &str, decision: &str) -> f64 {
-    metric(
+    common::metric(
         text,
         &format!(
             r#"netpol_guard_admission_requests_total{{decision="{decision}",endpoint="{endpoint}",kind="{kind}",operation="{operation}"}}"#
@@ -262,21 +253,21 @@ async fn the_canned_create_is_denied_with_rule_ids_fix_and_403() {
         "{text}"
     );
     assert_eq!(
-        metric(
+        common::metric(
             &text,
             r#"netpol_guard_rule_findings_total{rule="egress-missing-dns",severity="deny"}"#
         ),
         1.0
     );
     assert_eq!(
-        metric(
+        common::metric(
             &text,
             r#"netpol_guard_rule_findings_total{rule="dns-peer-too-broad",severity="warn"}"#
         ),
         1.0
     );
     assert_eq!(
-        metric(
+        common::metric(
             &text,
             r#"netpol_guard_admission_duration_seconds_count{endpoint="validate"}"#
         ),

@@ -1,16 +1,15 @@
-//! The companions controller against a fake API server: kube's `Client` over a
-//! `tower_test::mock::pair`, answered by a small in-memory store of NetworkPolicies that
-//! speaks the API's GET, server-side apply PATCH and DELETE (with preconditions), and
-//! records every request.
+//! The companions controller against a fake API server, as kube-rs tests its controllers:
+//! kube's `Client` over a `tower_test::mock::pair`, whose requests are answered by the
+//! in-memory API server of `common::fake_api` (which also records them and insists on
+//! server-side apply by `netpol-guard`, forced, and on delete preconditions being met).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::Request;
+use common::fake_api::{FakeApi, Reply};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -20,160 +19,27 @@ use netpol_guard::kubernetes::controller::{self, Companions, RESYNC};
 use netpol_guard::server::AppState;
 use serde_json::{Value, json};
 
-/// The fake API server's state.
-#[derive(Default)]
-struct Fake {
-    /// NetworkPolicies by (namespace, name).
-    policies: BTreeMap<(String, String), Value>,
-    /// `METHOD path?query` of every request, in order.
-    requests: Vec<String>,
-    next_version: u64,
-}
-
-type Shared_ = Arc<Mutex<Fake>>;
-
-fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                      "code": code, "reason": reason, "message": message});
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
-}
-
-fn ok(value: &Value) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(value).unwrap()))
-        .unwrap()
-}
-
-async fn answer(fake: &Shared_, req: Request<Body>) -> Response<Body> {
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = req.into_body().collect().await.unwrap().to_bytes();
-    let mut fake = fake.lock().unwrap();
-    fake.requests.push(format!(
-        "{method} {}{}",
-        uri.path(),
-        uri.query().map(|q| format!("?{q}")).unwrap_or_default()
-    ));
-    let parts: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
-    if let [
-        "apis",
-        "networking.k8s.io",
-        "v1",
-        "namespaces",
-        ns,
-        "networkpolicies",
-    ] = parts.as_slice()
-    {
-        assert_eq!(method, Method::GET);
-        let query = uri.query().unwrap_or_default();
-        assert!(
-            query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dnetpol-guard"),
-            "lists only its own policies: {query}"
-        );
-        let items: Vec<&Value> = fake
-            .policies
-            .iter()
-            .filter(|((n, _), p)| {
-                n == ns && p["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "netpol-guard"
-            })
-            .map(|(_, p)| p)
-            .collect();
-        return ok(
-            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
-                          "metadata": {"resourceVersion": "1"}, "items": items}),
-        );
-    }
-    let [
-        "apis",
-        "networking.k8s.io",
-        "v1",
-        "namespaces",
-        ns,
-        "networkpolicies",
-        name,
-    ] = parts.as_slice()
-    else {
-        return status(
-            404,
-            "NotFound",
-            &format!("the fake serves no {}", uri.path()),
-        );
-    };
-    let key = (ns.to_string(), name.to_string());
-    match method {
-        Method::GET => match fake.policies.get(&key) {
-            Some(p) => ok(p),
-            None => status(404, "NotFound", "networkpolicies not found"),
-        },
-        Method::PATCH => {
-            assert_eq!(
-                content_type.as_deref(),
-                Some("application/apply-patch+yaml"),
-                "companions are written with server-side apply"
-            );
-            let query = uri.query().unwrap_or_default();
-            assert!(
-                query.contains("fieldManager=netpol-guard") && query.contains("force=true"),
-                "{query}"
-            );
-            let mut object: Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(object["apiVersion"], "networking.k8s.io/v1");
-            assert_eq!(object["kind"], "NetworkPolicy");
-            assert_eq!(object["metadata"]["name"], *name);
-            fake.next_version += 1;
-            object["metadata"]["resourceVersion"] = json!(fake.next_version.to_string());
-            object["metadata"]["uid"] = json!(format!("uid-{ns}-{name}-{}", fake.next_version));
-            fake.policies.insert(key, object.clone());
-            ok(&object)
-        }
-        Method::DELETE => {
-            let Some(current) = fake.policies.get(&key).cloned() else {
-                return status(404, "NotFound", "networkpolicies not found");
-            };
-            let params: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let pre = &params["preconditions"];
-            if (!pre["uid"].is_null() && pre["uid"] != current["metadata"]["uid"])
-                || (!pre["resourceVersion"].is_null()
-                    && pre["resourceVersion"] != current["metadata"]["resourceVersion"])
-            {
-                return status(409, "Conflict", "precondition failed");
-            }
-            fake.policies.remove(&key);
-            ok(&current)
-        }
-        _ => status(405, "MethodNotAllowed", "not in the fake"),
-    }
-}
+const POLICIES: &str = "networkpolicies";
 
 struct Harness {
-    fake: Shared_,
+    api: FakeApi,
     state: AppState,
     ctx: Arc<Companions>,
 }
 
 fn harness(config: Config) -> Harness {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let fake: Shared_ = Arc::default();
-    let served = fake.clone();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Reply>();
+    let api = FakeApi::new();
+    let served = api.clone();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            send.send_response(answer(&served, req).await);
+            send.send_response(served.handle(req).await);
         }
     });
     let client = kube::Client::new(service, "default");
     let state = common::state_with(config);
     let ctx = Companions::new(client, state.clone());
-    Harness { fake, state, ctx }
+    Harness { api, state, ctx }
 }
 
 impl Harness {
@@ -184,16 +50,11 @@ impl Harness {
     }
 
     fn names(&self, ns: &str) -> Vec<String> {
-        let fake = self.fake.lock().unwrap();
-        fake.policies
-            .keys()
-            .filter(|(n, _)| n == ns)
-            .map(|(_, name)| name.clone())
-            .collect()
+        self.api.names(POLICIES, ns)
     }
 
     fn requests(&self) -> Vec<String> {
-        self.fake.lock().unwrap().requests.clone()
+        self.api.requests()
     }
 
     fn writes(&self) -> Vec<String> {
@@ -204,34 +65,27 @@ impl Harness {
     }
 
     fn clear_requests(&self) {
-        self.fake.lock().unwrap().requests.clear();
+        self.api.clear_requests();
     }
 
-    fn put(&self, ns: &str, policy: Value) {
-        let name = policy["metadata"]["name"].as_str().unwrap().to_string();
-        self.fake
-            .lock()
-            .unwrap()
-            .policies
-            .insert((ns.to_string(), name), policy);
+    fn put(&self, ns: &str, mut policy: Value) {
+        policy["metadata"]["namespace"] = json!(ns);
+        self.api.put(POLICIES, policy);
     }
 
     fn get(&self, ns: &str, name: &str) -> Option<Value> {
-        self.fake
-            .lock()
-            .unwrap()
-            .policies
-            .get(&(ns.to_string(), name.to_string()))
-            .cloned()
+        self.api.get(POLICIES, ns, name)
     }
 
-    fn metric(&self, name: &str) -> f64 {
-        let text = self.state.metrics.render();
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+    fn delete(&self, ns: &str, name: &str) {
+        self.api.delete(POLICIES, ns, name).expect("present");
+    }
+
+    /// The value of one series; absent series fail the test.
+    fn metric(&self, series: &str) -> f64 {
+        let value = common::metric(&self.state.metrics.render(), series);
+        assert!(!value.is_nan(), "no series {series}");
+        value
     }
 }
 
@@ -318,11 +172,7 @@ async fn deleted_or_edited_companion_is_restored_and_counted() {
     let original = h.get("shop", DEFAULT_DENY).unwrap();
 
     // a deletion (by an administrator: the webhook refuses everyone else)
-    h.fake
-        .lock()
-        .unwrap()
-        .policies
-        .remove(&("shop".into(), DEFAULT_DENY.into()));
+    h.delete("shop", DEFAULT_DENY);
     h.clear_requests();
     h.reconcile(&shop).await;
     assert_eq!(

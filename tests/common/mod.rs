@@ -2,6 +2,8 @@
 //! verifies the server against a CA, requests, metrics scraping and polling.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod fake_api;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,378 @@
+//! An in-memory Kubernetes API server for tests: NetworkPolicies, Namespaces and Leases with
+//! list, watch (replaying from a resourceVersion), get, create, server-side apply and
+//! strategic merge patches (with field-manager conflicts on Lease holders) and delete (with
+//! preconditions). Every request is recorded. Plug it into kube's `Client` with
+//! `tower::service_fn` or `tower_test::mock::pair`.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+pub type Reply = Response<BoxBody<Bytes, Infallible>>;
+
+/// Objects by (resource, namespace, name); `resource` is the URL plural.
+#[derive(Default)]
+struct Store {
+    objects: BTreeMap<(String, String, String), Value>,
+    /// Every change as (resourceVersion, resource, watch event).
+    log: Vec<(u64, String, Value)>,
+    version: u64,
+    /// Who set each Lease's holder (server-side apply ownership).
+    lease_owner: BTreeMap<String, String>,
+    /// `METHOD path?query` of every request, in order.
+    requests: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeApi {
+    store: Arc<Mutex<Store>>,
+    events: broadcast::Sender<(u64, String, Value)>,
+}
+
+fn reply(code: u16, body: &Value) -> Reply {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())).boxed())
+        .unwrap()
+}
+
+pub fn status(code: u16, reason: &str) -> Reply {
+    reply(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "code": code, "reason": reason, "message": reason}),
+    )
+}
+
+fn labels_match(object: &Value, selector: Option<&str>) -> bool {
+    let Some(selector) = selector else {
+        return true;
+    };
+    selector.split(',').all(|term| {
+        let (k, v) = term.split_once('=').unwrap();
+        object["metadata"]["labels"][k] == v
+    })
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| {
+            v.replace("%2F", "/")
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+        })
+    })
+}
+
+/// Merges `patch` into `target` (JSON merge semantics: null deletes).
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+impl FakeApi {
+    pub fn new() -> Self {
+        Self {
+            store: Arc::default(),
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Stores an object and records the watch event (ADDED or MODIFIED).
+    pub fn put(&self, resource: &str, mut object: Value) -> Value {
+        let mut s = self.store.lock().unwrap();
+        s.version += 1;
+        let version = s.version;
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let key = (resource.to_string(), ns.clone(), name.clone());
+        let existed = s.objects.get(&key).cloned();
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let uid = existed
+            .as_ref()
+            .map(|e| e["metadata"]["uid"].clone())
+            .unwrap_or_else(|| json!(format!("uid-{resource}-{ns}-{name}-{version}")));
+        object["metadata"]["uid"] = uid;
+        s.objects.insert(key, object.clone());
+        let kind = if existed.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        let event = json!({"type": kind, "object": object});
+        s.log.push((version, resource.to_string(), event.clone()));
+        drop(s);
+        let _ = self.events.send((version, resource.to_string(), event));
+        object
+    }
+
+    pub fn delete(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        let mut s = self.store.lock().unwrap();
+        let mut object =
+            s.objects
+                .remove(&(resource.to_string(), ns.to_string(), name.to_string()))?;
+        s.version += 1;
+        let version = s.version;
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let event = json!({"type": "DELETED", "object": object});
+        s.log.push((version, resource.to_string(), event.clone()));
+        drop(s);
+        let _ = self.events.send((version, resource.to_string(), event));
+        Some(object)
+    }
+
+    pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(resource.to_string(), ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Every request so far, as `METHOD path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.store.lock().unwrap().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.store.lock().unwrap().requests.clear();
+    }
+
+    pub fn names(&self, resource: &str, ns: &str) -> Vec<String> {
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .keys()
+            .filter(|(r, n, _)| r == resource && n == ns)
+            .map(|(_, _, name)| name.clone())
+            .collect()
+    }
+
+    pub async fn handle(&self, req: Request<Body>) -> Reply {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        self.store.lock().unwrap().requests.push(format!(
+            "{method} {path}{}",
+            if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            }
+        ));
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // (resource, namespace or "" for all, name)
+        let (resource, ns, name): (&str, &str, Option<&str>) = match parts.as_slice() {
+            ["api", "v1", "namespaces"] => ("namespaces", "", None),
+            ["api", "v1", "namespaces", name] => ("namespaces", "", Some(*name)),
+            ["apis", _, "v1", "networkpolicies"] => ("networkpolicies", "", None),
+            ["apis", _, "v1", "namespaces", ns, resource] => (*resource, *ns, None),
+            ["apis", _, "v1", "namespaces", ns, resource, name] => (*resource, *ns, Some(*name)),
+            _ => return status(404, "NotFound"),
+        };
+        let selector = query_param(&query, "labelSelector");
+        match (method, name) {
+            (Method::GET, None) if query_param(&query, "watch").as_deref() == Some("true") => {
+                let since: u64 = query_param(&query, "resourceVersion")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                self.watch(resource, ns, selector, since)
+            }
+            (Method::GET, None) => {
+                let s = self.store.lock().unwrap();
+                let items: Vec<&Value> = s
+                    .objects
+                    .iter()
+                    .filter(|((r, n, _), o)| {
+                        r == resource
+                            && (ns.is_empty() || n == ns)
+                            && labels_match(o, selector.as_deref())
+                    })
+                    .map(|(_, o)| o)
+                    .collect();
+                reply(
+                    200,
+                    &json!({"kind": "List", "apiVersion": "v1",
+                            "metadata": {"resourceVersion": s.version.to_string()}, "items": items}),
+                )
+            }
+            (Method::GET, Some(name)) => match self.get(resource, ns, name) {
+                Some(o) => reply(200, &o),
+                None => status(404, "NotFound"),
+            },
+            (Method::POST, None) => {
+                let mut object: Value = serde_json::from_slice(&body).unwrap();
+                let name = object["metadata"]["name"].as_str().unwrap().to_string();
+                if self.get(resource, ns, &name).is_some() {
+                    return status(409, "AlreadyExists");
+                }
+                object["metadata"]["namespace"] = json!(ns);
+                reply(201, &self.put(resource, object))
+            }
+            (Method::PATCH, Some(name)) => {
+                let patch: Value = serde_json::from_slice(&body).unwrap();
+                let manager = query_param(&query, "fieldManager").unwrap_or_default();
+                let current = self.get(resource, ns, name);
+                if resource == "leases" {
+                    return self.patch_lease(ns, name, current, &patch, &manager, &content_type);
+                }
+                // the guard writes NetworkPolicies by server-side apply only, forcing
+                // ownership of its fields, with complete objects
+                assert_eq!(content_type, "application/apply-patch+yaml", "{path}");
+                assert_eq!(manager, "netpol-guard");
+                assert_eq!(
+                    query_param(&query, "force").as_deref(),
+                    Some("true"),
+                    "{query}"
+                );
+                assert_eq!(patch["apiVersion"], "networking.k8s.io/v1");
+                assert_eq!(patch["kind"], "NetworkPolicy");
+                assert_eq!(patch["metadata"]["name"], name);
+                let mut object = patch;
+                object["metadata"]["namespace"] = json!(ns);
+                reply(200, &self.put(resource, object))
+            }
+            (Method::DELETE, Some(name)) => {
+                let Some(current) = self.get(resource, ns, name) else {
+                    return status(404, "NotFound");
+                };
+                let params: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let pre = &params["preconditions"];
+                for field in ["uid", "resourceVersion"] {
+                    if !pre[field].is_null() && pre[field] != current["metadata"][field] {
+                        return status(409, "Conflict");
+                    }
+                }
+                match self.delete(resource, ns, name) {
+                    Some(o) => reply(200, &o),
+                    None => status(404, "NotFound"),
+                }
+            }
+            _ => status(405, "MethodNotAllowed"),
+        }
+    }
+
+    /// Server-side apply of a Lease holder conflicts when another manager holds it;
+    /// strategic merge patches (renewals, releases, counters) simply merge.
+    fn patch_lease(
+        &self,
+        ns: &str,
+        name: &str,
+        current: Option<Value>,
+        patch: &Value,
+        manager: &str,
+        content_type: &str,
+    ) -> Reply {
+        let Some(mut lease) = current else {
+            return status(404, "NotFound");
+        };
+        let key = format!("{ns}/{name}");
+        if content_type == "application/apply-patch+yaml" {
+            let mut s = self.store.lock().unwrap();
+            let held_by_other = lease["spec"]["holderIdentity"].is_string()
+                && s.lease_owner
+                    .get(&key)
+                    .is_some_and(|owner| owner != manager)
+                && lease["spec"]["holderIdentity"] != patch["spec"]["holderIdentity"];
+            if held_by_other {
+                return status(409, "Conflict");
+            }
+            s.lease_owner.insert(key, manager.to_string());
+        } else if patch["spec"]
+            .get("holderIdentity")
+            .is_some_and(Value::is_null)
+        {
+            self.store.lock().unwrap().lease_owner.remove(&key);
+        }
+        if lease.get("spec").is_none_or(Value::is_null) {
+            lease["spec"] = json!({});
+        }
+        merge(&mut lease["spec"], &patch["spec"]);
+        reply(200, &self.put("leases", lease))
+    }
+
+    fn watch(&self, resource: &str, ns: &str, selector: Option<String>, since: u64) -> Reply {
+        let resource = resource.to_string();
+        let ns = ns.to_string();
+        let wanted = move |r: &str, event: &Value| {
+            r == resource
+                && (ns.is_empty() || event["object"]["metadata"]["namespace"] == ns.as_str())
+                && labels_match(&event["object"], selector.as_deref())
+        };
+        // subscribe before reading the log, so nothing falls between the two
+        let live = self.events.subscribe();
+        let replay: Vec<(u64, String, Value)> = self
+            .store
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|(v, _, _)| *v > since)
+            .cloned()
+            .collect();
+        let last = replay.last().map_or(since, |(v, _, _)| *v);
+        let wanted_replay = wanted.clone();
+        let replayed = futures::stream::iter(replay)
+            .filter(move |(_, r, e)| std::future::ready(wanted_replay(r, e)));
+        let following = tokio_stream_from(live)
+            .filter(move |(v, r, e)| std::future::ready(*v > last && wanted(r, e)));
+        let frames = replayed.chain(following).map(|(_, _, event)| {
+            let mut line = serde_json::to_vec(&event).unwrap();
+            line.push(b'\n');
+            Ok::<_, Infallible>(Frame::data(Bytes::from(line)))
+        });
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed(StreamBody::new(frames)))
+            .unwrap()
+    }
+}
+
+fn tokio_stream_from(
+    rx: broadcast::Receiver<(u64, String, Value)>,
+) -> impl futures::Stream<Item = (u64, String, Value)> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => return Some((item, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
