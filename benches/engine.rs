@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netpol_guard::admission::{self, Endpoint, Engine, Identity};
+use netpol_guard::admission::{self, Endpoint};
 use netpol_guard::check::analyze;
 use netpol_guard::config::Config;
+use netpol_guard::guard::{Identity, Snapshot as Engine};
 use netpol_guard::manifest::{self, Manifest, Object};
-use netpol_guard::netpol::Context;
 use netpol_guard::netpol::cluster::Inventory;
 use netpol_guard::netpol::policy::Subject;
 use netpol_guard::rules;
@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut findings = 0;
             for (inventory, policies) in &files {
-                let ctx = Context::new(&config, inventory);
+                let ctx = config.rule_context(inventory);
                 for p in policies {
                     findings += rules::evaluate(&ctx, &Subject::new(p, "default")).len();
                 }
@@ -197,7 +197,7 @@ fn synthetic_cluster() -> (
                 serde_json::json!(format!("app-{i}"));
             policies.push(Arc::new(serde_json::from_value(value).unwrap()));
         }
-        for companion in netpol_guard::companions::desired(&config, &name, "uid") {
+        for companion in netpol_guard::guard::companions::desired(&config, &name, "uid") {
             policies.push(Arc::new(companion));
         }
     }

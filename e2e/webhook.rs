@@ -16,7 +16,6 @@ use base64::Engine as _;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netpol_guard::config::Config;
 use netpol_guard::manifest::{self, Object};
-use netpol_guard::netpol::Context;
 use netpol_guard::netpol::cluster::Inventory;
 use netpol_guard::netpol::policy::Subject;
 use netpol_guard::rules::{self, Severity};
@@ -162,7 +161,7 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
     let mut c = client(guard.addr, &guard.ca_pem).await.unwrap();
     let config = Config::default();
     let empty = Inventory::new();
-    let ctx = Context::new(&config, &empty);
+    let ctx = config.rule_context(&empty);
     let (mut policies, mut mutated, mut denied, mut namespaces) = (0, 0, 0, 0);
     for (n, (kind, namespace, object)) in fixture_objects().into_iter().enumerate() {
         let uid = format!("00000000-0000-4000-8000-{n:012}");

@@ -13,9 +13,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::guard::dns_patch::dns_allowance_patch_in;
 use crate::manifest::{self, Manifest, Object};
-use crate::mutate::dns_allowance_patch_in;
-use crate::netpol::Context;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::policy::Subject;
 use crate::rules::{self, Finding, Severity};
@@ -305,7 +304,7 @@ fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
 /// Judges every NetworkPolicy of the input.
 pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str) -> Report {
     let g = gather(manifests, default_namespace);
-    let ctx = Context::new(config, &g.inventory);
+    let ctx = config.rule_context(&g.inventory);
     let objects = g
         .policies
         .iter()
@@ -333,7 +332,7 @@ pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str)
 /// context as [`analyze`]). Returns how many objects were changed.
 pub fn fix(manifests: &mut [Manifest], config: &Config, default_namespace: &str) -> usize {
     let g = gather(manifests, default_namespace);
-    let ctx = Context::new(config, &g.inventory);
+    let ctx = config.rule_context(&g.inventory);
     let mut changed = 0;
     for located in &g.policies {
         let subject = Subject::new(&located.policy, default_namespace);

@@ -115,8 +115,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for rule in CATALOG {
                 writeln!(
                     out,
-                    "{:<32} {:<5} {}",
-                    rule.id, rule.default_severity, rule.summary
+                    "{:<34} {:<5} {:<13} {}",
+                    rule.id,
+                    rule.default_severity,
+                    rule.applies_to(),
+                    rule.summary
                 )?;
             }
             Ok(ExitCode::SUCCESS)

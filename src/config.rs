@@ -1,226 +1,22 @@
-//! Rule configuration: protected namespaces, the DNS target and rule severities.
-//!
-//! Read from YAML; every field has a default, and the shipped `default-config.yaml`
-//! spells the defaults out (a test keeps the two equal).
+//! Reading the settings: YAML in, validated [`Config`] out. The types are those of the
+//! layers below (the guard's settings, the rule levels, the DNS target); this module only
+//! parses and checks them. Every field has a default, and the shipped
+//! `default-config.yaml` spells the defaults out (a test keeps the two equal).
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::guard::settings::{
+    AllowDnsCompanion, CompanionsConfig, Config, DefaultDenyCompanion, GitOpsMode, MutationConfig,
+    PolicyType,
+};
+pub use crate::netpol::dns::{DnsConfig, DnsPort};
 use crate::netpol::ports::Protocol;
-use crate::netpol::selector::Labels;
-use crate::rules::{self, Severity};
+use crate::netpol::selector::Selector;
+pub use crate::rules::Level;
+use crate::rules::{self, CATALOG};
 
 /// The default configuration, as YAML, embedded in the binary.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("default-config.yaml");
-
-/// A configured rule level: a severity, or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Deny,
-    Warn,
-    Off,
-}
-
-impl From<Severity> for Level {
-    fn from(s: Severity) -> Self {
-        match s {
-            Severity::Deny => Level::Deny,
-            Severity::Warn => Level::Warn,
-        }
-    }
-}
-
-/// The rule configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Config {
-    /// Namespaces whose isolation can take the cluster down.
-    pub protected_namespaces: Vec<String>,
-    /// Where cluster DNS lives.
-    pub dns: DnsConfig,
-    /// Severity overrides by rule id.
-    pub rules: BTreeMap<String, Level>,
-    /// Groups whose members may set or remove the namespace opt-out label.
-    pub admin_groups: Vec<String>,
-    /// What the mutating webhook may change.
-    pub mutation: MutationConfig,
-    /// The policies the guard keeps in every namespace that is not exempt.
-    pub companions: CompanionsConfig,
-}
-
-/// The companion policies.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct CompanionsConfig {
-    /// Isolates every pod of the namespace.
-    pub default_deny: DefaultDenyCompanion,
-    /// Lets every pod of the namespace reach cluster DNS (the `dns` target).
-    pub allow_dns: AllowDnsCompanion,
-    /// Only namespaces whose labels match get companions (absent: every namespace), e.g. to
-    /// roll them out team by team. Protected and exempt namespaces never get them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-}
-
-/// The default-deny companion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct DefaultDenyCompanion {
-    pub enabled: bool,
-    pub name: String,
-    /// Which directions it isolates.
-    pub policy_types: Vec<PolicyType>,
-}
-
-/// The allow-DNS companion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct AllowDnsCompanion {
-    pub enabled: bool,
-    pub name: String,
-}
-
-/// A NetworkPolicy `policyTypes` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum PolicyType {
-    Ingress,
-    Egress,
-}
-
-impl PolicyType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ingress => "Ingress",
-            Self::Egress => "Egress",
-        }
-    }
-}
-
-impl Default for DefaultDenyCompanion {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            name: "netpol-guard-default-deny".into(),
-            policy_types: vec![PolicyType::Ingress, PolicyType::Egress],
-        }
-    }
-}
-
-impl Default for AllowDnsCompanion {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            name: "netpol-guard-allow-dns".into(),
-        }
-    }
-}
-
-/// How GitOps-managed objects are treated by the mutating webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GitOpsMode {
-    /// Do not mutate; validation denies with the fix to commit to the source.
-    Deny,
-    /// Mutate like any other object (the GitOps tool will see drift).
-    Mutate,
-}
-
-/// Mutation settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct MutationConfig {
-    /// What to do with objects a GitOps tool manages.
-    pub gitops: GitOpsMode,
-    /// Labels whose presence marks an object as GitOps-managed.
-    pub gitops_labels: Vec<String>,
-    /// Annotations whose presence marks an object as GitOps-managed.
-    pub gitops_annotations: Vec<String>,
-}
-
-impl Default for MutationConfig {
-    fn default() -> Self {
-        Self {
-            gitops: GitOpsMode::Deny,
-            // Argo CD (annotation and label tracking) and Flux (kustomize and helm controllers)
-            gitops_labels: [
-                "argocd.argoproj.io/instance",
-                "kustomize.toolkit.fluxcd.io/name",
-                "helm.toolkit.fluxcd.io/name",
-            ]
-            .map(String::from)
-            .to_vec(),
-            gitops_annotations: ["argocd.argoproj.io/tracking-id"]
-                .map(String::from)
-                .to_vec(),
-        }
-    }
-}
-
-/// The cluster DNS service as NetworkPolicy peers can see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct DnsConfig {
-    /// Labels of the namespace the DNS pods run in.
-    pub namespace_labels: Labels,
-    /// Labels of the DNS pods.
-    pub pod_labels: Labels,
-    /// The DNS pods' container ports, with their names (named rule ports resolve to them).
-    pub ports: Vec<DnsPort>,
-    /// Further DNS addresses pods talk to, e.g. node-local DNS `169.254.20.10`.
-    pub ips: Vec<IpAddr>,
-}
-
-/// One named container port of the DNS pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DnsPort {
-    pub name: String,
-    pub port: i32,
-    pub protocol: Protocol,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            protected_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
-                .map(String::from)
-                .to_vec(),
-            dns: DnsConfig::default(),
-            rules: BTreeMap::new(),
-            admin_groups: vec!["system:masters".to_string()],
-            mutation: MutationConfig::default(),
-            companions: CompanionsConfig::default(),
-        }
-    }
-}
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        let labels = |k: &str, v: &str| Labels::from([(k.to_string(), v.to_string())]);
-        Self {
-            namespace_labels: labels("kubernetes.io/metadata.name", "kube-system"),
-            pod_labels: labels("k8s-app", "kube-dns"),
-            // as CoreDNS declares them
-            ports: vec![
-                DnsPort {
-                    name: "dns".into(),
-                    port: 53,
-                    protocol: Protocol::Udp,
-                },
-                DnsPort {
-                    name: "dns-tcp".into(),
-                    port: 53,
-                    protocol: Protocol::Tcp,
-                },
-            ],
-            ips: Vec::new(),
-        }
-    }
-}
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -292,16 +88,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if let Some(id) = self.rules.keys().find(|id| rules::find(id).is_none()) {
-            return Err(format!(
-                "rules: unknown rule id {id:?} (known: {})",
-                rules::CATALOG
-                    .iter()
-                    .map(|r| r.id)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        self.validate_levels()?;
         if self.dns.namespace_labels.is_empty() {
             return Err("dns.namespaceLabels must not be empty".into());
         }
@@ -331,7 +118,7 @@ impl Config {
             return Err("companions: defaultDeny and allowDns need different names".into());
         }
         if let Some(selector) = &companions.namespace_selector
-            && let Err(errors) = crate::netpol::selector::Selector::parse(selector)
+            && let Err(errors) = Selector::parse(selector)
         {
             return Err(format!(
                 "companions.namespaceSelector is invalid: {}",
@@ -350,26 +137,26 @@ impl Config {
         Ok(())
     }
 
-    /// The level a rule runs at: the configured override, or the rule's default.
-    pub fn level(&self, rule: &rules::Rule) -> Level {
-        self.rules
-            .get(rule.id)
-            .copied()
-            .unwrap_or(rule.default_severity.into())
-    }
-
-    /// Whether an object with these labels and annotations is managed by a GitOps tool.
-    pub fn is_gitops_managed(&self, labels: Option<&Labels>, annotations: Option<&Labels>) -> bool {
-        let has = |map: Option<&Labels>, keys: &[String]| {
-            map.is_some_and(|m| keys.iter().any(|k| m.contains_key(k)))
-        };
-        has(labels, &self.mutation.gitops_labels)
-            || has(annotations, &self.mutation.gitops_annotations)
-    }
-
-    /// Whether a namespace is protected.
-    pub fn is_protected(&self, namespace: &str) -> bool {
-        self.protected_namespaces.iter().any(|n| n == namespace)
+    /// Every rule id is known, and only configurable rules are overridden.
+    fn validate_levels(&self) -> Result<(), String> {
+        for id in self.rules.keys() {
+            match rules::find(id) {
+                None => {
+                    return Err(format!(
+                        "rules: unknown rule id {id:?} (known: {})",
+                        CATALOG.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                Some(rule) if !rule.configurable() => {
+                    return Err(format!(
+                        "rules: {id} cannot be configured: switching it off would let a \
+                         tenant exempt itself from the guard"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,26 +1,39 @@
 //! netpol-guard: keeps Kubernetes NetworkPolicy from breaking clusters.
 //!
-//! Data flows one way: bytes are decoded ([`manifest`]), analysed by pure functions over
-//! k8s-openapi types ([`netpol`] for semantics, [`rules`] for findings, [`mutate`] for
-//! patches), and encoded ([`report`], [`admission`]). The offline `check` command
-//! ([`check`]) and the admission webhook ([`serve`], [`server`]) call the same engine, so
-//! they cannot disagree.
+//! Layers, bottom up; each imports only from the ones below it (a test, `tests/layers.rs`,
+//! keeps it so):
+//!
+//! - [`netpol`], the model: selectors, peers, ports, CIDRs, policies, DNS reachability.
+//! - [`rules`], the catalog: each rule a small pure unit over the model.
+//! - [`guard`], the decisions: NetworkPolicy verdicts, the DNS patch, companion protection
+//!   and the desired companions, the namespace guard and stamp; with the settings they read.
+//! - [`config`], which reads those settings from YAML.
+//! - the edges: [`admission`] (the AdmissionReview codec), [`server`] and [`serve`] (HTTP,
+//!   TLS, limits, signals), [`kubernetes`] (cache, Lease, controller), [`check`] and
+//!   [`report`] (the CLI), around [`state`] and [`metrics`], which they share.
+//!
+//! Data flows one way: bytes (HTTP body, YAML file, watch event) are decoded, judged by
+//! the pure layers and encoded (AdmissionResponse, report, apply). The offline `check`,
+//! the webhook and the controller call the same functions, so they cannot disagree.
+
+pub mod netpol;
+pub mod rules;
+
+pub mod guard;
+
+pub mod config;
 
 pub mod admission;
 pub mod certs;
 pub mod check;
 pub mod cli;
-pub mod companions;
-pub mod config;
 pub mod kubernetes;
 pub mod manifest;
 pub mod metrics;
-pub mod mutate;
-pub mod netpol;
 pub mod reload;
 pub mod report;
-pub mod rules;
 pub mod serve;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -19,12 +19,13 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
 use tower::limit::ConcurrencyLimitLayer;
 
-use crate::admission::Identity;
 use crate::certs;
 use crate::config::Config;
+use crate::guard::Identity;
 use crate::metrics::Metrics;
 use crate::reload;
-use crate::server::{self, AppState, Limits, Shared};
+use crate::server::{self, Limits};
+use crate::state::{Shared, SharedState};
 use crate::tls::{self, CertStore};
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -117,6 +118,8 @@ pub struct Transport {
     pub drain_timeout: Duration,
     pub max_concurrent_reviews: usize,
     pub max_connections: usize,
+    /// Body and deadline limits of the admission endpoints.
+    pub limits: Limits,
 }
 
 impl From<&ServeArgs> for Transport {
@@ -127,6 +130,12 @@ impl From<&ServeArgs> for Transport {
             drain_timeout: a.drain_timeout,
             max_concurrent_reviews: a.max_concurrent_reviews,
             max_connections: a.max_connections,
+            limits: Limits {
+                max_body: a.max_body_bytes,
+                body_timeout: a.body_timeout,
+                baseline: a.baseline,
+                ..Limits::default()
+            },
         }
     }
 }
@@ -134,7 +143,7 @@ impl From<&ServeArgs> for Transport {
 /// A bound, ready-to-serve webhook: listeners, certificates, reload watchers.
 #[derive(Debug)]
 pub struct Webhook {
-    pub state: AppState,
+    pub state: SharedState,
     listener: TcpListener,
     metrics_listener: TcpListener,
     tls_config: Arc<ServerConfig>,
@@ -158,13 +167,7 @@ impl Webhook {
             ),
             namespace: args.pod_namespace.clone(),
         };
-        let limits = Limits {
-            max_body: args.max_body_bytes,
-            body_timeout: args.body_timeout,
-            baseline: args.baseline,
-            ..Limits::default()
-        };
-        let state = Shared::new(config, identity, metrics, limits);
+        let state = Shared::new(config, identity, metrics);
 
         let (loaded, tls_files) = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => {
@@ -321,7 +324,7 @@ fn self_signed(dir: Option<&Path>) -> anyhow::Result<tls::Loaded> {
 }
 
 async fn watch_certificates(
-    state: AppState,
+    state: SharedState,
     store: Arc<CertStore>,
     paths: Vec<PathBuf>,
     initial: Vec<Vec<u8>>,
@@ -347,7 +350,7 @@ async fn watch_certificates(
     .await;
 }
 
-async fn watch_config(state: AppState, path: PathBuf, initial: Vec<u8>, interval: Duration) {
+async fn watch_config(state: SharedState, path: PathBuf, initial: Vec<u8>, interval: Duration) {
     reload::watch(vec![path.clone()], interval, vec![initial], move |read| {
         let result = read
             .map_err(|e| e.to_string())
@@ -372,7 +375,7 @@ async fn watch_config(state: AppState, path: PathBuf, initial: Vec<u8>, interval
 
 /// First SIGTERM/SIGINT: readiness false, keep serving for `delay`, then stop. Second:
 /// exit at once.
-async fn signals(state: AppState, delay: Duration, stop: watch::Sender<bool>) {
+async fn signals(state: SharedState, delay: Duration, stop: watch::Sender<bool>) {
     wait_for_signal().await;
     tracing::info!(delay = ?delay, "shutdown requested: readiness is now false");
     state.set_ready(false);
@@ -412,13 +415,13 @@ async fn wait_for_signal() {
 /// (closing idle keep-alive connections) for at most the drain timeout.
 pub async fn serve_tls(
     listener: TcpListener,
-    state: AppState,
+    state: SharedState,
     tls_config: Arc<ServerConfig>,
     transport: Transport,
     stop: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls_config);
-    let router = server::admission_router(state);
+    let router = server::admission_router(state, transport.limits.clone());
     let service = ServiceBuilder::new()
         .layer(ConcurrencyLimitLayer::new(
             transport.max_concurrent_reviews.max(1),

@@ -2,8 +2,7 @@
 //! plain-HTTP metrics and health endpoints. Handlers read the body under limits, hand it
 //! to [`crate::admission::review`] and turn the outcome into a response.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -15,10 +14,8 @@ use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use tracing::Level;
 
-use crate::admission::{self, Decision, Endpoint, Engine, Identity, Reviewed};
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::netpol::cluster::Inventory;
+use crate::admission::{self, Decision, Endpoint, Reviewed};
+use crate::state::SharedState;
 
 /// Transport limits of the admission endpoints.
 #[derive(Debug, Clone)]
@@ -50,82 +47,24 @@ impl Default for Limits {
     }
 }
 
-/// State shared by all requests.
+/// What the admission handlers read: the shared state, the limits, and the permits for
+/// large bodies.
 #[derive(Debug)]
-pub struct Shared {
-    /// The snapshot reviews read; rebuilt when the configuration or the inventory changes.
-    engine: RwLock<Engine>,
-    pub metrics: Metrics,
-    ready: AtomicBool,
+struct Http {
+    shared: SharedState,
     limits: Limits,
     large: Semaphore,
-    /// Ticks when a new configuration goes into service.
-    config_changes: tokio::sync::watch::Sender<()>,
 }
 
-/// Handle to the shared state.
-pub type AppState = Arc<Shared>;
-
-impl Shared {
-    pub fn new(config: Config, identity: Identity, metrics: Metrics, limits: Limits) -> AppState {
-        let engine = Engine::new(
-            Arc::new(config),
-            Arc::new(Inventory::new()),
-            Arc::new(identity),
-        );
-        Arc::new(Self {
-            engine: RwLock::new(engine),
-            metrics,
-            ready: AtomicBool::new(false),
-            large: Semaphore::new(limits.large_concurrency.max(1)),
-            limits,
-            config_changes: tokio::sync::watch::Sender::new(()),
-        })
-    }
-
-    /// A consistent snapshot for one review.
-    pub fn engine(&self) -> Engine {
-        match self.engine.read() {
-            Ok(engine) => engine.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn update(&self, change: impl FnOnce(&Engine) -> Engine) {
-        let mut guard = match self.engine.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = change(&guard);
-    }
-
-    /// Puts a new rule configuration in service.
-    pub fn set_config(&self, config: Config) {
-        self.update(|e| Engine::new(Arc::new(config), e.inventory.clone(), e.identity.clone()));
-        self.config_changes.send_replace(());
-    }
-
-    /// Notified whenever a new configuration goes into service.
-    pub fn config_changes(&self) -> tokio::sync::watch::Receiver<()> {
-        self.config_changes.subscribe()
-    }
-
-    /// Puts a new view of the cluster in service.
-    pub fn set_inventory(&self, inventory: Inventory) {
-        self.update(|e| Engine::new(e.config.clone(), Arc::new(inventory), e.identity.clone()));
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-}
+type AppState = Arc<Http>;
 
 /// The admission router: `POST /validate`, `POST /mutate`, and the health endpoints.
-pub fn admission_router(state: AppState) -> Router {
+pub fn admission_router(shared: SharedState, limits: Limits) -> Router {
+    let state = Arc::new(Http {
+        shared,
+        large: Semaphore::new(limits.large_concurrency.max(1)),
+        limits,
+    });
     Router::new()
         .route(
             "/validate",
@@ -135,16 +74,16 @@ pub fn admission_router(state: AppState) -> Router {
             "/mutate",
             post(|State(s): State<AppState>, req: Request| handle(s, Endpoint::Mutate, req)),
         )
-        .merge(health_routes())
+        .merge(health_routes().with_state(state.shared.clone()))
         .with_state(state)
 }
 
 /// The plain-HTTP router: `GET /metrics` and the health endpoints.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(state: SharedState) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State(s): State<AppState>| async move {
+            get(|State(s): State<SharedState>| async move {
                 (
                     [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                     s.metrics.render(),
@@ -155,12 +94,12 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn health_routes() -> Router<AppState> {
+fn health_routes() -> Router<SharedState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(|State(s): State<AppState>| async move {
+            get(|State(s): State<SharedState>| async move {
                 if s.is_ready() {
                     (StatusCode::OK, "ok")
                 } else {
@@ -236,6 +175,7 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
         ),
         Err(rejected) => {
             state
+                .shared
                 .metrics
                 .requests
                 .with_label_values(&[
@@ -254,7 +194,7 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
         }
     };
     let elapsed = started.elapsed();
-    let m = &state.metrics;
+    let m = &state.shared.metrics;
     m.requests
         .with_label_values(&[
             endpoint.as_str(),
@@ -360,15 +300,15 @@ async fn review_request(
     if limits.baseline {
         return Ok(admission::baseline(&body));
     }
-    let engine = state.engine();
+    let snapshot = state.shared.snapshot();
     let work = async move {
         if body.len() > limits.large_body {
             let body = body.clone();
-            tokio::task::spawn_blocking(move || admission::review(&engine, endpoint, &body))
+            tokio::task::spawn_blocking(move || admission::review(&snapshot, endpoint, &body))
                 .await
                 .map_err(|_| ())
         } else {
-            Ok(admission::review(&engine, endpoint, &body))
+            Ok(admission::review(&snapshot, endpoint, &body))
         }
     };
     let outcome = match deadline {

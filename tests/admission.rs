@@ -10,10 +10,11 @@ use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use http_body_util::BodyExt;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netpol_guard::admission::Identity;
 use netpol_guard::config::Config;
+use netpol_guard::guard::Identity;
 use netpol_guard::metrics::Metrics;
-use netpol_guard::server::{self, AppState, Limits, Shared};
+use netpol_guard::server::{self, Limits};
+use netpol_guard::state::{Shared, SharedState as AppState};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -145,8 +146,16 @@ async fn send_raw(
 }
 
 async fn send(state: &AppState, endpoint: &str, review: &Value) -> (StatusCode, Value) {
+    send_to(router_of(state), endpoint, review).await
+}
+
+fn router_of(state: &AppState) -> axum::Router {
+    server::admission_router(state.clone(), Limits::default())
+}
+
+async fn send_to(router: axum::Router, endpoint: &str, review: &Value) -> (StatusCode, Value) {
     let (status, body) = send_raw(
-        server::admission_router(state.clone()),
+        router,
         &format!("/{endpoint}?timeout=10s"),
         "application/json",
         serde_json::to_vec(review).unwrap(),
@@ -637,7 +646,7 @@ async fn namespaces_are_stamped_with_what_the_guard_does() {
 #[tokio::test]
 async fn undecodable_bodies_are_refused_never_allowed() {
     let state = state();
-    let router = || server::admission_router(state.clone());
+    let router = || router_of(&state);
     // not JSON: HTTP 400 with an invalid review
     let (status, body) = send_raw(
         router(),
@@ -751,7 +760,7 @@ async fn an_expired_deadline_is_answered_at_once_and_refused() {
     let body = serde_json::to_vec(&Review::policy("CREATE", large_policy(2 * 1024 * 1024)).json())
         .unwrap();
     let (status, bytes) = send_raw(
-        server::admission_router(state.clone()),
+        router_of(&state),
         "/validate?timeout=1ms",
         "application/json",
         body,
@@ -803,13 +812,14 @@ async fn baseline_mode_admits_everything_and_still_echoes_the_uid() {
             service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
         },
         Metrics::new().unwrap(),
-        Limits {
-            baseline: true,
-            ..Limits::default()
-        },
     );
-    let (status, v) = send(
-        &state,
+    let limits = Limits {
+        baseline: true,
+        ..Limits::default()
+    };
+    let router = || server::admission_router(state.clone(), limits.clone());
+    let (status, v) = send_to(
+        router(),
         "validate",
         &Review::policy("CREATE", missing_dns()).json(),
     )
@@ -818,13 +828,7 @@ async fn baseline_mode_admits_everything_and_still_echoes_the_uid() {
     assert_eq!(v["response"]["uid"], UID);
     assert_eq!(v["response"]["allowed"], true);
     assert!(v["response"].get("patch").is_none());
-    let (status, _) = send_raw(
-        server::admission_router(state),
-        "/validate",
-        "application/json",
-        b"[]".to_vec(),
-    )
-    .await;
+    let (status, _) = send_raw(router(), "/validate", "application/json", b"[]".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -839,10 +843,11 @@ fn cached_cluster(state: &AppState) {
         n.metadata.labels = Some([("team".to_string(), name.to_string())].into());
         std::sync::Arc::new(n)
     };
-    let policies: Vec<_> = netpol_guard::companions::desired(&config, "covered", "uid-covered")
-        .into_iter()
-        .map(std::sync::Arc::new)
-        .collect();
+    let policies: Vec<_> =
+        netpol_guard::guard::companions::desired(&config, "covered", "uid-covered")
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
     let namespaces = [ns("shop"), ns("covered"), ns("kube-system")];
     state.set_inventory(netpol_guard::kubernetes::cache::inventory(
         &policies,
@@ -932,7 +937,7 @@ async fn namespace_selector_matching_no_namespace_warns_once_the_cache_knows_the
 }
 
 fn companion(name: &str) -> Value {
-    let wanted = netpol_guard::companions::desired(&Config::default(), "shop", "uid-shop");
+    let wanted = netpol_guard::guard::companions::desired(&Config::default(), "shop", "uid-shop");
     let p = wanted
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(name))

@@ -701,7 +701,7 @@ fn the_guards_own_network_policy_admits_only_its_ports_and_passes_its_rules() {
     let policy: k8s_openapi::api::networking::v1::NetworkPolicy = strict(np);
     let config = netpol_guard::config::Config::default();
     let inventory = netpol_guard::netpol::cluster::Inventory::new();
-    let ctx = netpol_guard::netpol::Context::new(&config, &inventory);
+    let ctx = config.rule_context(&inventory);
     let findings = netpol_guard::rules::evaluate(
         &ctx,
         &netpol_guard::netpol::policy::Subject::new(&policy, NAMESPACE),

@@ -15,7 +15,7 @@ use common::fake_api::{FakeApi, status};
 use kube::client::Body;
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::{cache, controller, leader};
-use netpol_guard::server::AppState;
+use netpol_guard::state::SharedState as AppState;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -172,7 +172,7 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
     });
     for replica in [&a, &b] {
         eventually("cache holds the companions", || {
-            replica.state.engine().inventory.policies_in("shop").len() == 2
+            replica.state.snapshot().inventory.policies_in("shop").len() == 2
         })
         .await;
         let review = json!({
@@ -187,7 +187,7 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
             netpol_guard::admission::Endpoint::Mutate,
         ] {
             let reviewed =
-                netpol_guard::admission::review(&replica.state.engine(), endpoint, &body);
+                netpol_guard::admission::review(&replica.state.snapshot(), endpoint, &body);
             let response = reviewed.review.response.unwrap();
             assert!(response.allowed, "{endpoint:?}: {:?}", response.result);
             assert!(

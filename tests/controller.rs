@@ -13,10 +13,10 @@ use common::fake_api::{FakeApi, Reply};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use netpol_guard::companions;
 use netpol_guard::config::Config;
+use netpol_guard::guard::companions;
 use netpol_guard::kubernetes::controller::{self, Companions, RESYNC};
-use netpol_guard::server::AppState;
+use netpol_guard::state::SharedState as AppState;
 use serde_json::{Value, json};
 
 const POLICIES: &str = "networkpolicies";

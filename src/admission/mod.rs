@@ -1,49 +1,21 @@
-//! Admission decisions: an `admission.k8s.io/v1` AdmissionReview in, an AdmissionResponse
-//! out. This module knows Kubernetes admission but no HTTP: the server hands it the body
-//! and a snapshot of the engine state, and turns the outcome into an HTTP response.
-//!
-//! NetworkPolicies are judged by the same rule engine as `netpol-guard check`; the mutating
-//! endpoint returns the engine's DNS allowance patch. Namespaces are guarded so that only
-//! administrators can opt a namespace out, and stamped with what the guard will do there.
+//! The AdmissionReview codec: an `admission.k8s.io/v1` body in, the guard's decision
+//! ([`crate::guard`]) in the middle, an AdmissionResponse out. This module decodes and
+//! encodes; it decides nothing, and it knows no HTTP (the server hands it the body).
 
 mod objects;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Resource};
 use objects::{NamespaceObject, PolicyObject};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::companions;
-use crate::config::{Config, GitOpsMode};
-use crate::mutate::dns_allowance_patch_in;
-use crate::netpol::Context;
-use crate::netpol::cluster::Inventory;
-use crate::netpol::dns::DnsTarget;
-use crate::netpol::policy::Subject;
-use crate::rules::{self, Finding, Severity};
-
-pub use crate::companions::EXEMPT_LABEL;
-/// The namespace label that shows what the guard does in a namespace.
-pub const COMPANIONS_LABEL: &str = "netpol-guard.io/companions";
-/// Rule id of the namespace check (reported like the NetworkPolicy rules).
-pub const EXEMPT_LABEL_RULE: &str = "namespace-exempt-label-protected";
-/// Rule id of the companion protection.
-pub const COMPANION_RULE: &str = "companion-protected";
-
-/// The kube-controller-manager identities that delete a terminating namespace's objects
-/// (and garbage-collect owned ones); refusing them would leave namespaces stuck deleting.
-const NAMESPACE_CLEANERS: &[&str] = &[
-    "system:serviceaccount:kube-system:namespace-controller",
-    "system:serviceaccount:kube-system:generic-garbage-collector",
-    "system:kube-controller-manager",
-];
+use crate::guard::{self, Request, Snapshot, Verdict};
+use crate::rules::{Finding, Severity};
 
 /// The API version this webhook speaks.
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -82,38 +54,6 @@ impl Decision {
             Self::Mutated => "mutated",
             Self::Invalid => "invalid",
             Self::Error => "error",
-        }
-    }
-}
-
-/// Deployment facts the admission logic needs besides the rule configuration.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The guard's own namespace (its namespace is never given companions).
-    pub namespace: String,
-    /// The guard's service account username, `system:serviceaccount:NS:NAME`.
-    pub service_account: String,
-}
-
-/// A consistent snapshot of everything a review reads.
-#[derive(Debug, Clone)]
-pub struct Engine {
-    pub config: Arc<Config>,
-    pub inventory: Arc<Inventory>,
-    /// Resolved from `config` and `inventory` (see [`Engine::new`]).
-    pub dns: Arc<DnsTarget>,
-    pub identity: Arc<Identity>,
-}
-
-impl Engine {
-    /// An engine whose DNS target is resolved from `config` and `inventory`.
-    pub fn new(config: Arc<Config>, inventory: Arc<Inventory>, identity: Arc<Identity>) -> Self {
-        let dns = Arc::new(DnsTarget::new(&config.dns, &inventory));
-        Self {
-            config,
-            inventory,
-            dns,
-            identity,
         }
     }
 }
@@ -178,7 +118,7 @@ struct PeekKind {
 }
 
 /// Reviews one AdmissionReview body.
-pub fn review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed {
+pub fn review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed {
     // NetworkPolicy reviews are the common case: decode the body once, as one, and check
     // what it is afterwards. Namespaces decode again as theirs; anything unusual (another
     // version, a body that does not decode, other kinds) takes the careful path below.
@@ -190,22 +130,22 @@ pub fn review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed {
         match (request.kind.group.as_str(), request.kind.kind.as_str()) {
             ("networking.k8s.io", "NetworkPolicy") => {
                 if let Ok(req) = review.try_into() {
-                    return network_policy(engine, endpoint, req);
+                    return network_policy(snapshot, endpoint, req);
                 }
             }
             ("", "Namespace") => {
                 if let Ok(req) = decode::<NamespaceObject>(body) {
-                    return namespace(engine, endpoint, &req);
+                    return namespace(snapshot, endpoint, &req);
                 }
             }
             _ => {}
         }
     }
-    careful_review(engine, endpoint, body)
+    careful_review(snapshot, endpoint, body)
 }
 
 /// Routes by a first look at the body, so every failure can still echo the uid.
-fn careful_review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed {
+fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed {
     let peek: Peek = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
@@ -236,35 +176,36 @@ fn careful_review(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Reviewed 
     let Some(uid) = uid else {
         return invalid(None, "the AdmissionReview request has no uid", true);
     };
-    let kind = request
-        .kind
-        .as_ref()
-        .map(|k| (k.group.as_str(), k.kind.as_str()));
-    match kind {
+    let kind = request.kind.as_ref();
+    match kind.map(|k| (k.group.as_str(), k.kind.as_str())) {
         Some(("networking.k8s.io", "NetworkPolicy")) => match decode::<PolicyObject>(body) {
-            Ok(req) => network_policy(engine, endpoint, req),
+            Ok(req) => network_policy(snapshot, endpoint, req),
             Err(e) => invalid(Some(uid), e, false),
         },
         Some(("", "Namespace")) => match decode::<NamespaceObject>(body) {
-            Ok(req) => namespace(engine, endpoint, &req),
+            Ok(req) => namespace(snapshot, endpoint, &req),
             Err(e) => invalid(Some(uid), e, false),
         },
-        // A webhook configuration that sends other kinds is a misconfiguration: admit (this
-        // guard has nothing to say about them) and say so.
-        _ => match decode::<DynamicObject>(body) {
-            Ok(req) => {
-                let what = request.kind.as_ref().map_or_else(
-                    || "an unknown kind".to_string(),
-                    |k| format!("{}/{}", k.group, k.kind),
-                );
-                let mut response = AdmissionResponse::from(&req);
-                response.warnings = Some(vec![format!(
-                    "netpol-guard does not review {what}: check the webhook configuration's rules"
-                )]);
-                finish(&req, response, Decision::Allowed, "other", Vec::new())
-            }
-            Err(e) => invalid(Some(uid), e, false),
-        },
+        _ => other_kind(kind, body, uid),
+    }
+}
+
+/// A webhook configuration that sends other kinds is a misconfiguration: admit (this
+/// guard has nothing to say about them) and say so.
+fn other_kind(kind: Option<&PeekKind>, body: &[u8], uid: String) -> Reviewed {
+    match decode::<DynamicObject>(body) {
+        Ok(req) => {
+            let what = kind.map_or_else(
+                || "an unknown kind".to_string(),
+                |k| format!("{}/{}", k.group, k.kind),
+            );
+            let mut response = AdmissionResponse::from(&req);
+            response.warnings = Some(vec![format!(
+                "netpol-guard does not review {what}: check the webhook configuration's rules"
+            )]);
+            finish(&req, response, Decision::Allowed, "other", Vec::new())
+        }
+        Err(e) => invalid(Some(uid), e, false),
     }
 }
 
@@ -279,26 +220,17 @@ fn peek_uid(body: &[u8]) -> Option<String> {
 /// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,
 /// no rules, so load runs can show what the rules cost.
 pub fn baseline(body: &[u8]) -> Reviewed {
-    let uid = peek_uid(body);
-    let Some(uid) = uid else {
+    let Some(uid) = peek_uid(body) else {
         return invalid(None, "the body has no AdmissionReview request uid", true);
     };
     let mut response = AdmissionResponse::invalid("");
     response.uid = uid.clone();
     response.allowed = true;
     response.result = Default::default();
-    Reviewed {
-        review: response.into_review(),
-        bad_request: false,
-        decision: Decision::Allowed,
-        kind: "unknown",
-        operation: "unknown",
-        uid,
-        namespace: String::new(),
-        name: String::new(),
-        dry_run: false,
-        findings: Vec::new(),
-    }
+    let mut reviewed = invalid(Some(uid), "", false);
+    reviewed.review = response.into_review();
+    reviewed.decision = Decision::Allowed;
+    reviewed
 }
 
 /// A review that could not be finished (timeout, internal failure): not allowed, with the
@@ -344,12 +276,34 @@ fn invalid(uid: Option<String>, message: impl Into<String>, bad_request: bool) -
     }
 }
 
-fn operation_label(op: &Operation) -> &'static str {
+fn operation(op: &Operation) -> guard::Operation {
     match op {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
+        Operation::Create => guard::Operation::Create,
+        Operation::Update => guard::Operation::Update,
+        Operation::Delete => guard::Operation::Delete,
+        Operation::Connect => guard::Operation::Connect,
+    }
+}
+
+/// The guard's view of a request: who, what, and the objects.
+fn facts<'a, K: Resource, T>(
+    req: &'a AdmissionRequest<K>,
+    object: Option<&'a T>,
+    old_metadata: Option<&'a ObjectMeta>,
+    object_name: Option<&'a str>,
+) -> Request<'a, T> {
+    let name = Some(req.name.as_str())
+        .filter(|n| !n.is_empty())
+        .or(object_name)
+        .unwrap_or_default();
+    Request {
+        operation: operation(&req.operation),
+        namespace: req.namespace.as_deref().unwrap_or_default(),
+        name,
+        user: req.user_info.username.as_deref().unwrap_or_default(),
+        groups: req.user_info.groups.as_deref().unwrap_or_default(),
+        object,
+        old_metadata,
     }
 }
 
@@ -365,13 +319,57 @@ fn finish<K: Resource>(
         bad_request: false,
         decision,
         kind,
-        operation: operation_label(&req.operation),
+        operation: operation(&req.operation).as_str(),
         uid: req.uid.clone(),
         namespace: req.namespace.clone().unwrap_or_default(),
         name: req.name.clone(),
         dry_run: req.dry_run,
         findings,
     }
+}
+
+/// Encodes the guard's verdict as the response to `req`.
+fn encode<K: Resource>(
+    req: &AdmissionRequest<K>,
+    kind: &'static str,
+    verdict: Verdict,
+) -> Reviewed {
+    let response = AdmissionResponse::from(req);
+    match verdict {
+        Verdict::Allow { findings } => {
+            let response = with_findings(response, &findings);
+            finish(req, response, Decision::Allowed, kind, findings)
+        }
+        Verdict::Deny { message, findings } => {
+            let response = deny(with_findings(response, &findings), message);
+            finish(req, response, Decision::Denied, kind, findings)
+        }
+        Verdict::Patch(patch) => match response.clone().with_patch(patch) {
+            Ok(patched) => finish(req, patched, Decision::Mutated, kind, Vec::new()),
+            Err(e) => {
+                let failed = deny(
+                    response,
+                    format!("netpol-guard could not encode its patch: {e}"),
+                );
+                finish(req, failed, Decision::Error, kind, Vec::new())
+            }
+        },
+    }
+}
+
+/// Warn-level findings as admission warnings (kubectl prints them), every finding as an
+/// audit annotation.
+fn with_findings(mut response: AdmissionResponse, findings: &[Finding]) -> AdmissionResponse {
+    response.audit_annotations = audit_annotations(findings);
+    let warnings: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+        .map(|f| format!("netpol-guard {} at {}: {}", f.rule, f.path, f.message))
+        .collect();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response
 }
 
 fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
@@ -381,170 +379,7 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
     response
 }
 
-fn network_policy(
-    engine: &Engine,
-    endpoint: Endpoint,
-    mut req: AdmissionRequest<PolicyObject>,
-) -> Reviewed {
-    const KIND: &str = "NetworkPolicy";
-    let req = &mut req;
-    let response = AdmissionResponse::from(&*req);
-    let managed = |o: &Option<PolicyObject>| {
-        o.as_ref()
-            .is_some_and(|o| companions::is_managed(o.metadata.labels.as_ref()))
-    };
-    if (managed(&req.old_object) || managed(&req.object))
-        && let Some(reviewed) = companion(engine, endpoint, req, response.clone())
-    {
-        return reviewed;
-    }
-    // DELETE carries only oldObject; nothing to judge in the object itself.
-    let object = req.object.take().map(NetworkPolicy::from);
-    let Some(policy) = object
-        .as_ref()
-        .filter(|_| req.operation != Operation::Delete)
-    else {
-        return finish(req, response, Decision::Allowed, KIND, Vec::new());
-    };
-    let namespace = req.namespace.as_deref().unwrap_or_default();
-    let subject = Subject::new(policy, namespace);
-    let ctx = Context::with_dns(&engine.config, &engine.inventory, engine.dns.clone());
-    let gitops = engine.config.is_gitops_managed(
-        policy.metadata.labels.as_ref(),
-        policy.metadata.annotations.as_ref(),
-    );
-    match endpoint {
-        Endpoint::Mutate => {
-            if gitops && engine.config.mutation.gitops == GitOpsMode::Deny {
-                return finish(req, response, Decision::Allowed, KIND, Vec::new());
-            }
-            match dns_allowance_patch_in(&ctx, &subject)
-                .map(|patch| response.clone().with_patch(patch))
-            {
-                Some(Ok(patched)) => finish(req, patched, Decision::Mutated, KIND, Vec::new()),
-                Some(Err(e)) => {
-                    let failed = deny(
-                        response,
-                        format!("netpol-guard could not encode its patch: {e}"),
-                    );
-                    finish(req, failed, Decision::Error, KIND, Vec::new())
-                }
-                None => finish(req, response, Decision::Allowed, KIND, Vec::new()),
-            }
-        }
-        Endpoint::Validate => {
-            let findings = rules::evaluate(&ctx, &subject);
-            let mut response = response;
-            response.audit_annotations = audit_annotations(&findings);
-            let warnings: Vec<String> = findings
-                .iter()
-                .filter(|f| f.severity == Severity::Warn)
-                .map(|f| format!("netpol-guard {} at {}: {}", f.rule, f.path, f.message))
-                .collect();
-            if !warnings.is_empty() {
-                response.warnings = Some(warnings);
-            }
-            let denied: Vec<&Finding> = findings
-                .iter()
-                .filter(|f| f.severity == Severity::Deny)
-                .collect();
-            if denied.is_empty() {
-                return finish(req, response, Decision::Allowed, KIND, findings);
-            }
-            let message = deny_message(KIND, namespace, &req.name, &denied, gitops);
-            finish(
-                req,
-                deny(response, message),
-                Decision::Denied,
-                KIND,
-                findings,
-            )
-        }
-    }
-}
-
-/// Writes to the guard's companion policies. The guard's own writes are admitted as they
-/// are (the controller applies exactly what the engine wants); others may not change or
-/// delete an existing companion unless they are administrators. `None`: review normally.
-fn companion(
-    engine: &Engine,
-    endpoint: Endpoint,
-    req: &AdmissionRequest<PolicyObject>,
-    response: AdmissionResponse,
-) -> Option<Reviewed> {
-    const KIND: &str = "NetworkPolicy";
-    let user = req.user_info.username.as_deref().unwrap_or_default();
-    if user == engine.identity.service_account {
-        return Some(finish(req, response, Decision::Allowed, KIND, Vec::new()));
-    }
-    let existing = req
-        .old_object
-        .as_ref()
-        .is_some_and(|o| companions::is_managed(o.metadata.labels.as_ref()));
-    let changes = matches!(req.operation, Operation::Update | Operation::Delete);
-    if !existing || !changes || is_admin(engine, req) || NAMESPACE_CLEANERS.contains(&user) {
-        return None;
-    }
-    if endpoint == Endpoint::Mutate {
-        return Some(finish(req, response, Decision::Allowed, KIND, Vec::new()));
-    }
-    let namespace = req.namespace.as_deref().unwrap_or_default();
-    let verb = if req.operation == Operation::Delete {
-        "delete"
-    } else {
-        "change"
-    };
-    let finding = Finding {
-        rule: COMPANION_RULE,
-        severity: Severity::Deny,
-        path: format!("metadata.labels.{}", companions::MANAGED_BY_LABEL),
-        message: format!(
-            "{namespace}/{} is a companion policy netpol-guard keeps in every namespace; only \
-             members of {} or the guard's service account may {verb} it",
-            req.name,
-            engine.config.admin_groups.join(", "),
-        ),
-        fix: format!(
-            "add your own NetworkPolicy beside it (policies are additive), or ask a cluster \
-             administrator to label the namespace {EXEMPT_LABEL}=true"
-        ),
-    };
-    let message = deny_message(KIND, namespace, &req.name, &[&finding], false);
-    let mut response = deny(response, message);
-    response.audit_annotations = audit_annotations(std::slice::from_ref(&finding));
-    Some(finish(req, response, Decision::Denied, KIND, vec![finding]))
-}
-
-/// One line per finding: rule id, field, what is wrong, the fix.
-fn deny_message(
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    denied: &[&Finding],
-    gitops: bool,
-) -> String {
-    let object = if namespace.is_empty() {
-        name.to_string()
-    } else {
-        format!("{namespace}/{name}")
-    };
-    let mut message = format!("netpol-guard denied {kind} {object}:");
-    for f in denied {
-        message.push_str(&format!(
-            "\n[{}] {}: {}\nfix: {}",
-            f.rule, f.path, f.message, f.fix
-        ));
-    }
-    if gitops && denied.iter().any(|f| f.rule == "egress-missing-dns") {
-        message.push_str(
-            "\nThis object is managed by a GitOps tool, so netpol-guard does not inject the DNS \
-             rule (the sync would revert it): commit the fix to its source.",
-        );
-    }
-    message
-}
-
-fn audit_annotations(findings: &[Finding]) -> std::collections::HashMap<String, String> {
+fn audit_annotations(findings: &[Finding]) -> HashMap<String, String> {
     // The API server prefixes each key with the webhook's name, e.g.
     // `networkpolicies.validate.netpol-guard.io/egress-missing-dns`.
     let mut by_rule: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -560,103 +395,33 @@ fn audit_annotations(findings: &[Finding]) -> std::collections::HashMap<String, 
         .collect()
 }
 
+fn network_policy(
+    snapshot: &Snapshot,
+    endpoint: Endpoint,
+    mut req: AdmissionRequest<PolicyObject>,
+) -> Reviewed {
+    let object = req.object.take().map(NetworkPolicy::from);
+    let old = req.old_object.as_ref().map(|o| &o.metadata);
+    let object_name = object.as_ref().and_then(|o| o.metadata.name.as_deref());
+    let facts = facts(&req, object.as_ref(), old, object_name);
+    let verdict = match endpoint {
+        Endpoint::Validate => guard::policy::validate(snapshot, &facts),
+        Endpoint::Mutate => guard::policy::mutate(snapshot, &facts),
+    };
+    encode(&req, "NetworkPolicy", verdict)
+}
+
 fn namespace(
-    engine: &Engine,
+    snapshot: &Snapshot,
     endpoint: Endpoint,
     req: &AdmissionRequest<NamespaceObject>,
 ) -> Reviewed {
-    const KIND: &str = "Namespace";
-    let response = AdmissionResponse::from(req);
-    let Some(ns) = req
-        .object
-        .as_ref()
-        .filter(|_| req.operation != Operation::Delete)
-    else {
-        return finish(req, response, Decision::Allowed, KIND, Vec::new());
+    let object = req.object.as_ref().map(|o| &o.metadata);
+    let old = req.old_object.as_ref().map(|o| &o.metadata);
+    let facts = facts(req, object, old, object.and_then(|o| o.name.as_deref()));
+    let verdict = match endpoint {
+        Endpoint::Validate => guard::namespace::validate(snapshot, &facts),
+        Endpoint::Mutate => guard::namespace::mutate(snapshot, &facts),
     };
-    let label = |ns: Option<&NamespaceObject>, key: &str| {
-        ns.and_then(|n| n.metadata.labels.as_ref())
-            .and_then(|l| l.get(key))
-            .cloned()
-    };
-    match endpoint {
-        Endpoint::Validate => {
-            let before = label(req.old_object.as_ref(), EXEMPT_LABEL);
-            let after = label(Some(ns), EXEMPT_LABEL);
-            if before == after || is_admin(engine, req) {
-                return finish(req, response, Decision::Allowed, KIND, Vec::new());
-            }
-            let finding = Finding {
-                rule: EXEMPT_LABEL_RULE,
-                severity: Severity::Deny,
-                path: format!("metadata.labels.{EXEMPT_LABEL}"),
-                message: format!(
-                    "only members of {} or the guard's service account may set, change or remove \
-                     the label {EXEMPT_LABEL} ({} -> {})",
-                    engine.config.admin_groups.join(", "),
-                    before.as_deref().unwrap_or("unset"),
-                    after.as_deref().unwrap_or("unset"),
-                ),
-                fix: format!(
-                    "leave {EXEMPT_LABEL} as it was, or ask a cluster administrator to change it"
-                ),
-            };
-            let message = deny_message(KIND, "", &req.name, &[&finding], false);
-            let mut response = deny(response, message);
-            response.audit_annotations = audit_annotations(std::slice::from_ref(&finding));
-            finish(req, response, Decision::Denied, KIND, vec![finding])
-        }
-        Endpoint::Mutate => {
-            let name = ns.metadata.name.as_deref().unwrap_or(&req.name);
-            let exempt = companions::exemption(
-                &engine.config,
-                &engine.identity.namespace,
-                name,
-                ns.metadata.labels.as_ref(),
-            )
-            .is_some();
-            let stamp = if exempt { "exempt" } else { "enabled" };
-            if label(Some(ns), COMPANIONS_LABEL).as_deref() == Some(stamp) {
-                return finish(req, response, Decision::Allowed, KIND, Vec::new());
-            }
-            let patch = label_patch(ns.metadata.labels.is_some(), COMPANIONS_LABEL, stamp);
-            match response.clone().with_patch(patch) {
-                Ok(patched) => finish(req, patched, Decision::Mutated, KIND, Vec::new()),
-                Err(e) => {
-                    let failed = deny(
-                        response,
-                        format!("netpol-guard could not encode its patch: {e}"),
-                    );
-                    finish(req, failed, Decision::Error, KIND, Vec::new())
-                }
-            }
-        }
-    }
-}
-
-fn is_admin<K: Resource>(engine: &Engine, req: &AdmissionRequest<K>) -> bool {
-    let user = &req.user_info;
-    user.username.as_deref() == Some(engine.identity.service_account.as_str())
-        || user
-            .groups
-            .iter()
-            .flatten()
-            .any(|g| engine.config.admin_groups.contains(g))
-}
-
-/// Sets one label, creating `metadata.labels` when the object has none.
-fn label_patch(has_labels: bool, key: &str, value: &str) -> Patch {
-    let op = if has_labels {
-        // `add` on an existing member replaces it
-        PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["metadata", "labels", key]),
-            value: Value::String(value.to_string()),
-        })
-    } else {
-        PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["metadata", "labels"]),
-            value: serde_json::json!({ key: value }),
-        })
-    };
-    Patch(vec![op])
+    encode(req, "Namespace", verdict)
 }

@@ -16,7 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::{Notify, watch};
 
 use crate::netpol::cluster::Inventory;
-use crate::server::AppState;
+use crate::state::SharedState;
 
 /// Changes arriving within this window are published together.
 const PUBLISH_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -37,7 +37,7 @@ pub fn inventory(policies: &[Arc<NetworkPolicy>], namespaces: &[Arc<Namespace>])
 }
 
 /// Runs the reflectors and publishes snapshots until `stop`.
-pub async fn run(client: Client, state: AppState, stop: watch::Receiver<bool>) {
+pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>) {
     let changed = Arc::new(Notify::new());
     let (policies, policy_writer) = reflector::store::<NetworkPolicy>();
     let (namespaces, namespace_writer) = reflector::store::<Namespace>();
@@ -97,7 +97,7 @@ pub async fn run(client: Client, state: AppState, stop: watch::Receiver<bool>) {
 }
 
 async fn publish(
-    state: &AppState,
+    state: &SharedState,
     policies: &Store<NetworkPolicy>,
     namespaces: &Store<Namespace>,
     changed: &Notify,

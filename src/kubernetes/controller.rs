@@ -17,8 +17,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
-use crate::companions::{self, Exemption, MANAGED_BY_LABEL, MANAGER};
-use crate::server::AppState;
+use crate::guard::companions::{self, Exemption, MANAGED_BY_LABEL, MANAGER};
+use crate::state::SharedState;
 
 /// Every namespace is reconciled again this often, whatever the watches said.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -60,7 +60,7 @@ pub enum Error {
 /// The controller's context.
 pub struct Companions {
     client: Client,
-    state: AppState,
+    state: SharedState,
     /// Companions this process has seen in place: one missing later was deleted (drift),
     /// not yet created.
     seen: Mutex<HashSet<(String, String)>>,
@@ -73,7 +73,7 @@ impl std::fmt::Debug for Companions {
 }
 
 impl Companions {
-    pub fn new(client: Client, state: AppState) -> Arc<Self> {
+    pub fn new(client: Client, state: SharedState) -> Arc<Self> {
         Arc::new(Self {
             client,
             state,
@@ -121,7 +121,7 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
         // the namespace controller deletes everything in it; nothing to keep
         return Ok(Outcome::Skipped);
     }
-    let engine = ctx.state.engine();
+    let engine = ctx.state.snapshot();
     let config = &engine.config;
     let exemption = companions::exemption(
         config,

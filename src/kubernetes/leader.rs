@@ -18,7 +18,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 
 use super::controller::{self, Companions};
-use crate::server::AppState;
+use crate::state::SharedState;
 
 /// How long a held Lease stays valid without renewal.
 pub const LEASE_DURATION_SECONDS: u64 = 15;
@@ -91,7 +91,7 @@ async fn manager(election: &Election) -> LeaseManager {
 /// Campaigns for the Lease until `stop`; runs the controller while holding it.
 pub async fn run(
     election: Election,
-    state: AppState,
+    state: SharedState,
     companions: std::sync::Arc<Companions>,
     stop: watch::Receiver<bool>,
 ) {
@@ -154,7 +154,7 @@ pub async fn run(
 
 async fn stop_controller(
     running: &mut Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
-    state: &AppState,
+    state: &SharedState,
 ) {
     if let Some((tx, task)) = running.take() {
         let _ = tx.send(true);

@@ -15,7 +15,7 @@ use kube::Client;
 use kube::config::{Config as KubeConfig, KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
 
-use crate::server::AppState;
+use crate::state::SharedState;
 
 /// Whether `serve` runs the companions controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,7 +84,7 @@ async fn client_config(args: &ClusterArgs) -> anyhow::Result<Option<KubeConfig>>
 /// companions controller. Returns the tasks; they stop when `stop` turns true.
 pub async fn start(
     args: &ClusterArgs,
-    state: AppState,
+    state: SharedState,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let Some(config) = client_config(args).await? else {
@@ -129,7 +129,7 @@ pub async fn start(
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("netpol-guard-{}", std::process::id()));
-    let guard_namespace = state.engine().identity.namespace.clone();
+    let guard_namespace = state.snapshot().identity.namespace.clone();
     let companions = controller::Companions::new(client.clone(), state.clone());
     tasks.push(tokio::spawn(leader::run(
         leader::Election {

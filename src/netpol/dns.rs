@@ -1,6 +1,6 @@
 //! Can the pods of a policy reach cluster DNS?
 //!
-//! The DNS target is configuration ([`crate::config::DnsConfig`]): the DNS namespace's
+//! The DNS target is configuration ([`DnsConfig`]): the DNS namespace's
 //! labels, the DNS pods' labels, their named ports, and extra addresses such as node-local
 //! DNS. A rule reaches DNS on a protocol when one of its peers selects the DNS pods (or an
 //! `ipBlock` holds a configured DNS address) and its ports admit the DNS port.
@@ -19,7 +19,54 @@ use super::peer::{self, PeerKind, Pod};
 use super::policy::{Direction, RuleView, Subject};
 use super::ports::{self, PortTarget, Protocol};
 use super::selector::{Labels, Selector};
-use crate::config::{DnsConfig, DnsPort};
+use serde::{Deserialize, Serialize};
+
+/// The cluster DNS service as NetworkPolicy peers can see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Labels of the namespace the DNS pods run in.
+    pub namespace_labels: Labels,
+    /// Labels of the DNS pods.
+    pub pod_labels: Labels,
+    /// The DNS pods' container ports, with their names (named rule ports resolve to them).
+    pub ports: Vec<DnsPort>,
+    /// Further DNS addresses pods talk to, e.g. node-local DNS `169.254.20.10`.
+    pub ips: Vec<IpAddr>,
+}
+
+/// One named container port of the DNS pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsPort {
+    pub name: String,
+    pub port: i32,
+    pub protocol: Protocol,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        let labels = |k: &str, v: &str| Labels::from([(k.to_string(), v.to_string())]);
+        Self {
+            namespace_labels: labels("kubernetes.io/metadata.name", "kube-system"),
+            pod_labels: labels("k8s-app", "kube-dns"),
+            // as CoreDNS declares them
+            ports: vec![
+                DnsPort {
+                    name: "dns".into(),
+                    port: 53,
+                    protocol: Protocol::Udp,
+                },
+                DnsPort {
+                    name: "dns-tcp".into(),
+                    port: 53,
+                    protocol: Protocol::Tcp,
+                },
+            ],
+            ips: Vec::new(),
+        }
+    }
+}
 
 /// The DNS endpoint set, resolved against what is known of the cluster.
 #[derive(Debug, Clone)]
@@ -71,6 +118,16 @@ impl DnsTarget {
     pub fn allowance_yaml(&self) -> &str {
         self.allowance_yaml
             .get_or_init(|| serde_yaml_ng::to_string(&[self.allowance_rule()]).unwrap_or_default())
+    }
+
+    /// The configured labels of the DNS pods.
+    pub fn pod_labels(&self) -> &Labels {
+        &self.pod_labels
+    }
+
+    /// The configured labels of the DNS namespace.
+    pub fn namespace_labels(&self) -> &Labels {
+        &self.namespace_labels
     }
 
     /// The configured DNS port names.

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 
-use super::{Hit, Rule, Severity};
-use crate::netpol::Context;
+use super::Context;
+use super::{Check, Hit, Rule, Severity};
 use crate::netpol::dns::{Coverage, coverage};
 use crate::netpol::peer::PeerKind;
 use crate::netpol::policy::{Direction, RuleView, Subject};
@@ -18,28 +18,28 @@ pub const EGRESS_MISSING_DNS: Rule = Rule {
     id: "egress-missing-dns",
     default_severity: Severity::Deny,
     summary: "Egress is restricted and no rule (of this or a covering policy) allows DNS on UDP 53 to the DNS pods.",
-    check: missing_dns,
+    check: Check::Policy(missing_dns),
 };
 
 pub const DNS_TCP_MISSING: Rule = Rule {
     id: "dns-tcp-missing",
     default_severity: Severity::Warn,
     summary: "DNS is allowed on UDP 53 but not on TCP 53 (large answers and some resolvers use TCP).",
-    check: tcp_missing,
+    check: Check::Policy(tcp_missing),
 };
 
 pub const DNS_PEER_OR_SPLIT: Rule = Rule {
     id: "dns-peer-or-split",
     default_severity: Severity::Warn,
     summary: "A DNS rule lists `namespaceSelector` and `podSelector` as separate peers (OR) where one peer (AND) was meant.",
-    check: or_split,
+    check: Check::Policy(or_split),
 };
 
 pub const DNS_PEER_TOO_BROAD: Rule = Rule {
     id: "dns-peer-too-broad",
     default_severity: Severity::Warn,
     summary: "Port 53 is allowed to whole namespaces or to every destination instead of the DNS pods.",
-    check: too_broad,
+    check: Check::Policy(too_broad),
 };
 
 /// Whether the policy opted out of DNS handling with `netpol-guard.io/dns: skip`.
@@ -76,8 +76,8 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let tcp_only = !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing();
     let target = format!(
         "the DNS pods ({} in namespaces {})",
-        selector::describe(&selector::from_labels(&ctx.config.dns.pod_labels)),
-        selector::describe(&selector::from_labels(&ctx.config.dns.namespace_labels))
+        selector::describe(&selector::from_labels(ctx.dns.pod_labels())),
+        selector::describe(&selector::from_labels(ctx.dns.namespace_labels()))
     );
     vec![Hit::new(
         egress_path(subject),
@@ -226,9 +226,8 @@ fn too_broad(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
                     format!("allows port 53 to {whole} instead of the DNS pods"),
                     format!(
                         "add `podSelector: {{matchLabels: {{{}}}}}` to this peer (same item, no dash)",
-                        ctx.config
-                            .dns
-                            .pod_labels
+                        ctx.dns
+                            .pod_labels()
                             .iter()
                             .map(|(k, v)| format!("{k}: {v}"))
                             .collect::<Vec<_>>()
@@ -244,8 +243,7 @@ fn too_broad(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::rules::testing::{run, run_with, table, table_with_context};
+    use crate::rules::testing::{Setup, run, run_with, table, table_with_context};
 
     const GOOD_DNS: &str = "{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}], ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]}";
 
@@ -367,7 +365,8 @@ mod tests {
 
     #[test]
     fn node_local_dns_addresses_count() {
-        let config = Config::from_yaml("dns:\n  ips: [169.254.20.10]\n").expect("config");
+        let mut config = Setup::default();
+        config.dns.ips = vec!["169.254.20.10".parse().expect("ip")];
         let subject = egress(
             "{to: [{ipBlock: {cidr: 169.254.20.10/32}}], ports: [{port: 53, protocol: UDP}]}",
         );

@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-use super::{Hit, Rule, Severity};
-use crate::netpol::Context;
+use super::Context;
+use super::{Check, Hit, Rule, Severity};
 use crate::netpol::ipblock::Block;
 use crate::netpol::policy::{Direction, Subject};
 use crate::netpol::ports::{PortTarget, Protocol, ports_allow};
@@ -12,21 +12,21 @@ pub const EGRESS_TO_METADATA_ENDPOINT: Rule = Rule {
     id: "egress-to-metadata-endpoint",
     default_severity: Severity::Warn,
     summary: "Egress to an `ipBlock` that holds the cloud metadata endpoint (169.254.169.254, fd00:ec2::254).",
-    check: metadata,
+    check: Check::Policy(metadata),
 };
 
 pub const INGRESS_FROM_ANYWHERE: Rule = Rule {
     id: "ingress-from-anywhere",
     default_severity: Severity::Warn,
     summary: "Ingress from 0.0.0.0/0 or ::/0 on all ports.",
-    check: anywhere,
+    check: Check::Policy(anywhere),
 };
 
 pub const ALLOW_ALL_RULE: Rule = Rule {
     id: "allow-all-rule",
     default_severity: Severity::Warn,
     summary: "An empty rule `{}` that opens its direction completely.",
-    check: allow_all,
+    check: Check::Policy(allow_all),
 };
 
 /// The instance metadata service of the large clouds (IPv4, and AWS's IPv6 address).

@@ -1,21 +1,21 @@
 //! Rules Kubernetes accepts and then ignores because `policyTypes` leaves their direction out.
 
-use super::{Hit, Rule, Severity};
-use crate::netpol::Context;
+use super::Context;
+use super::{Check, Hit, Rule, Severity};
 use crate::netpol::policy::{Direction, Subject};
 
 pub const EGRESS_RULES_IGNORED: Rule = Rule {
     id: "egress-rules-ignored",
     default_severity: Severity::Deny,
     summary: "`policyTypes` leaves out Egress, so the `egress` rules are silently ignored.",
-    check: egress,
+    check: Check::Policy(egress),
 };
 
 pub const INGRESS_RULES_IGNORED: Rule = Rule {
     id: "ingress-rules-ignored",
     default_severity: Severity::Deny,
     summary: "`policyTypes` leaves out Ingress, so the `ingress` rules are silently ignored.",
-    check: ingress,
+    check: Check::Policy(ingress),
 };
 
 fn egress(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {

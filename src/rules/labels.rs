@@ -2,8 +2,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::{Hit, Rule, Severity};
-use crate::netpol::Context;
+use super::Context;
+use super::{Check, Hit, Rule, Severity};
 use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
 use crate::netpol::policy::{Direction, Subject};
 use crate::netpol::selector;
@@ -12,14 +12,14 @@ pub const NAMESPACE_SELECTOR_NAME_LABEL: Rule = Rule {
     id: "namespace-selector-name-label",
     default_severity: Severity::Warn,
     summary: "A `namespaceSelector` uses the key `name`, which Kubernetes never sets on namespaces.",
-    check: name_label,
+    check: Check::Policy(name_label),
 };
 
 pub const POD_SELECTOR_NAMESPACE_LABEL: Rule = Rule {
     id: "pod-selector-namespace-label",
     default_severity: Severity::Warn,
     summary: "A `podSelector` uses `kubernetes.io/metadata.name`, a namespace label pods do not carry.",
-    check: namespace_label_on_pods,
+    check: Check::Policy(namespace_label_on_pods),
 };
 
 /// `matchLabels.KEY` or `matchExpressions[i]`.
@@ -77,7 +77,7 @@ pub const NAMESPACE_SELECTOR_MATCHES_NOTHING: Rule = Rule {
     id: "namespace-selector-matches-nothing",
     default_severity: Severity::Warn,
     summary: "A `namespaceSelector` matches none of the cluster's namespaces (judged by the webhook, which knows them).",
-    check: matches_nothing,
+    check: Check::Policy(matches_nothing),
 };
 
 fn matches_nothing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
@@ -247,21 +247,21 @@ mod tests {
 
     #[test]
     fn matches_nothing_needs_the_whole_namespace_list() {
-        use crate::config::Config;
         use crate::netpol::cluster::Inventory;
         use crate::netpol::policy::tests::policy;
+        use crate::rules::testing::Setup;
         let p = policy(
             "metadata: {name: a}\nspec: {ingress: [{from: [{namespaceSelector: {matchLabels: {team: payments}}}]}]}",
         );
         let subject = Subject::new(&p, "default");
-        let config = Config::default();
+        let config = Setup::default();
         let mut inventory = Inventory::new();
         inventory.insert_namespace("prod", Default::default());
         // some namespaces known (manifests on disk): no verdict
-        let ctx = Context::new(&config, &inventory);
+        let ctx = config.context(&inventory);
         assert!(matches_nothing(&ctx, &subject).is_empty());
         inventory.mark_namespaces_complete();
-        let ctx = Context::new(&config, &inventory);
+        let ctx = config.context(&inventory);
         assert_eq!(matches_nothing(&ctx, &subject).len(), 1);
     }
 

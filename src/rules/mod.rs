@@ -4,6 +4,7 @@
 //! function from a policy (in its [`Context`]) to hits. The engine attaches the configured
 //! severity, drops rules that are off, and orders findings by catalog order.
 
+mod context;
 pub mod dns;
 mod exposure;
 mod ignored;
@@ -12,11 +13,13 @@ mod naming;
 mod protected;
 mod validity;
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use crate::config::Level;
-use crate::netpol::Context;
+use serde::{Deserialize, Serialize};
+
 use crate::netpol::policy::Subject;
+
+pub use context::Context;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -41,6 +44,32 @@ impl std::fmt::Display for Severity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A configured rule level: a severity, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Deny,
+    Warn,
+    Off,
+}
+
+impl From<Severity> for Level {
+    fn from(s: Severity) -> Self {
+        match s {
+            Severity::Deny => Level::Deny,
+            Severity::Warn => Level::Warn,
+        }
+    }
+}
+
+/// The level a rule runs at: the configured override, or the rule's default.
+pub fn level(levels: &BTreeMap<String, Level>, rule: &Rule) -> Level {
+    levels
+        .get(rule.id)
+        .copied()
+        .unwrap_or(rule.default_severity.into())
 }
 
 /// What a rule reports: where, what is wrong, how to fix it.
@@ -86,8 +115,66 @@ pub struct Rule {
     pub default_severity: Severity,
     /// One line for the catalog table.
     pub summary: &'static str,
-    pub check: fn(&Context<'_>, &Subject<'_>) -> Vec<Hit>,
+    pub check: Check,
 }
+
+/// What a rule judges.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    /// A NetworkPolicy: `check`, the webhook and the controller all run this function.
+    Policy(fn(&Context<'_>, &Subject<'_>) -> Vec<Hit>),
+    /// An admission request the guard decides itself (writes to its companion policies,
+    /// namespace labels). Listed here so that its id is documented, counted and reported
+    /// like the others. `configurable: false` means the configuration may not change its
+    /// level: switching it off would let a tenant exempt itself from the guard.
+    Admission { configurable: bool },
+}
+
+impl Rule {
+    /// Whether the configuration may override this rule's level.
+    pub fn configurable(&self) -> bool {
+        match self.check {
+            Check::Policy(_) => true,
+            Check::Admission { configurable } => configurable,
+        }
+    }
+
+    /// What the rule applies to, for the catalog listing.
+    pub fn applies_to(&self) -> &'static str {
+        match self.check {
+            Check::Policy(_) => "NetworkPolicy",
+            Check::Admission { .. } => "admission",
+        }
+    }
+}
+
+/// Writes to the companion policies by anyone but the guard and administrators.
+pub const COMPANION_PROTECTED: Rule = Rule {
+    id: "companion-protected",
+    default_severity: Severity::Deny,
+    summary: "A user who is not an administrator changes or deletes a companion policy the guard keeps.",
+    check: Check::Admission {
+        configurable: false,
+    },
+};
+
+/// Setting, changing or removing the namespace opt-out label without being an administrator.
+pub const EXEMPT_LABEL_PROTECTED: Rule = Rule {
+    id: "namespace-exempt-label-protected",
+    default_severity: Severity::Deny,
+    summary: "A user who is not an administrator sets, changes or removes a namespace's opt-out label.",
+    check: Check::Admission {
+        configurable: false,
+    },
+};
+
+/// The mutating webhook labels namespaces with what the guard does there.
+pub const NAMESPACE_STAMP: Rule = Rule {
+    id: "namespace-stamp",
+    default_severity: Severity::Warn,
+    summary: "Namespaces are labelled netpol-guard.io/companions: enabled|exempt by the mutating webhook (off: not labelled).",
+    check: Check::Admission { configurable: true },
+};
 
 /// Every rule, in the order findings are reported.
 pub static CATALOG: &[Rule] = &[
@@ -108,6 +195,9 @@ pub static CATALOG: &[Rule] = &[
     exposure::EGRESS_TO_METADATA_ENDPOINT,
     exposure::INGRESS_FROM_ANYWHERE,
     exposure::ALLOW_ALL_RULE,
+    COMPANION_PROTECTED,
+    EXEMPT_LABEL_PROTECTED,
+    NAMESPACE_STAMP,
 ];
 
 /// Looks a rule up by id.
@@ -119,12 +209,15 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 pub fn evaluate(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in CATALOG {
-        let severity = match ctx.config.level(rule) {
+        let Check::Policy(check) = rule.check else {
+            continue;
+        };
+        let severity = match ctx.level(rule) {
             Level::Off => continue,
             Level::Deny => Severity::Deny,
             Level::Warn => Severity::Warn,
         };
-        findings.extend((rule.check)(ctx, subject).into_iter().map(|hit| Finding {
+        findings.extend(check(ctx, subject).into_iter().map(|hit| Finding {
             rule: rule.id,
             severity,
             path: hit.path,
@@ -141,17 +234,48 @@ pub(crate) mod testing {
     use std::sync::Arc;
 
     use super::*;
-    use crate::config::Config;
     use crate::netpol::cluster::Inventory;
+    use crate::netpol::dns::{DnsConfig, DnsTarget};
     use crate::netpol::policy::{DEFAULT_NAMESPACE, tests::policy};
+
+    /// The settings a rule table runs with (the shipped defaults unless a test says).
+    #[derive(Debug, Clone)]
+    pub(crate) struct Setup {
+        pub(crate) levels: BTreeMap<String, Level>,
+        pub(crate) protected: Vec<String>,
+        pub(crate) dns: DnsConfig,
+    }
+
+    impl Default for Setup {
+        fn default() -> Self {
+            Self {
+                levels: BTreeMap::new(),
+                protected: ["kube-system", "kube-public", "kube-node-lease"]
+                    .map(String::from)
+                    .to_vec(),
+                dns: DnsConfig::default(),
+            }
+        }
+    }
+
+    impl Setup {
+        pub(crate) fn context<'a>(&'a self, inventory: &'a Inventory) -> Context<'a> {
+            Context {
+                levels: &self.levels,
+                protected_namespaces: &self.protected,
+                inventory,
+                dns: Arc::new(DnsTarget::new(&self.dns, inventory)),
+            }
+        }
+    }
 
     /// Runs one rule over `yaml` (a NetworkPolicy), with `others` (NetworkPolicies and
     /// Namespaces, as YAML documents) as the context. Returns the hits' paths.
     pub(crate) fn run(rule: &Rule, yaml: &str, others: &[&str]) -> Vec<Hit> {
-        run_with(rule, yaml, others, &Config::default())
+        run_with(rule, yaml, others, &Setup::default())
     }
 
-    pub(crate) fn run_with(rule: &Rule, yaml: &str, others: &[&str], config: &Config) -> Vec<Hit> {
+    pub(crate) fn run_with(rule: &Rule, yaml: &str, others: &[&str], config: &Setup) -> Vec<Hit> {
         let mut inventory = Inventory::new();
         for doc in others {
             let value: serde_json::Value = serde_yaml_ng::from_str(doc).expect("context doc");
@@ -175,10 +299,13 @@ pub(crate) mod testing {
         if others.iter().any(|d| d.contains("kind: Namespace")) {
             inventory.mark_namespaces_complete();
         }
-        let ctx = Context::new(config, &inventory);
+        let ctx = config.context(&inventory);
         let p = policy(yaml);
         let subject = Subject::new(&p, DEFAULT_NAMESPACE);
-        (rule.check)(&ctx, &subject)
+        match rule.check {
+            Check::Policy(check) => check(&ctx, &subject),
+            Check::Admission { .. } => Vec::new(),
+        }
     }
 
     /// Asserts a table of (policy yaml, expected hit paths).

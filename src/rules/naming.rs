@@ -2,15 +2,15 @@
 //! every rule allows. A policy called "deny-…" with allow rules usually means the author
 //! expected the rules to block the peers they list.
 
-use super::{Hit, Rule, Severity};
-use crate::netpol::Context;
+use super::Context;
+use super::{Check, Hit, Rule, Severity};
 use crate::netpol::policy::{Direction, Subject};
 
 pub const MISLEADING_DENY_NAME: Rule = Rule {
     id: "misleading-deny-name",
     default_severity: Severity::Warn,
     summary: "The policy's name says deny, but its rules allow traffic (NetworkPolicy rules only ever allow).",
-    check: misleading,
+    check: Check::Policy(misleading),
 };
 
 /// Words that make a deny name describe a complement ("deny-from-other-namespaces",

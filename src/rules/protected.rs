@@ -1,7 +1,7 @@
 //! Isolation inside the namespaces the cluster itself runs on.
 
-use super::{Hit, Rule, Severity};
-use crate::netpol::Context;
+use super::Context;
+use super::{Check, Hit, Rule, Severity};
 use crate::netpol::policy::{Direction, Subject};
 use crate::netpol::selector;
 
@@ -9,20 +9,20 @@ pub const DENY_ALL: Rule = Rule {
     id: "protected-namespace-deny-all",
     default_severity: Severity::Deny,
     summary: "A policy selects every pod of a protected namespace and restricts a direction.",
-    check: deny_all,
+    check: Check::Policy(deny_all),
 };
 
 pub const ISOLATION: Rule = Rule {
     id: "protected-namespace-isolation",
     default_severity: Severity::Warn,
     summary: "A policy isolates some pods of a protected namespace.",
-    check: isolation,
+    check: Check::Policy(isolation),
 };
 
 /// The directions a policy restricts, if it is in a protected namespace and selects every
 /// pod (`all_pods`) or some pods (`!all_pods`).
 fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Option<String> {
-    if !ctx.config.is_protected(subject.namespace) || subject.selects_all_pods() != all_pods {
+    if !ctx.is_protected(subject.namespace) || subject.selects_all_pods() != all_pods {
         return None;
     }
     let dirs: Vec<&str> = Direction::BOTH
@@ -68,8 +68,7 @@ fn isolation(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::rules::testing::{run_with, table};
+    use crate::rules::testing::{Setup, run_with, table};
 
     #[test]
     fn deny_all_table() {
@@ -122,9 +121,9 @@ mod tests {
 
     #[test]
     fn protected_namespaces_are_configurable() {
-        let config = Config {
-            protected_namespaces: vec!["platform".into()],
-            ..Config::default()
+        let config = Setup {
+            protected: vec!["platform".into()],
+            ..Setup::default()
         };
         let yaml = "metadata: {name: d, namespace: platform}\nspec: {podSelector: {}}";
         assert_eq!(run_with(&DENY_ALL, yaml, &[], &config).len(), 1);

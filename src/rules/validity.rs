@@ -1,7 +1,7 @@
 //! Fields the API server would reject: caught here so `check` fails in CI, not at apply.
 
-use super::{Hit, Rule, Severity};
-use crate::netpol::Context;
+use super::Context;
+use super::{Check, Hit, Rule, Severity};
 use crate::netpol::ipblock::Block;
 use crate::netpol::policy::{Direction, Subject};
 use crate::netpol::selector::Selector;
@@ -11,14 +11,14 @@ pub const IPBLOCK_INVALID: Rule = Rule {
     id: "ipblock-invalid",
     default_severity: Severity::Deny,
     summary: "An `ipBlock` has an unparsable CIDR, an `except` outside `cidr`, or mixed IP families.",
-    check: ipblock,
+    check: Check::Policy(ipblock),
 };
 
 pub const SELECTOR_INVALID: Rule = Rule {
     id: "selector-invalid",
     default_severity: Severity::Deny,
     summary: "A label selector uses an unknown operator or values that do not fit its operator.",
-    check: selectors,
+    check: Check::Policy(selectors),
 };
 
 fn ipblock(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {

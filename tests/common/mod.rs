@@ -21,15 +21,14 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// The guard's shared state with `config`, deployed as `netpol-guard` in `netpol-guard`.
-pub fn state_with(config: netpol_guard::config::Config) -> netpol_guard::server::AppState {
-    netpol_guard::server::Shared::new(
+pub fn state_with(config: netpol_guard::config::Config) -> netpol_guard::state::SharedState {
+    netpol_guard::state::Shared::new(
         config,
-        netpol_guard::admission::Identity {
+        netpol_guard::guard::Identity {
             namespace: "netpol-guard".into(),
             service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
         },
         netpol_guard::metrics::Metrics::new().unwrap(),
-        netpol_guard::server::Limits::default(),
     )
 }
 

@@ -6,10 +6,10 @@ use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
 
-use crate::config::Config;
-use crate::netpol::Context;
+use super::settings::Config;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::policy::{DEFAULT_NAMESPACE, Subject};
+use crate::rules::Context;
 use crate::rules::dns::needs_dns_allowance;
 
 /// Annotation marking an object that netpol-guard changed.
@@ -19,7 +19,7 @@ pub const INJECTED_ANNOTATION: &str = "netpol-guard.io/injected";
 /// policy alone. `None` when nothing is missing (so the function is idempotent).
 pub fn dns_allowance_patch(policy: &NetworkPolicy, config: &Config) -> Option<Patch> {
     let inventory = Inventory::new();
-    let ctx = Context::new(config, &inventory);
+    let ctx = config.rule_context(&inventory);
     dns_allowance_patch_in(&ctx, &Subject::new(policy, DEFAULT_NAMESPACE))
 }
 

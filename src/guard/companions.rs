@@ -1,5 +1,5 @@
 //! The companion policies: what the guard keeps in every namespace that is not exempt, as
-//! pure functions of the configuration. The controller ([`crate::controller`]) only applies
+//! pure functions of the configuration. The controller ([`crate::kubernetes::controller`]) only applies
 //! what these return; the webhook uses the same facts to protect them.
 
 use std::collections::BTreeMap;
@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
-use crate::config::Config;
+use super::settings::Config;
+use super::{NAMESPACE_CLEANERS, Operation, Request, Snapshot, Verdict, object_name};
 use crate::netpol::cluster::{Inventory, NAMESPACE_NAME_LABEL};
 use crate::netpol::dns::DnsTarget;
 use crate::netpol::selector::Labels;
+use crate::rules::{COMPANION_PROTECTED, Finding, Severity};
 
 /// The label every companion carries; the webhook protects objects that have it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -76,6 +78,68 @@ pub fn is_managed(labels: Option<&Labels>) -> bool {
     labels
         .and_then(|l| l.get(MANAGED_BY_LABEL))
         .is_some_and(|v| v == MANAGER)
+}
+
+/// What the companion protection makes of a NetworkPolicy write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Protection {
+    /// Not a protected write: judge it like any other policy.
+    Review,
+    /// The guard's own write: admitted as it is (no rules, no mutation); the controller
+    /// applies exactly what [`desired`] returns.
+    Admit,
+    /// Someone else changes or deletes an existing companion.
+    Refuse(Verdict),
+}
+
+/// Writes to the guard's companion policies. Others may not change or delete an existing
+/// companion unless they are administrators, or kube-controller-manager cleaning up a
+/// namespace (refusing it would leave the namespace stuck terminating).
+pub fn protect(snapshot: &Snapshot, req: &Request<'_, NetworkPolicy>) -> Protection {
+    let old_managed = req
+        .old_metadata
+        .is_some_and(|m| is_managed(m.labels.as_ref()));
+    let new_managed = req
+        .object
+        .is_some_and(|o| is_managed(o.metadata.labels.as_ref()));
+    if !old_managed && !new_managed {
+        return Protection::Review;
+    }
+    if req.user == snapshot.identity.service_account {
+        return Protection::Admit;
+    }
+    let changes = matches!(req.operation, Operation::Update | Operation::Delete);
+    if !old_managed || !changes || snapshot.is_admin(req) || NAMESPACE_CLEANERS.contains(&req.user)
+    {
+        return Protection::Review;
+    }
+    let verb = if req.operation == Operation::Delete {
+        "delete"
+    } else {
+        "change"
+    };
+    let finding = Finding {
+        rule: COMPANION_PROTECTED.id,
+        severity: Severity::Deny,
+        path: format!("metadata.labels.{MANAGED_BY_LABEL}"),
+        message: format!(
+            "{} is a companion policy netpol-guard keeps in every namespace; only members of \
+             {} or the guard's service account may {verb} it",
+            object_name(req.namespace, req.name),
+            snapshot.config.admin_groups.join(", "),
+        ),
+        fix: format!(
+            "add your own NetworkPolicy beside it (policies are additive), or ask a cluster \
+             administrator to label the namespace {EXEMPT_LABEL}=true"
+        ),
+    };
+    let object = object_name(req.namespace, req.name);
+    Protection::Refuse(Verdict::from_findings(
+        "NetworkPolicy",
+        &object,
+        vec![finding],
+        "",
+    ))
 }
 
 /// One companion slot of the configuration.
@@ -277,7 +341,7 @@ mod tests {
         assert!(!allow.isolates(Direction::Ingress));
         let mut inventory = Inventory::new();
         inventory.insert_policy("shop", std::sync::Arc::new(wanted[0].clone()));
-        let ctx = crate::netpol::Context::new(&config, &inventory);
+        let ctx = config.rule_context(&inventory);
         let findings = rules::evaluate(&ctx, &deny);
         assert!(
             findings

@@ -1,0 +1,95 @@
+//! Namespace decisions: only administrators may opt a namespace out of the companions
+//! (`namespace-exempt-label-protected`), and the mutating webhook stamps each namespace
+//! with what the guard does there (`namespace-stamp`).
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+use super::companions::{EXEMPT_LABEL, exemption};
+use super::{Operation, Request, Snapshot, Verdict};
+use crate::rules::{EXEMPT_LABEL_PROTECTED, Finding, Level, NAMESPACE_STAMP, Severity};
+
+/// The namespace label that shows what the guard does in a namespace.
+pub const COMPANIONS_LABEL: &str = "netpol-guard.io/companions";
+
+const KIND: &str = "Namespace";
+
+fn label(meta: Option<&ObjectMeta>, key: &str) -> Option<String> {
+    meta.and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(key))
+        .cloned()
+}
+
+/// The namespace being written, unless the request deletes it.
+fn written<'a>(req: &Request<'a, ObjectMeta>) -> Option<&'a ObjectMeta> {
+    req.object.filter(|_| req.operation != Operation::Delete)
+}
+
+/// Refuses a change of the opt-out label by anyone but an administrator.
+pub fn validate(snapshot: &Snapshot, req: &Request<'_, ObjectMeta>) -> Verdict {
+    let Some(ns) = written(req) else {
+        return Verdict::allow();
+    };
+    let before = label(req.old_metadata, EXEMPT_LABEL);
+    let after = label(Some(ns), EXEMPT_LABEL);
+    if before == after || snapshot.is_admin(req) {
+        return Verdict::allow();
+    }
+    let finding = Finding {
+        rule: EXEMPT_LABEL_PROTECTED.id,
+        severity: Severity::Deny,
+        path: format!("metadata.labels.{EXEMPT_LABEL}"),
+        message: format!(
+            "only members of {} or the guard's service account may set, change or remove \
+             the label {EXEMPT_LABEL} ({} -> {})",
+            snapshot.config.admin_groups.join(", "),
+            before.as_deref().unwrap_or("unset"),
+            after.as_deref().unwrap_or("unset"),
+        ),
+        fix: format!("leave {EXEMPT_LABEL} as it was, or ask a cluster administrator to change it"),
+    };
+    Verdict::from_findings(KIND, req.name, vec![finding], "")
+}
+
+/// Stamps the namespace `netpol-guard.io/companions: enabled|exempt`, unless it already
+/// says so or the stamp is switched off.
+pub fn mutate(snapshot: &Snapshot, req: &Request<'_, ObjectMeta>) -> Verdict {
+    let Some(ns) = written(req) else {
+        return Verdict::allow();
+    };
+    if snapshot.config.level(&NAMESPACE_STAMP) == Level::Off {
+        return Verdict::allow();
+    }
+    let name = ns.name.as_deref().unwrap_or(req.name);
+    let exempt = exemption(
+        &snapshot.config,
+        &snapshot.identity.namespace,
+        name,
+        ns.labels.as_ref(),
+    )
+    .is_some();
+    let stamp = if exempt { "exempt" } else { "enabled" };
+    if label(Some(ns), COMPANIONS_LABEL).as_deref() == Some(stamp) {
+        return Verdict::allow();
+    }
+    Verdict::Patch(label_patch(ns.labels.is_some(), COMPANIONS_LABEL, stamp))
+}
+
+/// Sets one label, creating `metadata.labels` when the object has none.
+fn label_patch(has_labels: bool, key: &str, value: &str) -> Patch {
+    let op = if has_labels {
+        // `add` on an existing member replaces it
+        PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "labels", key]),
+            value: Value::String(value.to_string()),
+        })
+    } else {
+        PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "labels"]),
+            value: serde_json::json!({ key: value }),
+        })
+    };
+    Patch(vec![op])
+}

@@ -1,0 +1,82 @@
+//! What the webhook, the cluster cache and the controller share: the snapshot every
+//! decision reads, the metrics, readiness, and a signal when the configuration changes.
+//! Neither HTTP nor the Kubernetes API lives here, so both edges can depend on it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::config::Config;
+use crate::guard::{Identity, Snapshot};
+use crate::metrics::Metrics;
+use crate::netpol::cluster::Inventory;
+
+/// State shared by the request handlers and the background tasks.
+#[derive(Debug)]
+pub struct Shared {
+    /// The snapshot reviews read; rebuilt when the configuration or the inventory changes.
+    snapshot: RwLock<Snapshot>,
+    pub metrics: Metrics,
+    ready: AtomicBool,
+    /// Ticks when a new configuration goes into service.
+    config_changes: tokio::sync::watch::Sender<()>,
+}
+
+/// Handle to the shared state.
+pub type SharedState = Arc<Shared>;
+
+impl Shared {
+    pub fn new(config: Config, identity: Identity, metrics: Metrics) -> SharedState {
+        let snapshot = Snapshot::new(
+            Arc::new(config),
+            Arc::new(Inventory::new()),
+            Arc::new(identity),
+        );
+        Arc::new(Self {
+            snapshot: RwLock::new(snapshot),
+            metrics,
+            ready: AtomicBool::new(false),
+            config_changes: tokio::sync::watch::Sender::new(()),
+        })
+    }
+
+    /// A consistent snapshot for one decision.
+    pub fn snapshot(&self) -> Snapshot {
+        match self.snapshot.read() {
+            Ok(snapshot) => snapshot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&Snapshot) -> Snapshot) {
+        let mut guard = match self.snapshot.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = change(&guard);
+    }
+
+    /// Puts a new rule configuration in service.
+    pub fn set_config(&self, config: Config) {
+        self.update(|s| Snapshot::new(Arc::new(config), s.inventory.clone(), s.identity.clone()));
+        self.config_changes.send_replace(());
+    }
+
+    /// Notified whenever a new configuration goes into service.
+    pub fn config_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.config_changes.subscribe()
+    }
+
+    /// Puts a new view of the cluster in service.
+    pub fn set_inventory(&self, inventory: Inventory) {
+        self.update(|s| Snapshot::new(s.config.clone(), Arc::new(inventory), s.identity.clone()));
+    }
+
+    /// Whether the process serves (listeners bound, not draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
