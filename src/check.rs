@@ -215,6 +215,68 @@ fn in_item(item: Option<usize>, message: &str) -> String {
     }
 }
 
+impl Gathered {
+    /// Decodes one object of the input and files it: a policy to judge (and to count as
+    /// context), a namespace's labels, a skipped kind, or a problem.
+    fn add(
+        &mut self,
+        source: Source,
+        value: &Value,
+        default_namespace: &str,
+        problem: &dyn Fn(Option<usize>, String) -> Problem,
+    ) {
+        let (item, line) = (source.item, source.line);
+        let decoded = match manifest::decode(value) {
+            Ok(decoded) => decoded,
+            Err(message) => {
+                self.problems
+                    .push(problem(Some(line), in_item(item, &message)));
+                return;
+            }
+        };
+        if !decoded.unknown_fields.is_empty() {
+            // reported, and the object is still judged as the API server stores it
+            self.problems.push(problem(
+                Some(line),
+                in_item(
+                    item,
+                    &format!(
+                        "unknown field{} {} (kubectl's strict validation rejects it; the API \
+                         server would drop it)",
+                        if decoded.unknown_fields.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        },
+                        decoded.unknown_fields.join(", ")
+                    ),
+                ),
+            ));
+        }
+        match decoded.object {
+            Object::NetworkPolicy(policy) => {
+                let ns = policy
+                    .metadata
+                    .namespace
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| default_namespace.to_string());
+                let policy: Arc<NetworkPolicy> = Arc::from(policy);
+                self.inventory.insert_policy(&ns, policy.clone());
+                self.policies.push(Located { source, policy });
+            }
+            Object::Namespace(ns) => {
+                self.namespaces += 1;
+                if let Some(name) = ns.metadata.name.as_deref() {
+                    self.inventory
+                        .insert_namespace(name, ns.metadata.labels.clone().unwrap_or_default());
+                }
+            }
+            Object::Other { kind } => *self.skipped.entry(kind).or_default() += 1,
+        }
+    }
+}
+
 fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
     let mut g = Gathered::default();
     for (m, manifest) in manifests.iter().enumerate() {
@@ -249,52 +311,7 @@ fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
                     line: doc.line,
                     position: (m, d),
                 };
-                let decoded = match manifest::decode(value) {
-                    Ok(decoded) => decoded,
-                    Err(message) => {
-                        g.problems
-                            .push(problem(Some(doc.line), in_item(item, &message)));
-                        continue;
-                    }
-                };
-                if !decoded.unknown_fields.is_empty() {
-                    // reported, and the object is still judged as the API server stores it
-                    g.problems.push(problem(
-                        Some(doc.line),
-                        in_item(
-                            item,
-                            &format!(
-                                "unknown field{} {} (kubectl's strict validation rejects it; the API \
-                                 server would drop it)",
-                                if decoded.unknown_fields.len() == 1 { "" } else { "s" },
-                                decoded.unknown_fields.join(", ")
-                            ),
-                        ),
-                    ));
-                }
-                match decoded.object {
-                    Object::NetworkPolicy(policy) => {
-                        let ns = policy
-                            .metadata
-                            .namespace
-                            .clone()
-                            .filter(|n| !n.is_empty())
-                            .unwrap_or_else(|| default_namespace.to_string());
-                        let policy: Arc<NetworkPolicy> = Arc::from(policy);
-                        g.inventory.insert_policy(&ns, policy.clone());
-                        g.policies.push(Located { source, policy });
-                    }
-                    Object::Namespace(ns) => {
-                        g.namespaces += 1;
-                        if let Some(name) = ns.metadata.name.as_deref() {
-                            g.inventory.insert_namespace(
-                                name,
-                                ns.metadata.labels.clone().unwrap_or_default(),
-                            );
-                        }
-                    }
-                    Object::Other { kind } => *g.skipped.entry(kind).or_default() += 1,
-                }
+                g.add(source, value, default_namespace, &problem);
             }
         }
     }

@@ -6,7 +6,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::rules::CATALOG;
+use std::time::Duration;
+
+use crate::rules::{CATALOG, Finding};
 
 /// Every metric netpol-guard exports.
 #[derive(Debug, Clone)]
@@ -43,117 +45,192 @@ const DURATION_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// Registers a collector and hands it back.
+fn register<C>(registry: &Registry, collector: C) -> Result<C, prometheus::Error>
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+fn counters(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    register(registry, IntGauge::new(name, help)?)
+}
+
+/// The build version, and the process collector (CPU, memory, open files).
+fn register_process_facts(registry: &Registry) -> Result<(), prometheus::Error> {
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "netpol_guard_build_info",
+            "Always 1; the version as a label.",
+        ),
+        &["version"],
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    registry.register(Box::new(build_info))?;
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(())
+}
+
+/// `success` or `error`.
+fn result_label(ok: bool) -> &'static str {
+    if ok { "success" } else { "error" }
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let r = &registry;
+        let metrics = Self {
+            requests: counters(
+                r,
                 "netpol_guard_admission_requests_total",
                 "Admission reviews answered, by endpoint, kind, operation and decision.",
-            ),
-            &["endpoint", "kind", "operation", "decision"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "netpol_guard_admission_duration_seconds",
-                "Time from request to response, by endpoint.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["endpoint"],
-        )?;
-        let findings = IntCounterVec::new(
-            Opts::new(
+                &["endpoint", "kind", "operation", "decision"],
+            )?,
+            duration: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "netpol_guard_admission_duration_seconds",
+                        "Time from request to response, by endpoint.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                    &["endpoint"],
+                )?,
+            )?,
+            findings: counters(
+                r,
                 "netpol_guard_rule_findings_total",
                 "Findings reported by validating reviews, by rule and severity.",
-            ),
-            &["rule", "severity"],
-        )?;
-        let tls_expiry = Gauge::new(
-            "netpol_guard_tls_certificate_expiry_timestamp_seconds",
-            "Unix time at which the serving certificate expires.",
-        )?;
-        let tls_reloads = IntCounterVec::new(
-            Opts::new(
+                &["rule", "severity"],
+            )?,
+            tls_expiry: register(
+                r,
+                Gauge::new(
+                    "netpol_guard_tls_certificate_expiry_timestamp_seconds",
+                    "Unix time at which the serving certificate expires.",
+                )?,
+            )?,
+            tls_reloads: counters(
+                r,
                 "netpol_guard_tls_reloads_total",
                 "Serving certificate reloads, by result.",
-            ),
-            &["result"],
-        )?;
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
+                &["result"],
+            )?,
+            config_reloads: counters(
+                r,
                 "netpol_guard_config_reloads_total",
                 "Rule configuration reloads, by result.",
-            ),
-            &["result"],
-        )?;
-        let companion_reconciles = IntCounterVec::new(
-            Opts::new(
+                &["result"],
+            )?,
+            companion_reconciles: counters(
+                r,
                 "netpol_guard_companion_reconciles_total",
                 "Namespace reconciles of the companions controller, by result.",
-            ),
-            &["result"],
-        )?;
-        let drift_corrections = IntCounter::new(
-            "netpol_guard_companion_drift_corrections_total",
-            "Companion policies found deleted or edited and restored.",
-        )?;
-        let leader = IntGauge::new(
-            "netpol_guard_leader",
-            "1 while this replica holds the lease and runs the companions controller.",
-        )?;
-        let cache_synced = IntGauge::new(
-            "netpol_guard_cache_synced",
-            "1 once the cluster cache (NetworkPolicies, Namespaces) has synced; admission uses it then.",
-        )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "netpol_guard_build_info",
-                "Always 1; the version as a label.",
-            ),
-            &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(findings.clone()))?;
-        registry.register(Box::new(tls_expiry.clone()))?;
-        registry.register(Box::new(tls_reloads.clone()))?;
-        registry.register(Box::new(config_reloads.clone()))?;
-        registry.register(Box::new(companion_reconciles.clone()))?;
-        registry.register(Box::new(drift_corrections.clone()))?;
-        registry.register(Box::new(leader.clone()))?;
-        registry.register(Box::new(cache_synced.clone()))?;
-        registry.register(Box::new(build_info))?;
-        #[cfg(target_os = "linux")]
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
-        // Start every bounded series at zero so dashboards see them before the first event.
-        for result in ["success", "error"] {
-            tls_reloads.with_label_values(&[result]);
-            config_reloads.with_label_values(&[result]);
+                &["result"],
+            )?,
+            drift_corrections: register(
+                r,
+                IntCounter::new(
+                    "netpol_guard_companion_drift_corrections_total",
+                    "Companion policies found deleted or edited and restored.",
+                )?,
+            )?,
+            leader: gauge(
+                r,
+                "netpol_guard_leader",
+                "1 while this replica holds the lease and runs the companions controller.",
+            )?,
+            cache_synced: gauge(
+                r,
+                "netpol_guard_cache_synced",
+                "1 once the cluster cache (NetworkPolicies, Namespaces) has synced; admission uses it then.",
+            )?,
+            registry: registry.clone(),
+        };
+        register_process_facts(&registry)?;
+        metrics.start_at_zero();
+        Ok(metrics)
+    }
+
+    /// Starts every bounded series at zero so dashboards see them before the first event.
+    fn start_at_zero(&self) {
+        for ok in [true, false] {
+            self.tls_reloads.with_label_values(&[result_label(ok)]);
+            self.config_reloads.with_label_values(&[result_label(ok)]);
         }
         for result in RECONCILE_RESULTS {
-            companion_reconciles.with_label_values(&[*result]);
+            self.companion_reconciles.with_label_values(&[*result]);
         }
         for rule in CATALOG {
-            findings.with_label_values(&[rule.id, rule.default_severity.as_str()]);
+            self.findings
+                .with_label_values(&[rule.id, rule.default_severity.as_str()]);
         }
-        Ok(Self {
-            registry,
-            requests,
-            duration,
-            findings,
-            tls_expiry,
-            tls_reloads,
-            config_reloads,
-            companion_reconciles,
-            drift_corrections,
-            leader,
-            cache_synced,
-        })
+    }
+
+    /// One answered review: counted by its bounded labels, timed, its findings counted.
+    pub fn review(
+        &self,
+        endpoint: &str,
+        kind: &str,
+        operation: &str,
+        decision: &str,
+        elapsed: Duration,
+        findings: &[Finding],
+    ) {
+        self.requests
+            .with_label_values(&[endpoint, kind, operation, decision])
+            .inc();
+        self.duration
+            .with_label_values(&[endpoint])
+            .observe(elapsed.as_secs_f64());
+        for f in findings {
+            self.findings
+                .with_label_values(&[f.rule, f.severity.as_str()])
+                .inc();
+        }
+    }
+
+    /// A request refused before it became a review (413, 415, 408).
+    pub fn rejected(&self, endpoint: &str) {
+        self.requests
+            .with_label_values(&[endpoint, "unknown", "unknown", "invalid"])
+            .inc();
+    }
+
+    /// A serving certificate reload.
+    pub fn tls_reload(&self, ok: bool) {
+        self.tls_reloads
+            .with_label_values(&[result_label(ok)])
+            .inc();
+    }
+
+    /// A configuration reload.
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[result_label(ok)])
+            .inc();
+    }
+
+    /// A namespace reconcile's result, one of [`RECONCILE_RESULTS`].
+    pub fn reconcile(&self, result: &'static str) {
+        self.companion_reconciles.with_label_values(&[result]).inc();
     }
 
     /// The text exposition format.

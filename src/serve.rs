@@ -140,6 +140,28 @@ impl From<&ServeArgs> for Transport {
     }
 }
 
+/// The certificate files the webhook serves and watches.
+type CertificateFiles = Option<(PathBuf, PathBuf, Vec<Vec<u8>>)>;
+
+/// The serving certificate: the given files (watched for rotation), or a self-signed one.
+fn serving_certificate(args: &ServeArgs) -> anyhow::Result<(tls::Loaded, CertificateFiles)> {
+    Ok(match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert_pem =
+                std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem =
+                std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let loaded =
+                tls::load(&cert_pem, &key_pem).context("loading the serving certificate")?;
+            (
+                loaded,
+                Some((cert.clone(), key.clone(), vec![cert_pem, key_pem])),
+            )
+        }
+        _ => (self_signed(args.self_signed_dir.as_deref())?, None),
+    })
+}
+
 /// A bound, ready-to-serve webhook: listeners, certificates, reload watchers.
 #[derive(Debug)]
 pub struct Webhook {
@@ -169,31 +191,17 @@ impl Webhook {
         };
         let state = Shared::new(config, identity, metrics);
 
-        let (loaded, tls_files) = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                let cert_pem =
-                    std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-                let key_pem =
-                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-                let loaded =
-                    tls::load(&cert_pem, &key_pem).context("loading the serving certificate")?;
-                (
-                    loaded,
-                    Some((cert.clone(), key.clone(), vec![cert_pem, key_pem])),
-                )
-            }
-            _ => (self_signed(args.self_signed_dir.as_deref())?, None),
-        };
-        state.metrics.tls_expiry.set(loaded.not_after as f64);
-        let store = Arc::new(CertStore::new(loaded));
-        let tls_config = tls::server_config(store.clone())?;
-
+        // bind first: a second instance on a busy port must fail before it writes anything
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let metrics_listener = TcpListener::bind(args.metrics_listen)
             .await
             .with_context(|| format!("binding {}", args.metrics_listen))?;
+        let (loaded, tls_files) = serving_certificate(args)?;
+        state.metrics.tls_expiry.set(loaded.not_after as f64);
+        let store = Arc::new(CertStore::new(loaded));
+        let tls_config = tls::server_config(store.clone())?;
 
         let mut watchers = Vec::new();
         if let Some((cert, key, initial)) = tls_files {
@@ -338,11 +346,11 @@ async fn watch_certificates(
             Ok(loaded) => {
                 state.metrics.tls_expiry.set(loaded.not_after as f64);
                 store.replace(loaded);
-                state.metrics.tls_reloads.with_label_values(&["success"]).inc();
+                state.metrics.tls_reload(true);
                 tracing::info!("serving certificate reloaded");
             }
             Err(e) => {
-                state.metrics.tls_reloads.with_label_values(&["error"]).inc();
+                state.metrics.tls_reload(false);
                 tracing::error!(error = %e, "new serving certificate refused; the previous one stays in service");
             }
         }
@@ -361,11 +369,11 @@ async fn watch_config(state: SharedState, path: PathBuf, initial: Vec<u8>, inter
         match result {
             Ok(config) => {
                 state.set_config(config);
-                state.metrics.config_reloads.with_label_values(&["success"]).inc();
+                state.metrics.config_reload(true);
                 tracing::info!(config = %path.display(), "configuration reloaded");
             }
             Err(e) => {
-                state.metrics.config_reloads.with_label_values(&["error"]).inc();
+                state.metrics.config_reload(false);
                 tracing::error!(config = %path.display(), error = %e, "new configuration refused; the previous one stays in service");
             }
         }
@@ -408,6 +416,26 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The TLS handshake of one connection, within its timeout.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 
@@ -461,16 +489,8 @@ pub async fn serve_tls(
         let handshake_timeout = transport.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+            let Some(tls) = handshake(&acceptor, tcp, peer, handshake_timeout).await else {
+                return;
             };
             let conn = http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
             if let Err(e) = watcher.watch(conn).await {

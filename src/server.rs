@@ -122,44 +122,28 @@ fn is_json(req: &Request) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// The API server's `?timeout=10s` (a Go duration), if present and valid.
-fn requested_timeout(req: &Request) -> Option<Duration> {
-    req.uri()
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(parse_go_duration)
+/// The longest webhook timeout the API server allows (`timeoutSeconds` is at most 30).
+const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The query string of a review request.
+#[derive(Debug, serde::Deserialize)]
+struct ReviewQuery {
+    /// The API server's deadline for this call, a Go duration (`10s`, `1m0s`, `9.5s`).
+    timeout: Option<String>,
 }
 
-/// Parses Go's `time.Duration` notation: `10s`, `1m30s`, `1.5s`, `250ms`.
+/// The API server's `?timeout=` if present and valid, clamped to [`MAX_TIMEOUT`] so that no
+/// deadline computed from it can overflow.
+fn requested_timeout(req: &Request) -> Option<Duration> {
+    let query = axum::extract::Query::<ReviewQuery>::try_from_uri(req.uri()).ok()?;
+    parse_go_duration(query.0.timeout.as_deref()?).map(|t| t.min(MAX_TIMEOUT))
+}
+
+/// Parses Go's `time.Duration` notation: `10s`, `1m30s`, `1.5s`, `250ms`; negative or
+/// overflowing durations are refused.
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).ok()
+    let nanos = go_parse_duration::parse_duration(text).ok()?;
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
 }
 
 async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
@@ -174,17 +158,7 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
             reviewed,
         ),
         Err(rejected) => {
-            state
-                .shared
-                .metrics
-                .requests
-                .with_label_values(&[
-                    endpoint.as_str(),
-                    "unknown",
-                    "unknown",
-                    Decision::Invalid.as_str(),
-                ])
-                .inc();
+            state.shared.metrics.rejected(endpoint.as_str());
             tracing::info!(
                 endpoint = endpoint.as_str(),
                 status = rejected.status().as_u16(),
@@ -194,23 +168,14 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
         }
     };
     let elapsed = started.elapsed();
-    let m = &state.shared.metrics;
-    m.requests
-        .with_label_values(&[
-            endpoint.as_str(),
-            reviewed.kind,
-            reviewed.operation,
-            reviewed.decision.as_str(),
-        ])
-        .inc();
-    m.duration
-        .with_label_values(&[endpoint.as_str()])
-        .observe(elapsed.as_secs_f64());
-    for f in &reviewed.findings {
-        m.findings
-            .with_label_values(&[f.rule, f.severity.as_str()])
-            .inc();
-    }
+    state.shared.metrics.review(
+        endpoint.as_str(),
+        reviewed.kind,
+        reviewed.operation,
+        reviewed.decision.as_str(),
+        elapsed,
+        &reviewed.findings,
+    );
     log(endpoint, &reviewed, elapsed);
     match admission::to_json(&reviewed.review) {
         Ok(json) => (status, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
@@ -282,8 +247,8 @@ async fn review_request(
     if declared.is_some_and(|n| n > limits.max_body) {
         return Err(too_large(limits));
     }
-    let deadline =
-        requested_timeout(&req).map(|t| started + t.saturating_sub(limits.deadline_margin));
+    let deadline = requested_timeout(&req)
+        .and_then(|t| started.checked_add(t.saturating_sub(limits.deadline_margin)));
     let large = declared.is_none_or(|n| n > limits.large_body);
     // Large bodies wait for one of a few permits before they are even read.
     let _permit = if large {
@@ -295,15 +260,26 @@ async fn review_request(
         None
     };
     let body = read_body(req.into_body(), limits).await?;
-    // kept to echo the uid if the review itself cannot finish
-    let original = body.clone();
     if limits.baseline {
         return Ok(admission::baseline(&body));
     }
+    Ok(review_within(state, endpoint, body, deadline).await)
+}
+
+/// Reviews a body (large ones off the async workers), or answers that it could not be
+/// done when the deadline passes first.
+async fn review_within(
+    state: &AppState,
+    endpoint: Endpoint,
+    body: Bytes,
+    deadline: Option<Instant>,
+) -> Reviewed {
+    // kept to echo the uid if the review itself cannot finish
+    let original = body.clone();
     let snapshot = state.shared.snapshot();
+    let large = body.len() > state.limits.large_body;
     let work = async move {
-        if body.len() > limits.large_body {
-            let body = body.clone();
+        if large {
             tokio::task::spawn_blocking(move || admission::review(&snapshot, endpoint, &body))
                 .await
                 .map_err(|_| ())
@@ -316,17 +292,16 @@ async fn review_request(
             match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), work).await {
                 Ok(done) => done,
                 Err(_) => {
-                    return Ok(admission::failed(
+                    return admission::failed(
                         &original,
                         "netpol-guard could not decide before the API server's timeout",
-                    ));
+                    );
                 }
             }
         }
         None => work.await,
     };
-    Ok(outcome
-        .unwrap_or_else(|()| admission::failed(&original, "netpol-guard failed while reviewing")))
+    outcome.unwrap_or_else(|()| admission::failed(&original, "netpol-guard failed while reviewing"))
 }
 
 fn too_large(limits: &Limits) -> Response {
@@ -348,9 +323,9 @@ async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, Response> {
             "the body was not sent in time",
         )),
         Ok(Err(e)) => {
-            let over_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
+            // the limit error sits somewhere in the source chain of axum's error
+            let over_limit = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+                .any(|s| s.is::<http_body_util::LengthLimitError>());
             if over_limit {
                 Err(too_large(limits))
             } else {
@@ -380,6 +355,8 @@ mod tests {
             ("10", None),
             ("s", None),
             ("10x", None),
+            ("-1s", None),
+            ("9999999999999999999s", None),
         ];
         for (text, ms) in cases {
             assert_eq!(

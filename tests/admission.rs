@@ -1034,3 +1034,31 @@ async fn the_guards_own_companion_writes_are_admitted_untouched() {
     let (_, resp) = send(&state, "validate", &tenant.json()).await;
     assert_eq!(resp["response"]["allowed"], false, "{resp}");
 }
+
+#[tokio::test]
+async fn an_absurd_timeout_is_clamped_and_answered() {
+    let state = state();
+    let body = serde_json::to_vec(&Review::policy("CREATE", missing_dns()).json()).unwrap();
+    for query in [
+        "timeout=9999999999999999999s",
+        "timeout=2562047h",
+        "timeout=-5s",
+        "timeout=%ZZ",
+        "timeout=10s&timeout=20s",
+    ] {
+        let (status, bytes) = send_raw(
+            router_of(&state),
+            &format!("/validate?{query}"),
+            "application/json",
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{query}");
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["response"]["uid"], UID, "{query}");
+        assert_eq!(
+            v["response"]["allowed"], false,
+            "{query}: denied by the rules"
+        );
+    }
+}

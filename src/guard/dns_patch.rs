@@ -3,27 +3,18 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
 
-use super::settings::Config;
-use crate::netpol::cluster::Inventory;
-use crate::netpol::policy::{DEFAULT_NAMESPACE, Subject};
+use crate::netpol::policy::Subject;
 use crate::rules::Context;
 use crate::rules::dns::needs_dns_allowance;
 
 /// Annotation marking an object that netpol-guard changed.
 pub const INJECTED_ANNOTATION: &str = "netpol-guard.io/injected";
 
-/// The patch that appends the DNS allowance to a policy that lacks it, judged on the
-/// policy alone. `None` when nothing is missing (so the function is idempotent).
-pub fn dns_allowance_patch(policy: &NetworkPolicy, config: &Config) -> Option<Patch> {
-    let inventory = Inventory::new();
-    let ctx = config.rule_context(&inventory);
-    dns_allowance_patch_in(&ctx, &Subject::new(policy, DEFAULT_NAMESPACE))
-}
-
-/// The same, judged in a context: no patch when a covering policy already allows DNS.
+/// The patch that appends the DNS allowance to a policy that restricts egress without it,
+/// judged in a context (no patch when a covering policy already allows DNS). `None` when
+/// nothing is missing, so applying it twice changes nothing.
 pub fn dns_allowance_patch_in(ctx: &Context<'_>, subject: &Subject<'_>) -> Option<Patch> {
     if !needs_dns_allowance(ctx, subject) {
         return None;
@@ -62,7 +53,21 @@ fn add(tokens: &[&str], value: Value) -> PatchOperation {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+
     use super::*;
+    use crate::guard::settings::Config;
+    use crate::netpol::cluster::Inventory;
+    use crate::netpol::policy::DEFAULT_NAMESPACE;
+
+    /// The patch that appends the DNS allowance to a policy that lacks it, judged on the
+    /// policy alone. `None` when nothing is missing (so the function is idempotent).
+    fn dns_allowance_patch(policy: &NetworkPolicy, config: &Config) -> Option<Patch> {
+        let inventory = Inventory::new();
+        let ctx = config.rule_context(&inventory);
+        dns_allowance_patch_in(&ctx, &Subject::new(policy, DEFAULT_NAMESPACE))
+    }
+
     use crate::netpol::policy::tests::policy;
 
     fn apply(p: &NetworkPolicy, patch: &Patch) -> NetworkPolicy {

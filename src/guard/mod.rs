@@ -8,10 +8,10 @@
 //! same engine, so none of them can disagree.
 
 pub mod companions;
-pub mod dns_patch;
-pub mod namespace;
-pub mod policy;
-pub mod settings;
+pub(crate) mod dns_patch;
+pub(crate) mod namespace;
+pub(crate) mod policy;
+pub(crate) mod settings;
 
 use std::sync::Arc;
 

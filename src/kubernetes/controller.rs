@@ -103,11 +103,7 @@ impl Companions {
 /// Brings one namespace's companions to what the configuration wants.
 pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Companions>) -> Result<Action, Error> {
     let outcome = reconcile_namespace(&namespace, &ctx).await?;
-    ctx.state
-        .metrics
-        .companion_reconciles
-        .with_label_values(&[outcome.as_str()])
-        .inc();
+    ctx.state.metrics.reconcile(outcome.as_str());
     Ok(match outcome {
         // nothing to keep up in these until the namespace itself changes
         Outcome::Skipped => Action::await_change(),
@@ -201,11 +197,7 @@ async fn remove(api: &Api<NetworkPolicy>, existing: &NetworkPolicy) -> Result<bo
 
 /// A failed reconcile is logged, counted and retried.
 pub fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Companions>) -> Action {
-    ctx.state
-        .metrics
-        .companion_reconciles
-        .with_label_values(&["error"])
-        .inc();
+    ctx.state.metrics.reconcile("error");
     tracing::warn!(namespace = %namespace.name_any(), %error, "companion reconcile failed; retrying");
     Action::requeue(RETRY)
 }

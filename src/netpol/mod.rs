@@ -2,9 +2,9 @@
 //! exactly as Kubernetes would. No I/O, no async, no clock.
 
 pub mod cluster;
-pub mod dns;
-pub mod ipblock;
-pub mod peer;
+pub(crate) mod dns;
+pub(crate) mod ipblock;
+pub(crate) mod peer;
 pub mod policy;
-pub mod ports;
-pub mod selector;
+pub(crate) mod ports;
+pub(crate) mod selector;

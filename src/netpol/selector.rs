@@ -138,11 +138,6 @@ impl<'a> Selector<'a> {
         }
     }
 
-    /// True when the selector has no requirement and so selects everything.
-    pub fn is_everything(&self) -> bool {
-        self.requirements.is_empty()
-    }
-
     /// Whether an object with these labels is selected.
     pub fn matches(&self, labels: &Labels) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))

@@ -1,0 +1,150 @@
+//! Decoding: a first look at a body (enough to route it and to echo its uid whatever else
+//! is wrong), the careful path for unusual bodies, and the guard's view of a request.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Resource};
+use serde::Deserialize;
+
+use super::encode::{finish, invalid};
+use super::objects::{NamespaceObject, PolicyObject};
+use super::{Decision, Endpoint, REVIEW_API_VERSION, Reviewed, namespace, network_policy};
+use crate::guard::{self, Request, Snapshot};
+
+/// Just enough of a body to route it and to echo its uid whatever else is wrong.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Peek {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<PeekRequest>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PeekRequest {
+    uid: Option<String>,
+    kind: Option<PeekKind>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PeekKind {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// Routes by a first look at the body, so every failure can still echo the uid.
+pub(super) fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed {
+    let peek: Peek = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => {
+            return invalid(
+                None,
+                format!("the body is not an AdmissionReview: {e}"),
+                true,
+            );
+        }
+    };
+    let uid = peek.request.as_ref().and_then(|r| r.uid.clone());
+    if peek.api_version.as_deref() != Some(REVIEW_API_VERSION)
+        || peek.kind.as_deref() != Some("AdmissionReview")
+    {
+        return invalid(
+            uid,
+            format!(
+                "expected kind AdmissionReview in {REVIEW_API_VERSION}, got {} in {}",
+                peek.kind.as_deref().unwrap_or("no kind"),
+                peek.api_version.as_deref().unwrap_or("no apiVersion")
+            ),
+            false,
+        );
+    }
+    let Some(request) = &peek.request else {
+        return invalid(None, "the AdmissionReview has no request", true);
+    };
+    let Some(uid) = uid else {
+        return invalid(None, "the AdmissionReview request has no uid", true);
+    };
+    let kind = request.kind.as_ref();
+    match kind.map(|k| (k.group.as_str(), k.kind.as_str())) {
+        Some(("networking.k8s.io", "NetworkPolicy")) => match decode::<PolicyObject>(body) {
+            Ok(req) => network_policy(snapshot, endpoint, req),
+            Err(e) => invalid(Some(uid), e, false),
+        },
+        Some(("", "Namespace")) => match decode::<NamespaceObject>(body) {
+            Ok(req) => namespace(snapshot, endpoint, &req),
+            Err(e) => invalid(Some(uid), e, false),
+        },
+        _ => other_kind(kind, body, uid),
+    }
+}
+
+/// A webhook configuration that sends other kinds is a misconfiguration: admit (this
+/// guard has nothing to say about them) and say so.
+fn other_kind(kind: Option<&PeekKind>, body: &[u8], uid: String) -> Reviewed {
+    match decode::<DynamicObject>(body) {
+        Ok(req) => {
+            let what = kind.map_or_else(
+                || "an unknown kind".to_string(),
+                |k| format!("{}/{}", k.group, k.kind),
+            );
+            let mut response = AdmissionResponse::from(&req);
+            response.warnings = Some(vec![format!(
+                "netpol-guard does not review {what}: check the webhook configuration's rules"
+            )]);
+            finish(&req, response, Decision::Allowed, "other", Vec::new())
+        }
+        Err(e) => invalid(Some(uid), e, false),
+    }
+}
+
+/// The request uid, if the body has one.
+pub(super) fn peek_uid(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Peek>(body)
+        .ok()
+        .and_then(|p| p.request)
+        .and_then(|r| r.uid)
+}
+
+pub(super) fn decode<K>(body: &[u8]) -> Result<AdmissionRequest<K>, String>
+where
+    K: Resource + serde::de::DeserializeOwned,
+{
+    let review: AdmissionReview<K> = serde_json::from_slice(body)
+        .map_err(|e| format!("cannot decode the AdmissionReview: {e}"))?;
+    review
+        .try_into()
+        .map_err(|_| "the AdmissionReview has no request".to_string())
+}
+
+pub(super) fn operation(op: &Operation) -> guard::Operation {
+    match op {
+        Operation::Create => guard::Operation::Create,
+        Operation::Update => guard::Operation::Update,
+        Operation::Delete => guard::Operation::Delete,
+        Operation::Connect => guard::Operation::Connect,
+    }
+}
+
+/// The guard's view of a request: who, what, and the objects.
+pub(super) fn facts<'a, K: Resource, T>(
+    req: &'a AdmissionRequest<K>,
+    object: Option<&'a T>,
+    old_metadata: Option<&'a ObjectMeta>,
+    object_name: Option<&'a str>,
+) -> Request<'a, T> {
+    let name = Some(req.name.as_str())
+        .filter(|n| !n.is_empty())
+        .or(object_name)
+        .unwrap_or_default();
+    Request {
+        operation: operation(&req.operation),
+        namespace: req.namespace.as_deref().unwrap_or_default(),
+        name,
+        user: req.user_info.username.as_deref().unwrap_or_default(),
+        groups: req.user_info.groups.as_deref().unwrap_or_default(),
+        object,
+        old_metadata,
+    }
+}

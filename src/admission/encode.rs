@@ -1,0 +1,170 @@
+//! Encoding: the guard's verdict as an AdmissionResponse (warnings, audit annotations,
+//! denial status, base64 patch), and the answers for bodies that never became a review.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::{DynamicObject, Resource};
+use serde_json::Value;
+
+use super::decode::{operation, peek_uid};
+use super::{Decision, Reviewed};
+use crate::guard::Verdict;
+use crate::rules::{Finding, Severity};
+
+/// Serializes a review for the API server. kube's `AdmissionResponse` serializes `patch`
+/// (Go `[]byte`) as an array of numbers (kube-rs issue #1781); the API documents base64,
+/// so the patch is written as a base64 string here.
+pub fn to_json(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
+    use base64::Engine as _;
+    if review.response.as_ref().is_none_or(|r| r.patch.is_none()) {
+        return serde_json::to_vec(review);
+    }
+    let mut value = serde_json::to_value(review)?;
+    if let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref())
+        && let Some(field) = value.pointer_mut("/response/patch")
+    {
+        *field = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    serde_json::to_vec(&value)
+}
+
+/// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,
+/// no rules, so load runs can show what the rules cost.
+pub fn baseline(body: &[u8]) -> Reviewed {
+    let Some(uid) = peek_uid(body) else {
+        return invalid(None, "the body has no AdmissionReview request uid", true);
+    };
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.clone();
+    response.allowed = true;
+    response.result = Default::default();
+    let mut reviewed = invalid(Some(uid), "", false);
+    reviewed.review = response.into_review();
+    reviewed.decision = Decision::Allowed;
+    reviewed
+}
+
+/// A review that could not be finished (timeout, internal failure): not allowed, with the
+/// request's uid when the body has one.
+pub fn failed(body: &[u8], message: &str) -> Reviewed {
+    let uid = peek_uid(body);
+    let mut reviewed = invalid(uid, message, false);
+    if let Some(response) = reviewed.review.response.as_mut() {
+        response.result.code = 500;
+        response.result.reason = "InternalError".to_string();
+    }
+    reviewed.decision = Decision::Error;
+    reviewed
+}
+
+pub(super) fn invalid(
+    uid: Option<String>,
+    message: impl Into<String>,
+    bad_request: bool,
+) -> Reviewed {
+    let message = message.into();
+    let mut response = AdmissionResponse::invalid(&message);
+    response.uid = uid.clone().unwrap_or_default();
+    response.result.code = 400;
+    Reviewed {
+        review: response.into_review(),
+        bad_request,
+        decision: Decision::Invalid,
+        kind: "unknown",
+        operation: "unknown",
+        uid: uid.unwrap_or_default(),
+        namespace: String::new(),
+        name: String::new(),
+        dry_run: false,
+        findings: Vec::new(),
+    }
+}
+
+pub(super) fn finish<K: Resource>(
+    req: &AdmissionRequest<K>,
+    response: AdmissionResponse,
+    decision: Decision,
+    kind: &'static str,
+    findings: Vec<Finding>,
+) -> Reviewed {
+    Reviewed {
+        review: response.into_review(),
+        bad_request: false,
+        decision,
+        kind,
+        operation: operation(&req.operation).as_str(),
+        uid: req.uid.clone(),
+        namespace: req.namespace.clone().unwrap_or_default(),
+        name: req.name.clone(),
+        dry_run: req.dry_run,
+        findings,
+    }
+}
+
+/// Encodes the guard's verdict as the response to `req`.
+pub(super) fn encode<K: Resource>(
+    req: &AdmissionRequest<K>,
+    kind: &'static str,
+    verdict: Verdict,
+) -> Reviewed {
+    let response = AdmissionResponse::from(req);
+    match verdict {
+        Verdict::Allow { findings } => {
+            let response = with_findings(response, &findings);
+            finish(req, response, Decision::Allowed, kind, findings)
+        }
+        Verdict::Deny { message, findings } => {
+            let response = deny(with_findings(response, &findings), message);
+            finish(req, response, Decision::Denied, kind, findings)
+        }
+        Verdict::Patch(patch) => match response.clone().with_patch(patch) {
+            Ok(patched) => finish(req, patched, Decision::Mutated, kind, Vec::new()),
+            Err(e) => {
+                let failed = deny(
+                    response,
+                    format!("netpol-guard could not encode its patch: {e}"),
+                );
+                finish(req, failed, Decision::Error, kind, Vec::new())
+            }
+        },
+    }
+}
+
+/// Warn-level findings as admission warnings (kubectl prints them), every finding as an
+/// audit annotation.
+fn with_findings(mut response: AdmissionResponse, findings: &[Finding]) -> AdmissionResponse {
+    response.audit_annotations = audit_annotations(findings);
+    let warnings: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+        .map(|f| format!("netpol-guard {} at {}: {}", f.rule, f.path, f.message))
+        .collect();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response
+}
+
+fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result.code = 403;
+    response.result.reason = "Forbidden".to_string();
+    response
+}
+
+fn audit_annotations(findings: &[Finding]) -> HashMap<String, String> {
+    // The API server prefixes each key with the webhook's name, e.g.
+    // `networkpolicies.validate.netpol-guard.io/egress-missing-dns`.
+    let mut by_rule: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for f in findings {
+        by_rule
+            .entry(f.rule)
+            .or_default()
+            .push(format!("{} {}", f.severity, f.path));
+    }
+    by_rule
+        .into_iter()
+        .map(|(rule, places)| (rule.to_string(), places.join("; ")))
+        .collect()
+}
