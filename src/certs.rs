@@ -91,18 +91,10 @@ pub fn generate(dns: &[String], ips: &[IpAddr], days: u32) -> Result<Bundle, Cer
     })
 }
 
-/// An RFC 1123 host name, optionally with a leading `*.` wildcard label.
+/// An RFC 1123 host name (any case), optionally with a leading `*.` wildcard label.
 fn is_dns_name(name: &str) -> bool {
     let name = name.strip_prefix("*.").unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+    crate::netpol::names::is_dns_subdomain(&name.to_ascii_lowercase())
 }
 
 /// The CA as the base64 `caBundle` of a webhook configuration.

@@ -10,6 +10,7 @@ pub use crate::guard::settings::{
     PolicyType,
 };
 pub use crate::netpol::dns::{DnsConfig, DnsPort};
+use crate::netpol::names::is_dns_subdomain;
 use crate::netpol::ports::Protocol;
 use crate::netpol::selector::Selector;
 pub use crate::rules::Level;
@@ -158,18 +159,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// A Kubernetes object name (RFC 1123 subdomain).
-fn is_dns_subdomain(name: &str) -> bool {
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub(crate) mod dns;
 pub(crate) mod ipblock;
+pub(crate) mod names;
 pub(crate) mod peer;
 pub mod policy;
 pub(crate) mod ports;

@@ -115,6 +115,32 @@ impl RuleView<'_> {
     }
 }
 
+/// One peer of one rule.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerView<'a> {
+    pub rule: RuleView<'a>,
+    /// Its position in the rule's `from`/`to`.
+    pub index: usize,
+    pub peer: &'a NetworkPolicyPeer,
+}
+
+impl PeerView<'_> {
+    /// `spec.egress[1].to[0]`
+    pub fn path(&self) -> String {
+        self.rule.peer_path(self.index)
+    }
+}
+
+/// The peers of some rules, in order.
+fn peers_of<'a>(rules: Vec<RuleView<'a>>) -> impl Iterator<Item = PeerView<'a>> {
+    rules.into_iter().flat_map(|rule| {
+        rule.peers
+            .iter()
+            .enumerate()
+            .map(move |(index, peer)| PeerView { rule, index, peer })
+    })
+}
+
 /// A rule's peers and ports as slices (missing is empty).
 fn slices<'r>(
     peers: &'r Option<Vec<NetworkPolicyPeer>>,
@@ -202,6 +228,18 @@ impl<'a> Subject<'a> {
                 .map(|(i, r)| view(i, slices(&r.to, &r.ports)))
                 .collect(),
         }
+    }
+
+    /// Every peer written in the policy, ingress first, whether or not its rules count.
+    pub fn written_peers(&self) -> impl Iterator<Item = PeerView<'_>> {
+        Direction::BOTH
+            .into_iter()
+            .flat_map(|d| peers_of(self.written_rules(d)))
+    }
+
+    /// The peers of the rules Kubernetes enforces for a direction.
+    pub fn peers(&self, direction: Direction) -> impl Iterator<Item = PeerView<'_>> {
+        peers_of(self.rules(direction))
     }
 
     /// The rules Kubernetes enforces for a direction: none unless the direction is in the

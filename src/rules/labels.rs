@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
-use crate::netpol::policy::{Direction, Subject};
+use crate::netpol::policy::Subject;
 use crate::netpol::selector;
 
 pub const NAMESPACE_SELECTOR_NAME_LABEL: Rule = Rule {
@@ -32,17 +32,10 @@ fn key_path(key: &str, expression: Option<usize>) -> String {
 
 /// Every `namespaceSelector` written in the policy's rules, with the path of its peer.
 fn namespace_selectors<'s>(subject: &'s Subject<'_>) -> Vec<(String, &'s LabelSelector)> {
-    let mut out = Vec::new();
-    for direction in Direction::BOTH {
-        for rule in subject.written_rules(direction) {
-            for (i, peer) in rule.peers.iter().enumerate() {
-                if let Some(ns) = &peer.namespace_selector {
-                    out.push((rule.peer_path(i), ns));
-                }
-            }
-        }
-    }
-    out
+    subject
+        .written_peers()
+        .filter_map(|p| Some((p.path(), p.peer.namespace_selector.as_ref()?)))
+        .collect()
 }
 
 /// Whether a selector uses the key `name`.
@@ -128,13 +121,9 @@ fn namespace_label_on_pods(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     if let Some(s) = &subject.spec.pod_selector {
         check_pod_selector("spec.podSelector", s, &mut hits);
     }
-    for direction in Direction::BOTH {
-        for rule in subject.written_rules(direction) {
-            for (i, peer) in rule.peers.iter().enumerate() {
-                if let Some(s) = &peer.pod_selector {
-                    check_pod_selector(&format!("{}.podSelector", rule.peer_path(i)), s, &mut hits);
-                }
-            }
+    for p in subject.written_peers() {
+        if let Some(s) = &p.peer.pod_selector {
+            check_pod_selector(&format!("{}.podSelector", p.path()), s, &mut hits);
         }
     }
     hits

@@ -3,7 +3,7 @@
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::ipblock::Block;
-use crate::netpol::policy::{Direction, Subject};
+use crate::netpol::policy::Subject;
 use crate::netpol::selector::Selector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -23,22 +23,17 @@ pub const SELECTOR_INVALID: Rule = Rule {
 
 fn ipblock(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let mut hits = Vec::new();
-    for direction in Direction::BOTH {
-        for rule in subject.written_rules(direction) {
-            for (i, peer) in rule.peers.iter().enumerate() {
-                let Some(block) = &peer.ip_block else {
-                    continue;
-                };
-                for err in Block::parse(block).err().into_iter().flatten() {
-                    hits.push(Hit::new(
-                        format!("{}.ipBlock", rule.peer_path(i)),
-                        err.to_string(),
-                        "write cidr as address/prefix and make each except a smaller range \
-                         inside cidr, in the same IP family (e.g. cidr: 10.0.0.0/8, except: \
-                         [10.1.0.0/16])",
-                    ));
-                }
-            }
+    for p in subject.written_peers() {
+        let Some(block) = &p.peer.ip_block else {
+            continue;
+        };
+        for err in Block::parse(block).err().into_iter().flatten() {
+            hits.push(Hit::new(
+                format!("{}.ipBlock", p.path()),
+                err.to_string(),
+                "write cidr as address/prefix and make each except a smaller range inside \
+                 cidr, in the same IP family (e.g. cidr: 10.0.0.0/8, except: [10.1.0.0/16])",
+            ));
         }
     }
     hits
@@ -59,20 +54,12 @@ fn selectors(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     if let Some(s) = &subject.spec.pod_selector {
         check_selector("spec.podSelector".into(), s, &mut hits);
     }
-    for direction in Direction::BOTH {
-        for rule in subject.written_rules(direction) {
-            for (i, peer) in rule.peers.iter().enumerate() {
-                if let Some(s) = &peer.namespace_selector {
-                    check_selector(
-                        format!("{}.namespaceSelector", rule.peer_path(i)),
-                        s,
-                        &mut hits,
-                    );
-                }
-                if let Some(s) = &peer.pod_selector {
-                    check_selector(format!("{}.podSelector", rule.peer_path(i)), s, &mut hits);
-                }
-            }
+    for p in subject.written_peers() {
+        if let Some(s) = &p.peer.namespace_selector {
+            check_selector(format!("{}.namespaceSelector", p.path()), s, &mut hits);
+        }
+        if let Some(s) = &p.peer.pod_selector {
+            check_selector(format!("{}.podSelector", p.path()), s, &mut hits);
         }
     }
     hits
