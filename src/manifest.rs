@@ -218,6 +218,13 @@ pub fn decode(value: &Value) -> Result<Decoded, String> {
             object: Object::Namespace(Box::new(n)),
             unknown_fields,
         }),
+        // served until Kubernetes 1.16: such a manifest no longer applies anywhere, so it
+        // is an error, not a skipped kind
+        (Some("extensions/v1beta1"), Some("NetworkPolicy")) => Err(
+            "NetworkPolicy in extensions/v1beta1 was removed in Kubernetes 1.16: write \
+             apiVersion: networking.k8s.io/v1 (the spec is the same)"
+                .into(),
+        ),
         (Some("v1"), Some(kind)) => other(kind.to_string()),
         (Some(api_version), Some(kind)) => other(format!("{kind} ({api_version})")),
     }
@@ -325,6 +332,11 @@ mod tests {
         let err = decode(&v("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nspec: {egress: [{ports: [{port: [1]}]}]}")).expect_err("bad type");
         assert!(err.starts_with("spec.egress[0].ports[0].port"), "{err}");
         assert!(decode(&v("[1, 2]")).is_err());
+        let err = decode(&v(
+            "apiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: a}",
+        ))
+        .expect_err("removed API");
+        assert!(err.contains("networking.k8s.io/v1"), "{err}");
         // unknown fields are reported, and the object decodes as the API server stores it
         let decoded = decode(&v("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a}\nspec: {podSelectr: {matchLabels: {app: a}}, ingress: [{form: []}]}"))
             .expect("decodes");

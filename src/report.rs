@@ -93,6 +93,8 @@ pub fn json_value(report: &Report) -> Value {
                 "path": f.path,
                 "message": f.message,
                 "fix": f.fix,
+                // set when the finding holds only if something the manifest cannot show does
+                "condition": f.condition,
             })
         })
         .collect();
@@ -149,6 +151,7 @@ pub fn sarif(report: &Report) -> Value {
                 "partialFingerprints": {
                     "netpolGuard/v1": format!("{}/{}/{}/{}/{}", f.rule, o.kind, o.namespace, o.name, f.path),
                 },
+                "properties": {"condition": f.condition},
             })
         })
         .collect();

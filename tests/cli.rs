@@ -316,15 +316,20 @@ fn directories_are_searched_recursively() {
     let v = json(&out);
     let yaml_files = walk(Path::new(&fixture(""))).len();
     assert_eq!(v["summary"]["files"], yaml_files);
-    // the one seed manifest with a field the API server would drop
+    // the one seed manifest with a field the API server would drop, and the one written in
+    // a removed API version
     let errors = v["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let messages: Vec<&str> = errors
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
     assert!(
-        errors[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field spec.egress[0].podSelector")
+        messages
+            .iter()
+            .any(|m| m.contains("unknown field spec.egress[0].podSelector"))
     );
+    assert!(messages.iter().any(|m| m.contains("extensions/v1beta1")));
     assert_eq!(out.status.code(), Some(2));
     // index.yaml is no Kubernetes object: skipped and counted, not an error
     assert_eq!(

@@ -121,6 +121,7 @@ pub fn protect(snapshot: &Snapshot, req: &Request<'_, NetworkPolicy>) -> Protect
     let finding = Finding {
         rule: COMPANION_PROTECTED.id,
         severity: Severity::Deny,
+        condition: None,
         path: format!("metadata.labels.{MANAGED_BY_LABEL}"),
         message: format!(
             "{} is a companion policy netpol-guard keeps in every namespace; only members of \

@@ -40,6 +40,7 @@ pub fn validate(snapshot: &Snapshot, req: &Request<'_, ObjectMeta>) -> Verdict {
     let finding = Finding {
         rule: EXEMPT_LABEL_PROTECTED.id,
         severity: Severity::Deny,
+        condition: None,
         path: format!("metadata.labels.{EXEMPT_LABEL}"),
         message: format!(
             "only members of {} or the guard's service account may set, change or remove \

@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::policy::Subject;
 use super::selector::{Labels, Selector};
 
 /// The label Kubernetes puts on every namespace, holding its name.
@@ -124,6 +125,28 @@ impl Inventory {
     /// Whether the known namespaces are all the cluster has.
     pub fn knows_all_namespaces(&self) -> bool {
         self.namespaces_complete
+    }
+
+    /// The other known policies of `subject`'s namespace that provably select every pod it
+    /// selects (their rules add to its own for those pods). The object under review
+    /// replaces any stored version of itself, so a policy of the same name is left out.
+    pub fn covering<'s>(&'s self, subject: &Subject<'_>) -> Vec<Subject<'s>> {
+        let selector = subject.pod_selector();
+        let Ok(narrow) = Selector::parse(&selector) else {
+            return Vec::new();
+        };
+        let Some((namespace, policies)) = self.policies.get_key_value(subject.namespace) else {
+            return Vec::new();
+        };
+        policies
+            .iter()
+            .map(|p| Subject::new(p, namespace))
+            .filter(|other| subject.name.is_empty() || other.name != subject.name)
+            .filter(|other| {
+                let broad = other.pod_selector();
+                Selector::parse(&broad).is_ok_and(|broad| narrow.implies(&broad))
+            })
+            .collect()
     }
 
     /// Every known namespace with its labels.

@@ -18,7 +18,7 @@ use super::ipblock::Block;
 use super::peer::{self, PeerKind, Pod};
 use super::policy::{Direction, RuleView, Subject};
 use super::ports::{self, PortTarget, Protocol};
-use super::selector::{Labels, Selector};
+use super::selector::Labels;
 use serde::{Deserialize, Serialize};
 
 /// The cluster DNS service as NetworkPolicy peers can see it.
@@ -33,6 +33,11 @@ pub struct DnsConfig {
     pub ports: Vec<DnsPort>,
     /// Further DNS addresses pods talk to, e.g. node-local DNS `169.254.20.10`.
     pub ips: Vec<IpAddr>,
+    /// Whether `ipBlock` peers match pod IPs, as the Kubernetes API defines them and as
+    /// most CNIs (Calico, Antrea, kube-router, OVN-Kubernetes) enforce them. Cilium by
+    /// default keeps CIDR rules off cluster endpoints: there `ipBlock: 0.0.0.0/0` does not
+    /// reach the DNS pods, and this must be `false`.
+    pub ip_block_matches_pods: bool,
 }
 
 /// One named container port of the DNS pods.
@@ -64,8 +69,49 @@ impl Default for DnsConfig {
                 },
             ],
             ips: Vec::new(),
+            ip_block_matches_pods: true,
         }
     }
+}
+
+/// Whether something reaches cluster DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Certainly, under the configured semantics.
+    Yes,
+    /// Only if this condition holds, which the guard cannot see (pod IPs, the CNI).
+    Maybe(String),
+    /// Certainly not.
+    No,
+}
+
+impl Reach {
+    /// The better of two answers: yes beats maybe beats no.
+    fn or(self, other: impl FnOnce() -> Reach) -> Reach {
+        match self {
+            Reach::Yes => Reach::Yes,
+            Reach::Maybe(c) => match other() {
+                Reach::Yes => Reach::Yes,
+                _ => Reach::Maybe(c),
+            },
+            Reach::No => other(),
+        }
+    }
+}
+
+/// Address ranges cluster pods are commonly given: RFC 1918, shared address space (RFC
+/// 6598) and IPv6 unique local addresses. An `ipBlock` overlapping them may hold the DNS
+/// pods; one outside them (a public resolver, link-local) does not.
+const POD_RANGES: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
+
+fn overlaps(a: &ipnet::IpNet, b: &ipnet::IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 /// The DNS endpoint set, resolved against what is known of the cluster.
@@ -78,6 +124,7 @@ pub struct DnsTarget {
     pod_labels: Labels,
     ports: Vec<DnsPort>,
     ips: Vec<IpAddr>,
+    ip_block_matches_pods: bool,
     /// [`DnsTarget::allowance_rule`] as a YAML list item, rendered on first use.
     allowance_yaml: std::sync::OnceLock<String>,
 }
@@ -110,6 +157,7 @@ impl DnsTarget {
             pod_labels: config.pod_labels.clone(),
             ports: config.ports.clone(),
             ips: config.ips.clone(),
+            ip_block_matches_pods: config.ip_block_matches_pods,
             allowance_yaml: std::sync::OnceLock::new(),
         }
     }
@@ -118,6 +166,11 @@ impl DnsTarget {
     pub fn allowance_yaml(&self) -> &str {
         self.allowance_yaml
             .get_or_init(|| serde_yaml_ng::to_string(&[self.allowance_rule()]).unwrap_or_default())
+    }
+
+    /// Whether `ipBlock` peers match pod IPs (`dns.ipBlockMatchesPods`).
+    pub fn ip_block_matches_pods(&self) -> bool {
+        self.ip_block_matches_pods
     }
 
     /// The configured labels of the DNS pods.
@@ -173,17 +226,47 @@ impl DnsTarget {
         super::selector::matches(selector, &self.pod_labels)
     }
 
-    fn ip_block_holds_dns(&self, block: &IPBlock) -> bool {
-        Block::parse(block).is_ok_and(|b| self.ips.iter().any(|ip| b.contains(*ip)))
+    fn ip_block_holds_dns(&self, block: &Block) -> bool {
+        self.ips.iter().any(|ip| block.contains(*ip))
+    }
+
+    /// Whether an `ipBlock` reaches the DNS pods: a whole address family without `except`
+    /// does (ipBlock matches pod IPs); a range that may hold pod IPs might.
+    fn ip_block_reaches_pods(&self, block: &Block) -> Reach {
+        if !self.ip_block_matches_pods {
+            return Reach::No;
+        }
+        if block.is_everything() && block.except.is_empty() {
+            return Reach::Yes;
+        }
+        let may_hold_pods = block.is_everything()
+            || POD_RANGES
+                .iter()
+                .filter_map(|r| r.parse::<ipnet::IpNet>().ok())
+                .any(|r| overlaps(&r, &block.cidr));
+        if !may_hold_pods {
+            return Reach::No;
+        }
+        let except = if block.except.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = block.except.iter().map(ToString::to_string).collect();
+            format!(" and outside {}", list.join(", "))
+        };
+        Reach::Maybe(format!(
+            "the DNS pods' IPs are inside {}{except} and the CNI applies ipBlock to pod \
+             traffic (dns.ipBlockMatchesPods)",
+            block.cidr
+        ))
     }
 
     /// Whether one egress rule of a policy in `policy_namespace` admits DNS on `protocol`.
-    pub fn rule_allows(
+    pub fn rule_reach(
         &self,
         policy_namespace: &str,
         rule: &RuleView<'_>,
         protocol: Protocol,
-    ) -> bool {
+    ) -> Reach {
         let by_pods = || {
             self.targets(protocol)
                 .any(|t| ports::ports_allow(rule.ports, &t))
@@ -194,41 +277,63 @@ impl DnsTarget {
                 .any(|t| ports::ports_allow(rule.ports, &PortTarget { name: None, ..t }))
         };
         if rule.peers.is_empty() {
-            return by_pods() || (!self.ips.is_empty() && by_address());
+            let yes = by_pods() || (!self.ips.is_empty() && by_address());
+            return if yes { Reach::Yes } else { Reach::No };
         }
-        rule.peers.iter().any(|peer| match PeerKind::of(peer) {
-            PeerKind::IpBlock(block) => self.ip_block_holds_dns(block) && by_address(),
-            _ => self.peer_selects_dns_pods(peer, policy_namespace) && by_pods(),
+        rule.peers.iter().fold(Reach::No, |best, peer| {
+            best.or(|| match PeerKind::of(peer) {
+                PeerKind::IpBlock(block) => match Block::parse(block) {
+                    Ok(b) if self.ip_block_holds_dns(&b) && by_address() => Reach::Yes,
+                    Ok(b) if by_pods() => self.ip_block_reaches_pods(&b),
+                    _ => Reach::No,
+                },
+                _ if self.peer_selects_dns_pods(peer, policy_namespace) && by_pods() => Reach::Yes,
+                _ => Reach::No,
+            })
         })
     }
 
+    /// Whether one egress rule certainly admits DNS on `protocol`.
+    pub fn rule_allows(
+        &self,
+        policy_namespace: &str,
+        rule: &RuleView<'_>,
+        protocol: Protocol,
+    ) -> bool {
+        self.rule_reach(policy_namespace, rule, protocol) == Reach::Yes
+    }
+
     /// Whether a policy's enforced egress rules admit DNS on `protocol`.
-    pub fn policy_allows(&self, subject: &Subject<'_>, protocol: Protocol) -> bool {
+    pub fn policy_reach(&self, subject: &Subject<'_>, protocol: Protocol) -> Reach {
         subject
             .rules(Direction::Egress)
             .iter()
-            .any(|rule| self.rule_allows(subject.namespace, rule, protocol))
+            .fold(Reach::No, |best, rule| {
+                best.or(|| self.rule_reach(subject.namespace, rule, protocol))
+            })
+    }
+
+    /// Whether a policy's enforced egress rules certainly admit DNS on `protocol`.
+    pub fn policy_allows(&self, subject: &Subject<'_>, protocol: Protocol) -> bool {
+        self.policy_reach(subject, protocol) == Reach::Yes
+    }
+
+    /// Whether a rule port names a DNS port (its number exactly, or a DNS port name).
+    pub fn is_dns_port(&self, port: &NetworkPolicyPort) -> bool {
+        let names = self.port_names();
+        self.ports
+            .iter()
+            .any(|d| ports::names_port(port, d.port, &names))
     }
 
     /// Whether a rule is meant for DNS: it names the DNS port number or a DNS port name.
     pub fn is_dns_rule(&self, rule: &RuleView<'_>) -> bool {
-        let names = self.port_names();
-        rule.ports.iter().any(|p| {
-            self.ports
-                .iter()
-                .any(|d| ports::names_port(p, d.port, &names))
-        })
+        rule.ports.iter().any(|p| self.is_dns_port(p))
     }
 
     /// Whether a rule admits nothing but DNS ports (every port entry names one).
     pub fn is_dns_only_rule(&self, rule: &RuleView<'_>) -> bool {
-        let names = self.port_names();
-        !rule.ports.is_empty()
-            && rule.ports.iter().all(|p| {
-                self.ports
-                    .iter()
-                    .any(|d| ports::names_port(p, d.port, &names))
-            })
+        !rule.ports.is_empty() && rule.ports.iter().all(|p| self.is_dns_port(p))
     }
 
     /// The egress rule netpol-guard recommends and injects: every DNS port, to the DNS pods
@@ -269,6 +374,12 @@ pub enum Coverage {
     Itself,
     /// Another policy of the namespace that selects every pod this one selects.
     Policy(String),
+    /// A rule that reaches DNS only under a condition the guard cannot see; the policy
+    /// that has it when it is another one.
+    Depends {
+        condition: String,
+        policy: Option<String>,
+    },
     /// Nobody known.
     Missing,
 }
@@ -287,24 +398,25 @@ pub fn coverage(
     subject: &Subject<'_>,
     protocol: Protocol,
 ) -> Coverage {
-    if target.policy_allows(subject, protocol) {
-        return Coverage::Itself;
-    }
-    let selector = subject.pod_selector();
-    let Ok(narrow) = Selector::parse(&selector) else {
-        return Coverage::Missing;
+    let mut depends = match target.policy_reach(subject, protocol) {
+        Reach::Yes => return Coverage::Itself,
+        Reach::Maybe(condition) => Some(Coverage::Depends {
+            condition,
+            policy: None,
+        }),
+        Reach::No => None,
     };
-    for other in inventory.policies_in(subject.namespace) {
-        let other = Subject::new(other, subject.namespace);
-        // the object under review replaces any stored version of itself
-        if !subject.name.is_empty() && other.name == subject.name {
-            continue;
-        }
-        let broad_selector = other.pod_selector();
-        let covers = Selector::parse(&broad_selector).is_ok_and(|broad| narrow.implies(&broad));
-        if covers && target.policy_allows(&other, protocol) {
-            return Coverage::Policy(other.name.to_string());
+    for other in inventory.covering(subject) {
+        match target.policy_reach(&other, protocol) {
+            Reach::Yes => return Coverage::Policy(other.name.to_string()),
+            Reach::Maybe(condition) if depends.is_none() => {
+                depends = Some(Coverage::Depends {
+                    condition,
+                    policy: Some(other.name.to_string()),
+                });
+            }
+            _ => {}
         }
     }
-    Coverage::Missing
+    depends.unwrap_or(Coverage::Missing)
 }

@@ -37,9 +37,9 @@ pub struct Block {
 impl Block {
     /// Parses and validates an `ipBlock`, returning every problem found.
     pub fn parse(block: &IPBlock) -> Result<Self, Vec<IpBlockError>> {
+        // parsed as the API server parses it: no surrounding white space
         let cidr = block
             .cidr
-            .trim()
             .parse::<IpNet>()
             .map_err(|_| {
                 vec![IpBlockError::Cidr {
@@ -50,7 +50,7 @@ impl Block {
         let mut errors = Vec::new();
         let mut except = Vec::new();
         for (index, value) in block.except.iter().flatten().enumerate() {
-            let Ok(net) = value.trim().parse::<IpNet>().map(|n| n.trunc()) else {
+            let Ok(net) = value.parse::<IpNet>().map(|n| n.trunc()) else {
                 errors.push(IpBlockError::ExceptCidr {
                     index,
                     value: value.clone(),

@@ -5,6 +5,7 @@ pub mod cluster;
 pub(crate) mod dns;
 pub(crate) mod ipblock;
 pub(crate) mod names;
+pub(crate) mod openness;
 pub(crate) mod peer;
 pub mod policy;
 pub(crate) mod ports;

@@ -84,6 +84,74 @@ pub fn names_port(port: &NetworkPolicyPort, number: i32, names: &[&str]) -> bool
     }
 }
 
+/// What the API server refuses in one rule port, as its validation words it: protocols
+/// other than TCP, UDP and SCTP (case matters), numbers outside 1-65535, names that are
+/// not IANA service names (a numeric string is a name, and names need a letter), and
+/// `endPort` without a numeric `port` or below it.
+pub fn port_problems(port: &NetworkPolicyPort) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(p) = port.protocol.as_deref()
+        && Protocol::of(port).is_none()
+    {
+        problems.push(format!(
+            "protocol {p:?} is not supported: the API accepts exactly TCP, UDP or SCTP"
+        ));
+    }
+    let number = |n: i32, field: &str, problems: &mut Vec<String>| {
+        if !(1..=65535).contains(&n) {
+            problems.push(format!("{field} {n} is outside 1-65535"));
+        }
+    };
+    match (&port.port, port.end_port) {
+        (Some(IntOrString::Int(p)), end) => {
+            number(*p, "port", &mut problems);
+            if let Some(e) = end {
+                number(e, "endPort", &mut problems);
+                if e < *p {
+                    problems.push(format!("endPort {e} is below port {p}"));
+                }
+            }
+        }
+        (Some(IntOrString::String(name)), end) => {
+            if name.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty() {
+                problems.push(format!(
+                    "port {name:?} is a string, so it is read as a port name, and a name must \
+                     contain a letter"
+                ));
+            } else if !super::names::is_iana_service_name(name) {
+                problems.push(format!(
+                    "port name {name:?} is not a valid IANA service name (1-15 lowercase \
+                     letters, digits and single hyphens, with at least one letter)"
+                ));
+            }
+            if end.is_some() {
+                problems.push("endPort may not be used with a named port".to_string());
+            }
+        }
+        (None, Some(_)) => problems.push("endPort may not be used without port".to_string()),
+        (None, None) => {}
+    }
+    problems
+}
+
+/// The same port written so that the API server accepts it, where the intent is plain: a
+/// numeric string as a number, a protocol in upper case.
+pub fn corrected(port: &NetworkPolicyPort) -> NetworkPolicyPort {
+    let mut fixed = port.clone();
+    if let Some(p) = &port.protocol {
+        let upper = p.to_ascii_uppercase();
+        if ["TCP", "UDP", "SCTP"].contains(&upper.as_str()) {
+            fixed.protocol = Some(upper);
+        }
+    }
+    if let Some(IntOrString::String(s)) = &port.port
+        && let Ok(n) = s.parse::<i32>()
+    {
+        fixed.port = Some(IntOrString::Int(n));
+    }
+    fixed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::dns::{Coverage, coverage};
+use crate::netpol::ipblock::Block;
 use crate::netpol::peer::PeerKind;
 use crate::netpol::policy::{Direction, RuleView, Subject};
-use crate::netpol::ports::Protocol;
+use crate::netpol::ports::{Protocol, port_problems};
 use crate::netpol::selector;
 
 /// Annotation that exempts a policy from the DNS rules and the DNS injection.
@@ -53,12 +54,22 @@ pub fn dns_skipped(subject: &Subject<'_>) -> bool {
         .is_some_and(|v| v == "skip")
 }
 
-/// Whether `egress-missing-dns` applies: egress isolated, not opted out, and no UDP DNS
-/// from the policy itself or a covering policy.
-pub fn needs_dns_allowance(ctx: &Context<'_>, subject: &Subject<'_>) -> bool {
+/// Whether the DNS rules judge this policy: egress isolated, not opted out, and its egress
+/// ports valid (the API server rejects a policy with an invalid port: `port-invalid` says
+/// so, and a DNS rule written with `port: "53"` is not "missing").
+fn dns_judged(subject: &Subject<'_>) -> bool {
     subject.isolates(Direction::Egress)
         && !dns_skipped(subject)
-        && coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp).is_missing()
+        && subject
+            .written_rules(Direction::Egress)
+            .iter()
+            .all(|r| r.ports.iter().all(|p| port_problems(p).is_empty()))
+}
+
+/// Whether `egress-missing-dns` applies with certainty: judged, and no UDP DNS from the
+/// policy itself or a covering policy (nothing that may reach it either).
+pub fn needs_dns_allowance(ctx: &Context<'_>, subject: &Subject<'_>) -> bool {
+    dns_judged(subject) && coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp).is_missing()
 }
 
 fn egress_path(subject: &Subject<'_>) -> &'static str {
@@ -70,16 +81,50 @@ fn egress_path(subject: &Subject<'_>) -> &'static str {
 }
 
 fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    if !needs_dns_allowance(ctx, subject) {
+    if !dns_judged(subject) {
         return Vec::new();
     }
+    match coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp) {
+        Coverage::Missing => vec![missing_dns_hit(ctx, subject)],
+        Coverage::Depends { condition, policy } => {
+            vec![depends_dns_hit(ctx, subject, condition, policy)]
+        }
+        Coverage::Itself | Coverage::Policy(_) => Vec::new(),
+    }
+}
+
+/// DNS reachable only through a rule whose reach the guard cannot see (an ipBlock that may
+/// hold the DNS pods' IPs): admitted, with the condition named.
+fn depends_dns_hit(
+    ctx: &Context<'_>,
+    subject: &Subject<'_>,
+    condition: String,
+    policy: Option<String>,
+) -> Hit {
+    let by = policy.map_or_else(String::new, |p| format!(" (by policy {p})"));
+    Hit::new(
+        egress_path(subject),
+        format!(
+            "restricts egress of {}; DNS on UDP 53 is allowed only through an ipBlock{by}, so \
+             name lookups work only if {condition}",
+            selector::describe_pods(&subject.pod_selector()),
+        ),
+        format!(
+            "to be independent of pod IPs and the CNI, add this rule to spec.egress:\n{}",
+            ctx.dns.allowance_yaml()
+        ),
+    )
+    .depends(condition)
+}
+
+fn missing_dns_hit(ctx: &Context<'_>, subject: &Subject<'_>) -> Hit {
     let tcp_only = !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing();
     let target = format!(
         "the DNS pods ({} in namespaces {})",
         selector::describe(&selector::from_labels(ctx.dns.pod_labels())),
         selector::describe(&selector::from_labels(ctx.dns.namespace_labels()))
     );
-    vec![Hit::new(
+    Hit::new(
         egress_path(subject),
         format!(
             "restricts egress of {} but {} allows DNS on UDP 53 to {target}{}: every name \
@@ -97,15 +142,16 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
              if these pods must have no egress at all",
             ctx.dns.allowance_yaml()
         ),
-    )]
+    )
 }
 
 fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    if !subject.isolates(Direction::Egress) || dns_skipped(subject) {
+    if !dns_judged(subject) {
         return Vec::new();
     }
     let udp = coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp);
-    if udp.is_missing() || !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing() {
+    let certain_udp = matches!(udp, Coverage::Itself | Coverage::Policy(_));
+    if !certain_udp || !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing() {
         return Vec::new();
     }
     let (path, where_) = match &udp {
@@ -128,7 +174,7 @@ fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
             "{where_} allows DNS on UDP but not on TCP {port}: answers larger than 512 bytes \
              (and resolvers that prefer TCP) fail"
         ),
-        format!("add `- protocol: TCP\\n  port: {port}` to the ports of the DNS rule"),
+        format!("add this entry to the ports of the DNS rule:\n- protocol: TCP\n  port: {port}"),
     )]
 }
 
@@ -197,47 +243,116 @@ fn too_broad(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
                 rule.path(),
                 "allows port 53 to every destination, in and outside the cluster, instead of the \
                  cluster DNS pods",
-                format!(
-                    "give the rule a `to` with the DNS pods:\n{}",
-                    ctx.dns.allowance_yaml()
-                ),
+                broad_fix(ctx, &rule, "give the rule a `to` with the DNS pods"),
             ));
             continue;
         }
-        for (i, peer) in rule.peers.iter().enumerate() {
-            let whole = match PeerKind::of(peer) {
-                PeerKind::Namespaces { namespaces, pods } => {
-                    pods.is_none_or(selector::is_empty).then(|| {
-                        if selector::is_empty(namespaces) {
-                            "every pod of every namespace".to_string()
-                        } else {
-                            format!(
-                                "every pod of the namespaces {}",
-                                selector::describe(namespaces)
-                            )
-                        }
-                    })
+        // one finding per rule: its whole-destination peers are one cause
+        let wholes: Vec<(usize, Whole)> = rule
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| whole_destination(p).map(|w| (i, w)))
+            .collect();
+        let Some(first) = wholes.first().map(|(i, _)| *i) else {
+            continue;
+        };
+        let only_namespaces = wholes
+            .iter()
+            .all(|(_, w)| matches!(w, Whole::Namespaces(_)));
+        let fix = if only_namespaces && !has_other_ports(ctx, &rule) {
+            format!(
+                "add `podSelector: {{matchLabels: {{{}}}}}` to {} (same item, no dash)",
+                ctx.dns
+                    .pod_labels()
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if wholes.len() == 1 {
+                    "this peer"
+                } else {
+                    "each of these peers"
                 }
-                _ => None,
-            };
-            if let Some(whole) = whole {
-                hits.push(Hit::new(
-                    rule.peer_path(i),
-                    format!("allows port 53 to {whole} instead of the DNS pods"),
-                    format!(
-                        "add `podSelector: {{matchLabels: {{{}}}}}` to this peer (same item, no dash)",
-                        ctx.dns
-                            .pod_labels()
-                            .iter()
-                            .map(|(k, v)| format!("{k}: {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
+            )
+        } else {
+            broad_fix(ctx, &rule, "replace these peers with the DNS pods")
+        };
+        let what: Vec<String> = wholes
+            .into_iter()
+            .map(|(i, w)| match w {
+                Whole::Addresses(s) | Whole::Namespaces(s) => format!("{s} (to[{i}])"),
+            })
+            .collect();
+        hits.push(Hit::new(
+            rule.peer_path(first),
+            format!(
+                "allows port 53 to {} instead of the DNS pods",
+                what.join(" and ")
+            ),
+            fix,
+        ));
     }
     hits
+}
+
+/// A peer that stands for a whole class of destinations.
+enum Whole {
+    /// Every address of a family (`0.0.0.0/0`, `::/0`), the DNS pods' among them.
+    Addresses(String),
+    /// Every pod of some namespaces.
+    Namespaces(String),
+}
+
+fn whole_destination(peer: &NetworkPolicyPeer) -> Option<Whole> {
+    match PeerKind::of(peer) {
+        PeerKind::Namespaces { namespaces, pods } => {
+            pods.is_none_or(selector::is_empty).then(|| {
+                Whole::Namespaces(if selector::is_empty(namespaces) {
+                    "every pod of every namespace".to_string()
+                } else {
+                    format!(
+                        "every pod of the namespaces {}",
+                        selector::describe(namespaces)
+                    )
+                })
+            })
+        }
+        PeerKind::IpBlock(block) => Block::parse(block)
+            .ok()
+            .filter(Block::is_everything)
+            .map(|b| Whole::Addresses(format!("every address ({})", b.cidr))),
+        _ => None,
+    }
+}
+
+/// Whether the rule also opens ports other than DNS (a chart's webhook egress: 443, 6443
+/// and 53 with no `to`).
+fn has_other_ports(ctx: &Context<'_>, rule: &RuleView<'_>) -> bool {
+    rule.ports.iter().any(|p| !ctx.dns.is_dns_port(p))
+}
+
+/// How to confine DNS to the DNS pods. When the rule also carries other ports, narrowing
+/// its peers would confine those ports to the DNS pods too and break the workload: the DNS
+/// entries move to a rule of their own instead, and the other ports keep their destinations.
+fn broad_fix(ctx: &Context<'_>, rule: &RuleView<'_>, dns_only: &str) -> String {
+    if !has_other_ports(ctx, rule) {
+        return format!("{dns_only}:\n{}", ctx.dns.allowance_yaml());
+    }
+    let moved: Vec<String> = rule
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| ctx.dns.is_dns_port(p))
+        .map(|(i, _)| rule.port_path(i))
+        .collect();
+    format!(
+        "remove {} from {} (its other ports keep their destinations) and add this rule of its \
+         own to spec.egress:\n{}",
+        moved.join(", "),
+        rule.path(),
+        ctx.dns.allowance_yaml()
+    )
 }
 
 #[cfg(test)]
@@ -251,6 +366,129 @@ mod tests {
         format!(
             "metadata: {{name: p, namespace: apps}}\nspec: {{podSelector: {{matchLabels: {{app: web}}}}, policyTypes: [Egress], egress: [{rules}]}}"
         )
+    }
+
+    #[test]
+    fn dns_through_ip_blocks() {
+        // (egress rules, matches pods, expected: None = no finding, Some(conditional))
+        let cases: &[(&str, bool, Option<bool>)] = &[
+            (
+                "{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}",
+                true,
+                None,
+            ),
+            (
+                "{to: [{ipBlock: {cidr: '::/0'}}], ports: [{port: 53, protocol: UDP}]}",
+                true,
+                None,
+            ),
+            ("{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}", true, None),
+            (
+                "{to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}], ports: [{port: 53, protocol: UDP}]}",
+                true,
+                Some(true),
+            ),
+            (
+                "{to: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 53, protocol: UDP}]}",
+                true,
+                Some(true),
+            ),
+            (
+                "{to: [{ipBlock: {cidr: 'fd00::/8'}}], ports: [{port: 53, protocol: UDP}]}",
+                true,
+                Some(true),
+            ),
+            (
+                "{to: [{ipBlock: {cidr: 8.8.8.8/32}}], ports: [{port: 53, protocol: UDP}]}",
+                true,
+                Some(false),
+            ),
+            (
+                "{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 443}]}",
+                true,
+                Some(false),
+            ),
+            // a CNI that keeps CIDR rules off cluster endpoints
+            (
+                "{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}",
+                false,
+                Some(false),
+            ),
+            (
+                "{to: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 53, protocol: UDP}]}",
+                false,
+                Some(false),
+            ),
+        ];
+        for (rules, matches_pods, want) in cases {
+            let mut setup = Setup::default();
+            setup.dns.ip_block_matches_pods = *matches_pods;
+            let yaml = egress(rules);
+            let hits = run_with(&EGRESS_MISSING_DNS, &yaml, &[], &setup);
+            let got = hits.first().map(|h| h.condition.is_some());
+            assert_eq!(
+                got, *want,
+                "{rules} (ipBlockMatchesPods {matches_pods}): {hits:#?}"
+            );
+            if let Some(h) = hits.first().filter(|h| h.condition.is_some()) {
+                assert!(h.message.contains("only if"), "{}", h.message);
+            }
+            // nothing is injected unless DNS is certainly missing
+            let inventory = crate::netpol::cluster::Inventory::new();
+            let p = crate::netpol::policy::tests::policy(&yaml);
+            let needs = needs_dns_allowance(&setup.context(&inventory), &Subject::new(&p, "apps"));
+            assert_eq!(needs, *want == Some(false), "{rules}");
+        }
+        // the rules beside it still see the ipBlock rule
+        let udp_only =
+            egress("{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}");
+        assert_eq!(run(&DNS_TCP_MISSING, &udp_only, &[]).len(), 1);
+        assert_eq!(run(&DNS_PEER_TOO_BROAD, &udp_only, &[]).len(), 1);
+    }
+
+    #[test]
+    fn fixes_have_real_line_breaks_and_keep_other_ports() {
+        let tcp = run(
+            &DNS_TCP_MISSING,
+            &egress("{ports: [{port: 53, protocol: UDP}]}"),
+            &[],
+        );
+        assert!(
+            tcp[0].fix.contains("\n- protocol: TCP\n  port: 53"),
+            "{}",
+            tcp[0].fix
+        );
+        assert!(!tcp[0].fix.contains("\\n"), "{}", tcp[0].fix);
+        // a webhook's egress: 443, 6443 and 53 with no `to`
+        let mixed = egress(
+            "{ports: [{port: 443}, {port: 6443}, {port: 53, protocol: UDP}, {port: 53, protocol: TCP}]}",
+        );
+        let hits = run(&DNS_PEER_TOO_BROAD, &mixed, &[]);
+        assert_eq!(hits.len(), 1);
+        let fix = &hits[0].fix;
+        assert!(
+            fix.contains(
+                "remove spec.egress[0].ports[2], spec.egress[0].ports[3] from spec.egress[0]"
+            ),
+            "{fix}"
+        );
+        assert!(fix.contains("k8s-app: kube-dns"), "{fix}");
+        assert!(!fix.contains("add `podSelector"), "{fix}");
+        // whole namespaces with other ports: the same, never a podSelector on the shared peer
+        let ns = egress(
+            "{to: [{namespaceSelector: {}}], ports: [{port: 443}, {port: 53, protocol: UDP}]}",
+        );
+        let hits = run(&DNS_PEER_TOO_BROAD, &ns, &[]);
+        assert!(
+            hits[0].fix.starts_with("remove spec.egress[0].ports[1]"),
+            "{}",
+            hits[0].fix
+        );
+        // v4 and v6 everywhere in one rule: one cause, one finding
+        let both = egress(
+            "{to: [{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: '::/0'}}], ports: [{port: 53, protocol: UDP}]}",
+        );
+        assert_eq!(run(&DNS_PEER_TOO_BROAD, &both, &[]).len(), 1);
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct Hit {
     pub message: String,
     /// How to fix it.
     pub fix: String,
+    /// Set when the problem is real only if a fact the guard cannot see holds (pod IPs,
+    /// the CNI): the finding is then at most a warning, and nothing is mutated for it.
+    pub condition: Option<String>,
 }
 
 impl Hit {
@@ -93,7 +96,14 @@ impl Hit {
             path: path.into(),
             message: message.into(),
             fix: fix.into(),
+            condition: None,
         }
+    }
+
+    /// A hit that holds only under `condition`.
+    pub fn depends(mut self, condition: impl Into<String>) -> Self {
+        self.condition = Some(condition.into());
+        self
     }
 }
 
@@ -105,6 +115,9 @@ pub struct Finding {
     pub path: String,
     pub message: String,
     pub fix: String,
+    /// The unseen fact the finding depends on (then it is at most a warning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 /// A rule of the catalog.
@@ -184,6 +197,7 @@ pub static CATALOG: &[Rule] = &[
     ignored::INGRESS_RULES_IGNORED,
     validity::IPBLOCK_INVALID,
     validity::SELECTOR_INVALID,
+    validity::PORT_INVALID,
     protected::ISOLATION,
     dns::DNS_TCP_MISSING,
     dns::DNS_PEER_OR_SPLIT,
@@ -219,10 +233,16 @@ pub fn evaluate(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
         };
         findings.extend(check(ctx, subject).into_iter().map(|hit| Finding {
             rule: rule.id,
-            severity,
+            // what depends on unseen facts is never refused
+            severity: if hit.condition.is_some() {
+                Severity::Warn
+            } else {
+                severity
+            },
             path: hit.path,
             message: hit.message,
             fix: hit.fix,
+            condition: hit.condition,
         }));
     }
     findings

@@ -14,25 +14,69 @@ pub const MISLEADING_DENY_NAME: Rule = Rule {
 };
 
 /// Words that make a deny name describe a complement ("deny-from-other-namespaces",
-/// "deny-all-except-web"), which an allow rule implements correctly.
+/// "deny-all-except-web", "deny-ingress-uncordoned"), which an allow rule implements
+/// correctly.
 const COMPLEMENT_WORDS: &[&str] = &[
-    "other", "others", "except", "but", "non", "not", "unless", "only", "external",
+    "other", "others", "except", "but", "than", "non", "not", "unless", "only", "external",
+    "outside", "foreign",
 ];
 
-fn misleading(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    let words: Vec<String> = subject
-        .name
+/// Whether a word names a complement: a complement word, or a negated one (un-, non-).
+fn is_complement(word: &str) -> bool {
+    COMPLEMENT_WORDS.contains(&word)
+        || (word.len() > 4 && (word.starts_with("un") || word.starts_with("non")))
+}
+
+/// The direction a word names, if any.
+fn direction_word(word: &str) -> Option<Direction> {
+    match word {
+        "ingress" | "inbound" => Some(Direction::Ingress),
+        "egress" | "outbound" => Some(Direction::Egress),
+        _ => None,
+    }
+}
+
+/// What a name says is denied: the directions its "deny" part names (both when it names
+/// none), or nothing when it says no deny or denies a complement. "allow-egress-deny-
+/// ingress" denies ingress only; the egress rules are what its allow part promised.
+fn denied_directions(name: &str) -> Vec<Direction> {
+    let words: Vec<String> = name
         .split(|c: char| !c.is_ascii_alphanumeric())
         .map(str::to_ascii_lowercase)
         .collect();
-    if !words.iter().any(|w| w == "deny")
-        || words.iter().any(|w| COMPLEMENT_WORDS.contains(&w.as_str()))
-    {
+    let Some(at) = words.iter().position(|w| w == "deny") else {
+        return Vec::new();
+    };
+    if words.iter().any(|w| is_complement(w)) {
         return Vec::new();
     }
+    // the deny part runs to the next "allow" (or the end)
+    let part: Vec<&String> = words[at + 1..]
+        .iter()
+        .take_while(|w| w.as_str() != "allow")
+        .collect();
+    let named: Vec<Direction> = part.iter().filter_map(|w| direction_word(w)).collect();
+    let allowed: Vec<Direction> = words
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| w.as_str() == "allow" && words.get(i + 1).is_some())
+        .filter_map(|(i, _)| direction_word(&words[i + 1]))
+        .collect();
+    let mut dirs = if named.is_empty() {
+        Direction::BOTH.to_vec()
+    } else {
+        named
+    };
+    dirs.retain(|d| !allowed.contains(d));
+    dirs.dedup();
+    dirs
+}
+
+fn misleading(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    let denied = denied_directions(subject.name);
     // The DNS allowance that accompanies a deny-egress policy is support traffic, not the
     // policy's subject.
-    let allowing: Vec<String> = Direction::BOTH
+    let allowing: Vec<String> = denied
         .into_iter()
         .flat_map(|d| subject.rules(d))
         .filter(|r| !(r.direction == Direction::Egress && ctx.dns.is_dns_only_rule(r)))
@@ -98,6 +142,33 @@ mod tests {
                 (
                     "metadata: {name: foo-deny-egress}\nspec: {podSelector: {}, policyTypes: [Egress], egress: [{ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]}]}",
                     &[],
+                ),
+                // both directions named correctly, and complements
+                (
+                    "metadata: {name: allow-egress-deny-ingress}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [], egress: [{}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: deny-ingress-uncordoned}\nspec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {cordoned: 'false'}}}]}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: deny-all-but-monitoring}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}",
+                    &[],
+                ),
+                (
+                    "metadata: {name: deny-from-nonprod}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {env: prod}}}]}]}",
+                    &[],
+                ),
+                // the deny part names ingress: only ingress rules contradict it, never the
+                // egress its allow part promised
+                (
+                    "metadata: {name: deny-ingress-allow-egress}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{from: [{podSelector: {}}]}], egress: [{}]}",
+                    &["spec.ingress[0]"],
+                ),
+                (
+                    "metadata: {name: deny-egress}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{}], egress: [{to: [{podSelector: {}}]}]}",
+                    &["spec.egress[0]"],
                 ),
                 // ignored rules allow nothing
                 (

@@ -2,7 +2,8 @@
 
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
-use crate::netpol::policy::{Direction, Subject};
+use crate::netpol::openness::rules_open_everything;
+use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::selector;
 
 pub const DENY_ALL: Rule = Rule {
@@ -20,14 +21,24 @@ pub const ISOLATION: Rule = Rule {
 };
 
 /// The directions a policy restricts, if it is in a protected namespace and selects every
-/// pod (`all_pods`) or some pods (`!all_pods`).
+/// pod (`all_pods`) or some pods (`!all_pods`). A direction is restricted when it is
+/// isolated and the rules that apply to these pods (this policy's, and those of every
+/// policy of the namespace that selects them all) do not admit everything on every port.
 fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Option<String> {
     if !ctx.is_protected(subject.namespace) || subject.selects_all_pods() != all_pods {
         return None;
     }
+    let others = ctx.inventory.covering(subject);
     let dirs: Vec<&str> = Direction::BOTH
         .into_iter()
-        .filter(|d| subject.restricts(*d))
+        .filter(|d| {
+            let rules: Vec<RuleView<'_>> = subject
+                .rules(*d)
+                .into_iter()
+                .chain(others.iter().flat_map(|o| o.rules(*d)))
+                .collect();
+            subject.isolates(*d) && !rules_open_everything(&rules, ctx.dns.ip_block_matches_pods())
+        })
         .map(Direction::policy_type)
         .collect();
     (!dirs.is_empty()).then(|| dirs.join(" and "))
@@ -116,6 +127,54 @@ mod tests {
                     &[],
                 ),
             ],
+        );
+    }
+
+    #[test]
+    fn deny_all_means_restricts() {
+        let ks =
+            |spec: &str| format!("metadata: {{name: p, namespace: kube-system}}\nspec: {spec}");
+        let cases: &[(&str, bool)] = &[
+            ("{podSelector: {}, ingress: [{}]}", false),
+            (
+                "{podSelector: {}, ingress: [{ports: [{protocol: TCP, port: 1, endPort: 65535}, {protocol: UDP, port: 1, endPort: 65535}, {protocol: SCTP, port: 1, endPort: 65535}]}]}",
+                false,
+            ),
+            (
+                "{podSelector: {}, policyTypes: [Egress], egress: [{ports: [{port: 1, endPort: 100}, {protocol: UDP}]}, {ports: [{port: 101, endPort: 65535}, {protocol: SCTP}]}]}",
+                false,
+            ),
+            (
+                "{podSelector: {}, ingress: [{ports: [{port: 1, endPort: 65535}]}]}",
+                true,
+            ),
+            (
+                "{podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}",
+                true,
+            ),
+            (
+                "{podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{}]}",
+                true,
+            ),
+        ];
+        for (spec, want) in cases {
+            let hits = crate::rules::testing::run(&DENY_ALL, &ks(spec), &[]);
+            assert_eq!(!hits.is_empty(), *want, "{spec}");
+        }
+        // additivity: an allow-all sibling selecting the same pods makes a deny-all restrict
+        // nothing; one that selects fewer pods does not
+        let deny = ks("{podSelector: {}, policyTypes: [Ingress]}");
+        let open_all = "kind: NetworkPolicy\nmetadata: {name: open, namespace: kube-system}\nspec: {podSelector: {}, ingress: [{}]}";
+        let open_some = "kind: NetworkPolicy\nmetadata: {name: open, namespace: kube-system}\nspec: {podSelector: {matchLabels: {app: x}}, ingress: [{}]}";
+        let open_elsewhere = "kind: NetworkPolicy\nmetadata: {name: open, namespace: default}\nspec: {podSelector: {}, ingress: [{}]}";
+        assert!(crate::rules::testing::run(&DENY_ALL, &deny, &[open_all]).is_empty());
+        assert_eq!(
+            crate::rules::testing::run(&DENY_ALL, &deny, &[open_some]).len(),
+            1
+        );
+        assert_eq!(
+            crate::rules::testing::run(&DENY_ALL, &deny, &[open_elsewhere]).len(),
+            1
         );
     }
 

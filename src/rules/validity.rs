@@ -3,7 +3,8 @@
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::ipblock::Block;
-use crate::netpol::policy::Subject;
+use crate::netpol::policy::{Direction, Subject};
+use crate::netpol::ports::{corrected, port_problems};
 use crate::netpol::selector::Selector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -20,6 +21,48 @@ pub const SELECTOR_INVALID: Rule = Rule {
     summary: "A label selector uses an unknown operator or values that do not fit its operator.",
     check: Check::Policy(selectors),
 };
+
+pub const PORT_INVALID: Rule = Rule {
+    id: "port-invalid",
+    default_severity: Severity::Deny,
+    summary: "A port the API server rejects: a number written as a string, a name that is not an IANA service name, a number outside 1-65535, a misused endPort, a protocol other than TCP, UDP or SCTP.",
+    check: Check::Policy(ports),
+};
+
+fn ports(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for direction in Direction::BOTH {
+        for rule in subject.written_rules(direction) {
+            for (i, port) in rule.ports.iter().enumerate() {
+                let problems = port_problems(port);
+                if problems.is_empty() {
+                    continue;
+                }
+                let fixed = corrected(port);
+                let fix = if port_problems(&fixed).is_empty() {
+                    format!(
+                        "write it as {}",
+                        serde_json::to_string(&fixed).unwrap_or_default()
+                    )
+                } else {
+                    "use a port number 1-65535 (unquoted) or the name of a container port, \
+                     endPort only with a numeric port and not below it, and protocol TCP, UDP \
+                     or SCTP in upper case"
+                        .to_string()
+                };
+                hits.push(Hit::new(
+                    rule.port_path(i),
+                    format!(
+                        "{}: the API server rejects this policy",
+                        problems.join("; ")
+                    ),
+                    fix,
+                ));
+            }
+        }
+    }
+    hits
+}
 
 fn ipblock(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let mut hits = Vec::new();
@@ -68,6 +111,75 @@ fn selectors(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_invalid_table() {
+        let rule = |ports: &str| {
+            format!(
+                "metadata: {{name: a}}\nspec: {{podSelector: {{}}, policyTypes: [Egress], egress: [{{ports: [{ports}]}}]}}"
+            )
+        };
+        let cases: Vec<(String, &[&str])> = vec![
+            (
+                rule("{port: '53', protocol: UDP}"),
+                &["spec.egress[0].ports[0]"],
+            ),
+            (
+                rule("{port: 53, protocol: udp}"),
+                &["spec.egress[0].ports[0]"],
+            ),
+            (
+                rule("{port: 53, protocol: ICMP}"),
+                &["spec.egress[0].ports[0]"],
+            ),
+            (rule("{port: 0}"), &["spec.egress[0].ports[0]"]),
+            (rule("{port: 70000}"), &["spec.egress[0].ports[0]"]),
+            (
+                rule("{port: 53}, {port: DNS}"),
+                &["spec.egress[0].ports[1]"],
+            ),
+            (
+                rule("{port: a-very-long-port-name}"),
+                &["spec.egress[0].ports[0]"],
+            ),
+            (
+                rule("{port: dns, endPort: 60}"),
+                &["spec.egress[0].ports[0]"],
+            ),
+            (rule("{endPort: 60}"), &["spec.egress[0].ports[0]"]),
+            (
+                rule("{port: 100, endPort: 50}"),
+                &["spec.egress[0].ports[0]"],
+            ),
+            (
+                rule("{port: 100, endPort: 65536}"),
+                &["spec.egress[0].ports[0]"],
+            ),
+            // valid
+            (
+                rule("{port: 53, protocol: UDP}, {port: dns-tcp, protocol: TCP}"),
+                &[],
+            ),
+            (
+                rule("{protocol: SCTP}, {port: 1, endPort: 65535}, {port: 80, endPort: 80}"),
+                &[],
+            ),
+            (rule("{port: http2}"), &[]),
+        ];
+        for (yaml, want) in &cases {
+            let hits = crate::rules::testing::run(&PORT_INVALID, yaml, &[]);
+            let paths: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
+            assert_eq!(&paths, want, "{yaml}: {hits:#?}");
+        }
+        // the fix writes what was meant
+        let hits =
+            crate::rules::testing::run(&PORT_INVALID, &rule("{port: '53', protocol: udp}"), &[]);
+        assert!(
+            hits[0].fix.contains(r#"{"port":53,"protocol":"UDP"}"#),
+            "{}",
+            hits[0].fix
+        );
+    }
     use crate::rules::testing::table;
 
     #[test]
