@@ -52,6 +52,55 @@ pub struct ObjectReport {
     pub namespace: String,
     pub name: String,
     pub findings: Vec<Finding>,
+    /// What this object alone (with its own file as context) would be told, and another
+    /// file of the same scope resolved: the covering policies are named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<Resolved>,
+}
+
+/// A finding that policies in other files of the scope resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolved {
+    pub rule: &'static str,
+    pub path: String,
+    pub message: String,
+    /// The policies of other files that select every pod this one selects.
+    pub by: Vec<Covering>,
+}
+
+/// A policy named as covering another, with its file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Covering {
+    pub name: String,
+    pub file: String,
+}
+
+/// Which manifests count as one context: the policies and namespaces of other files in the
+/// same scope resolve findings (a covering allow-DNS policy, a sibling that opens what a
+/// deny-all closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Scope {
+    /// Every input together, as the cluster sees it once everything is applied.
+    #[default]
+    All,
+    /// The files of one directory (one application or kustomization in a monorepo).
+    Directory,
+    /// Each file on its own.
+    File,
+}
+
+impl Scope {
+    /// The scope a file belongs to.
+    fn key(self, file: &str) -> String {
+        match self {
+            Self::All => String::new(),
+            Self::Directory => Path::new(file)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            Self::File => file.to_string(),
+        }
+    }
 }
 
 /// Input that could not be read or decoded.
@@ -94,6 +143,13 @@ impl Report {
         self.findings()
             .filter(|(_, f)| f.severity == severity)
             .count()
+    }
+
+    /// Every finding that files other than its object's resolved, with its object.
+    pub fn resolved(&self) -> impl Iterator<Item = (&ObjectReport, &Resolved)> {
+        self.objects
+            .iter()
+            .flat_map(|o| o.resolved.iter().map(move |r| (o, r)))
     }
 
     /// Every finding with its object.
@@ -195,13 +251,22 @@ fn collect(
 /// A decoded NetworkPolicy and where it lives.
 struct Located {
     source: Source,
+    namespace: String,
     policy: Arc<NetworkPolicy>,
+}
+
+/// A namespace of the input, with its file.
+struct NamespaceSeen {
+    file: String,
+    name: String,
+    labels: crate::netpol::selector::Labels,
 }
 
 /// Everything decoded from the input.
 #[derive(Default)]
 struct Gathered {
     policies: Vec<Located>,
+    namespaces_seen: Vec<NamespaceSeen>,
     inventory: Inventory,
     problems: Vec<Problem>,
     skipped: BTreeMap<String, usize>,
@@ -263,13 +328,22 @@ impl Gathered {
                     .unwrap_or_else(|| default_namespace.to_string());
                 let policy: Arc<NetworkPolicy> = Arc::from(policy);
                 self.inventory.insert_policy(&ns, policy.clone());
-                self.policies.push(Located { source, policy });
+                self.policies.push(Located {
+                    source,
+                    namespace: ns,
+                    policy,
+                });
             }
             Object::Namespace(ns) => {
                 self.namespaces += 1;
                 if let Some(name) = ns.metadata.name.as_deref() {
-                    self.inventory
-                        .insert_namespace(name, ns.metadata.labels.clone().unwrap_or_default());
+                    let labels = ns.metadata.labels.clone().unwrap_or_default();
+                    self.inventory.insert_namespace(name, labels.clone());
+                    self.namespaces_seen.push(NamespaceSeen {
+                        file: source.file.clone(),
+                        name: name.to_string(),
+                        labels,
+                    });
                 }
             }
             Object::Other { kind } => *self.skipped.entry(kind).or_default() += 1,
@@ -318,21 +392,71 @@ fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
     g
 }
 
-/// Judges every NetworkPolicy of the input.
+/// Judges every NetworkPolicy of the input, all of it one context.
 pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str) -> Report {
+    analyze_scoped(manifests, config, default_namespace, Scope::All)
+}
+
+impl Gathered {
+    /// The context of each scope: the policies and namespaces of its files.
+    fn inventories(&self, scope: Scope) -> BTreeMap<String, Inventory> {
+        let mut out: BTreeMap<String, Inventory> = BTreeMap::new();
+        for p in &self.policies {
+            out.entry(scope.key(&p.source.file))
+                .or_default()
+                .insert_policy(&p.namespace, p.policy.clone());
+        }
+        for n in &self.namespaces_seen {
+            out.entry(scope.key(&n.file))
+                .or_default()
+                .insert_namespace(&n.name, n.labels.clone());
+        }
+        out
+    }
+}
+
+/// Judges every NetworkPolicy of the input, each in the context of its scope, and names
+/// the findings that files other than its own resolved.
+pub fn analyze_scoped(
+    manifests: &[Manifest],
+    config: &Config,
+    default_namespace: &str,
+    scope: Scope,
+) -> Report {
     let g = gather(manifests, default_namespace);
-    let ctx = config.rule_context(&g.inventory);
+    let scoped = g.inventories(scope);
+    let own = g.inventories(Scope::File);
+    let empty = Inventory::new();
+    let files: BTreeMap<(&str, &str), &str> = g
+        .policies
+        .iter()
+        .map(|p| {
+            let name = p.policy.metadata.name.as_deref().unwrap_or_default();
+            ((p.namespace.as_str(), name), p.source.file.as_str())
+        })
+        .collect();
     let objects = g
         .policies
         .iter()
         .map(|located| {
+            let file = located.source.file.as_str();
             let subject = Subject::new(&located.policy, default_namespace);
+            let inventory = scoped.get(&scope.key(file)).unwrap_or(&empty);
+            let findings = rules::evaluate(&config.rule_context(inventory), &subject);
+            let resolved = if scope == Scope::File {
+                Vec::new()
+            } else {
+                let alone = own.get(file).unwrap_or(&empty);
+                let alone = rules::evaluate(&config.rule_context(alone), &subject);
+                resolved_by_others(&findings, alone, inventory, &subject, &files, file)
+            };
             ObjectReport {
                 source: located.source.clone(),
                 kind: "NetworkPolicy",
                 namespace: subject.namespace.to_string(),
                 name: subject.name.to_string(),
-                findings: rules::evaluate(&ctx, &subject),
+                findings,
+                resolved,
             }
         })
         .collect();
@@ -345,14 +469,66 @@ pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str)
     }
 }
 
+/// The findings the object would get with its own file as context that the scope's
+/// context resolved, with the covering policies from other files.
+fn resolved_by_others(
+    findings: &[Finding],
+    alone: Vec<Finding>,
+    inventory: &Inventory,
+    subject: &Subject<'_>,
+    files: &BTreeMap<(&str, &str), &str>,
+    file: &str,
+) -> Vec<Resolved> {
+    let gone: Vec<Finding> = alone
+        .into_iter()
+        .filter(|a| {
+            !findings
+                .iter()
+                .any(|f| f.rule == a.rule && f.path == a.path)
+        })
+        .collect();
+    if gone.is_empty() {
+        return Vec::new();
+    }
+    let by: Vec<Covering> = inventory
+        .covering(subject)
+        .iter()
+        .filter_map(|other| {
+            let other_file = files.get(&(subject.namespace, other.name))?;
+            (*other_file != file).then(|| Covering {
+                name: other.name.to_string(),
+                file: other_file.to_string(),
+            })
+        })
+        .collect();
+    gone.into_iter()
+        .map(|f| Resolved {
+            rule: f.rule,
+            path: f.path,
+            message: f.message,
+            by: by.clone(),
+        })
+        .collect()
+}
+
 /// Injects the DNS allowance into every policy that lacks it (judged with the same
 /// context as [`analyze`]). Returns how many objects were changed.
-pub fn fix(manifests: &mut [Manifest], config: &Config, default_namespace: &str) -> usize {
+pub fn fix(
+    manifests: &mut [Manifest],
+    config: &Config,
+    default_namespace: &str,
+    scope: Scope,
+) -> usize {
     let g = gather(manifests, default_namespace);
-    let ctx = config.rule_context(&g.inventory);
+    let scoped = g.inventories(scope);
+    let empty = Inventory::new();
     let mut changed = 0;
     for located in &g.policies {
         let subject = Subject::new(&located.policy, default_namespace);
+        let inventory = scoped
+            .get(&scope.key(&located.source.file))
+            .unwrap_or(&empty);
+        let ctx = config.rule_context(inventory);
         let Some(patch) = dns_allowance_patch_in(&ctx, &subject) else {
             continue;
         };

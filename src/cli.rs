@@ -80,6 +80,10 @@ pub struct CheckArgs {
     /// the report goes to stderr and judges the fixed manifests.
     #[arg(long)]
     pub fix: bool,
+    /// Which manifests are one context: all (the default: as the cluster sees them once all
+    /// is applied), directory (each directory of a monorepo on its own) or file.
+    #[arg(long, value_enum, default_value = "all", env = "NETPOL_GUARD_SCOPE")]
+    pub scope: check::Scope,
     /// Namespace of manifests that name none (as kubectl assumes).
     #[arg(long, default_value = "default", env = "NETPOL_GUARD_NAMESPACE")]
     pub namespace: String,
@@ -140,13 +144,13 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut manifests, problems) = check::load(&args.paths);
     if args.fix {
-        check::fix(&mut manifests, &config, &args.namespace);
+        check::fix(&mut manifests, &config, &args.namespace, args.scope);
         std::io::stdout()
             .lock()
             .write_all(check::render_yaml(&manifests).as_bytes())
             .context("writing the fixed manifests")?;
     }
-    let mut report = check::analyze(&manifests, &config, &args.namespace);
+    let mut report = check::analyze_scoped(&manifests, &config, &args.namespace, args.scope);
     report.problems.splice(0..0, problems);
     let rendered = report::render(&report, args.format);
     if args.fix {

@@ -63,6 +63,14 @@ pub fn text(report: &Report) -> String {
                 .join(", ")
         )
     };
+    let resolved = report.resolved().count();
+    if resolved > 0 {
+        out.push_str(&format!(
+            "{resolved} finding{} resolved by policies in other files (--format json lists them; \
+             --scope directory or file narrows the context)\n",
+            if resolved == 1 { " was" } else { "s were" }
+        ));
+    }
     out.push_str(&format!(
         "checked {} NetworkPolicies and {} Namespaces in {} files: {} deny, {} warn, {} errors{skipped}\n",
         report.objects.len(),
@@ -98,8 +106,24 @@ pub fn json_value(report: &Report) -> Value {
             })
         })
         .collect();
+    let resolved: Vec<Value> = report
+        .resolved()
+        .map(|(o, r)| {
+            json!({
+                "rule": r.rule,
+                "file": o.source.file,
+                "line": o.source.line,
+                "namespace": o.namespace,
+                "name": o.name,
+                "path": r.path,
+                "message": r.message,
+                "resolvedBy": r.by,
+            })
+        })
+        .collect();
     json!({
         "findings": findings,
+        "resolved": resolved,
         "errors": report.problems,
         "summary": {
             "files": report.files,
@@ -108,6 +132,7 @@ pub fn json_value(report: &Report) -> Value {
             "deny": report.count(Severity::Deny),
             "warn": report.count(Severity::Warn),
             "errors": report.problems.len(),
+            "resolved": report.resolved().count(),
             "skipped": report.skipped,
             "exitCode": report.exit_code(),
         }
@@ -155,6 +180,27 @@ pub fn sarif(report: &Report) -> Value {
             })
         })
         .collect();
+    // resolved by another file of the scope: a passing result that names the covering policy
+    results.extend(report.resolved().map(|(o, r)| {
+        let by: Vec<String> =
+            r.by.iter()
+                .map(|c| format!("{} ({})", c.name, c.file))
+                .collect();
+        json!({
+            "ruleId": r.rule,
+            "ruleIndex": CATALOG.iter().position(|c| c.id == r.rule).unwrap_or(0),
+            "kind": "pass",
+            "level": "none",
+            "message": {"text": format!(
+                "{} {}/{}: {}: resolved by {}: {}",
+                o.kind, o.namespace, o.name, r.path,
+                if by.is_empty() { "other files".to_string() } else { by.join(", ") },
+                r.message
+            )},
+            "locations": [location(&o.source.file, o.source.line)],
+            "properties": {"resolvedBy": r.by},
+        })
+    }));
     // Unreadable input fails the run; SARIF carries it as a tool notification.
     let notifications: Vec<Value> = report
         .problems

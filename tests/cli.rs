@@ -445,3 +445,49 @@ fn serve_refuses_to_start_on_a_kubeconfig_it_cannot_use() {
         );
     }
 }
+
+#[test]
+fn scope_decides_which_files_cover_each_other_and_says_what_others_resolved() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/monorepo");
+    let dir = dir.to_str().unwrap();
+    // all (the default): the platform folder's allow-dns covers the shop folder's policy, and
+    // the finding it resolved is named with the covering policy and its file
+    let out = run(&["check", "--format", "json", dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v = json(&out);
+    assert_eq!(v["summary"]["deny"], 0);
+    assert_eq!(v["summary"]["resolved"], 1);
+    let resolved = &v["resolved"][0];
+    assert_eq!(resolved["rule"], "egress-missing-dns");
+    assert_eq!(resolved["name"], "web-egress");
+    assert_eq!(resolved["resolvedBy"][0]["name"], "allow-dns");
+    assert!(
+        resolved["resolvedBy"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("platform/allow-dns.yaml"),
+        "{resolved}"
+    );
+    let text = stdout(&run(&["check", dir]));
+    assert!(
+        text.contains("1 finding was resolved by policies in other files"),
+        "{text}"
+    );
+    let sarif = json(&run(&["check", "--format", "sarif", dir]));
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .any(|r| r["kind"] == "pass"
+                && r["message"]["text"].as_str().unwrap().contains("allow-dns")),
+        "{results:?}"
+    );
+    // directory and file: each folder on its own, and the shop policy loses DNS
+    for scope in ["directory", "file"] {
+        let out = run(&["check", "--format", "json", "--scope", scope, dir]);
+        assert_eq!(out.status.code(), Some(1), "{scope}");
+        let v = json(&out);
+        assert_eq!(v["findings"][0]["rule"], "egress-missing-dns", "{scope}");
+        assert_eq!(v["summary"]["resolved"], 0, "{scope}");
+    }
+}
