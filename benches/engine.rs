@@ -19,7 +19,7 @@ use netpol_guard::netpol::cluster::Inventory;
 use netpol_guard::netpol::policy::Subject;
 use netpol_guard::rules;
 
-mod mix;
+use netpol_guard_testkit::mix;
 
 // the allocator the binary uses (src/main.rs)
 #[global_allocator]

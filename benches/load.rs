@@ -28,10 +28,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use tokio::sync::{Mutex, mpsc};
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-mod mix;
-use mix::{Req, mix, worst_case};
+use netpol_guard_testkit as common;
+use netpol_guard_testkit::mix::{Req, mix, worst_case};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netpol-guard");
 

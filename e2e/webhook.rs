@@ -22,11 +22,8 @@ use netpol_guard::rules::{self, Severity};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../benches/mix/mod.rs"]
-mod mix;
-use common::{client, eventually, get, metric, metrics, post, tls_connect};
+use netpol_guard_testkit as common;
+use netpol_guard_testkit::{Review, client, eventually, get, metric, metrics, post, tls_connect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netpol-guard");
 
@@ -112,7 +109,17 @@ async fn start(name: &str, extra: &[&str]) -> Guard {
 
 /// A CREATE review as the API server sends it (the request's namespace is the object's).
 fn review(uid: &str, kind: &str, object: &Value, dry_run: bool) -> Vec<u8> {
-    mix::review_with(uid, kind, "CREATE", object, &Value::Null, dry_run)
+    let kind = if kind == "Namespace" {
+        "Namespace"
+    } else {
+        "NetworkPolicy"
+    };
+    Review {
+        uid: uid.to_string(),
+        dry_run,
+        ..Review::from_controller(kind, "CREATE", object.clone())
+    }
+    .body()
 }
 
 /// Every NetworkPolicy and Namespace object of the fixture corpus, as the API server would

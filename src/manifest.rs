@@ -84,10 +84,7 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
         }
         let parsed = serde_yaml_ng::from_str::<Value>(&raw)
             .map(|v| (!v.is_null()).then_some(v))
-            .map_err(|e| DocError {
-                line: e.location().map(|l| line + l.line().saturating_sub(1)),
-                message: format!("invalid YAML: {}", shift_lines(&e.to_string(), line - 1)),
-            });
+            .map_err(|e| yaml_error(&raw, line, e));
         // a document's line is its first line of content, after leading comments
         let leading = raw
             .lines()
@@ -103,22 +100,19 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
     docs
 }
 
-/// Rewrites the parser's "line N" (counted within the document) as file lines.
-fn shift_lines(message: &str, offset: usize) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find("line ") {
-        let (head, tail) = rest.split_at(at + "line ".len());
-        out.push_str(head);
-        let digits = tail.chars().take_while(char::is_ascii_digit).count();
-        match tail[..digits].parse::<usize>() {
-            Ok(n) => out.push_str(&(n + offset).to_string()),
-            Err(_) => out.push_str(&tail[..digits]),
-        }
-        rest = &tail[digits..];
+/// A document's parse error with file lines. The document is parsed again where it stands
+/// in the file (preceded by as many empty lines), so every position the parser reports,
+/// also those inside its message ("while parsing a flow sequence at line 15"), is a line of
+/// the file. Only failing documents pay for it.
+fn yaml_error(raw: &str, line: usize, first: serde_yaml_ng::Error) -> DocError {
+    let placed = format!("{}{raw}", "\n".repeat(line.saturating_sub(1)));
+    let e = serde_yaml_ng::from_str::<Value>(&placed)
+        .err()
+        .unwrap_or(first);
+    DocError {
+        line: e.location().map(|l| l.line()),
+        message: format!("invalid YAML: {e}"),
     }
-    out.push_str(rest);
-    out
 }
 
 fn parse_json(text: &str) -> Vec<Doc> {

@@ -18,74 +18,10 @@ use netpol_guard::state::{Shared, SharedState as AppState};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const UID: &str = "3e5b1c1a-8f0e-4c7e-9d55-0d6c2b7f1a10";
+use common::{Review, UID};
 
 fn state() -> AppState {
     common::state_with(Config::default())
-}
-
-/// An AdmissionReview as the API server sends it.
-struct Review {
-    kind: &'static str,
-    operation: &'static str,
-    object: Value,
-    old: Value,
-    user: &'static str,
-    groups: Vec<&'static str>,
-    dry_run: bool,
-    sub_resource: Option<&'static str>,
-}
-
-impl Review {
-    fn policy(operation: &'static str, object: Value) -> Self {
-        Self {
-            kind: "NetworkPolicy",
-            operation,
-            object,
-            old: Value::Null,
-            user: "alice",
-            groups: vec!["system:authenticated"],
-            dry_run: false,
-            sub_resource: None,
-        }
-    }
-
-    fn namespace(operation: &'static str, object: Value) -> Self {
-        Self {
-            kind: "Namespace",
-            ..Self::policy(operation, object)
-        }
-    }
-
-    fn json(&self) -> Value {
-        let (group, resource) = match self.kind {
-            "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
-            "Namespace" => ("", "namespaces"),
-            _ => ("", "pods"),
-        };
-        let subject = if self.object.is_null() {
-            &self.old
-        } else {
-            &self.object
-        };
-        json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": UID,
-                "kind": {"group": group, "version": "v1", "kind": self.kind},
-                "resource": {"group": group, "version": "v1", "resource": resource},
-                "subResource": self.sub_resource,
-                "name": subject["metadata"]["name"],
-                "namespace": subject["metadata"]["namespace"],
-                "operation": self.operation,
-                "userInfo": {"username": self.user, "groups": self.groups},
-                "object": self.object,
-                "oldObject": self.old,
-                "dryRun": self.dry_run,
-            }
-        })
-    }
 }
 
 fn netpol(name: &str, spec: Value) -> Value {

@@ -1,9 +1,10 @@
 //! The request mix of the load benchmark, shared with the criterion benchmark of
-//! `admission::review`: AdmissionReview bodies as the API server sends them.
-#![allow(dead_code, clippy::unwrap_used)]
+//! `admission::review` and the end-to-end harness.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+
+use crate::review::Review;
 
 /// One request of the mix.
 #[derive(Clone)]
@@ -12,55 +13,24 @@ pub struct Req {
     pub body: Bytes,
 }
 
-/// An AdmissionReview for request number `uid` of the mix.
+/// The review for request number `uid` of the mix (a GitOps controller applying it).
 pub fn review(uid: usize, kind: &str, operation: &str, object: &Value, old: &Value) -> Vec<u8> {
-    review_with(
-        &format!("00000000-0000-4000-8000-{uid:012}"),
-        kind,
-        operation,
-        object,
-        old,
-        false,
-    )
-}
-
-/// An AdmissionReview v1 as the API server sends it for `object` (NetworkPolicy or
-/// Namespace); the request's namespace is the object's.
-pub fn review_with(
-    uid: &str,
-    kind: &str,
-    operation: &str,
-    object: &Value,
-    old: &Value,
-    dry_run: bool,
-) -> Vec<u8> {
-    let (group, resource) = match kind {
-        "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
-        _ => ("", "namespaces"),
+    let kind = if kind == "NetworkPolicy" {
+        "NetworkPolicy"
+    } else {
+        "Namespace"
     };
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": group, "version": "v1", "kind": kind},
-            "resource": {"group": group, "version": "v1", "resource": resource},
-            "requestKind": {"group": group, "version": "v1", "kind": kind},
-            "requestResource": {"group": group, "version": "v1", "resource": resource},
-            "name": object["metadata"]["name"],
-            "namespace": object["metadata"]["namespace"],
-            "operation": operation,
-            "userInfo": {"username": "system:serviceaccount:argocd:argocd-application-controller",
-                         "uid": "5b5c4d2e-1c53-4a4e-9c1e-7d0f3e0b8a11",
-                         "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]},
-            "object": object,
-            "oldObject": old,
-            "dryRun": dry_run,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": if operation == "UPDATE" { "UpdateOptions" } else { "CreateOptions" },
-                        "fieldManager": "argocd-controller"}
-        }
-    }))
-    .unwrap()
+    let operation = if operation == "UPDATE" {
+        "UPDATE"
+    } else {
+        "CREATE"
+    };
+    Review {
+        uid: format!("00000000-0000-4000-8000-{uid:012}"),
+        old: old.clone(),
+        ..Review::from_controller(kind, operation, object.clone())
+    }
+    .body()
 }
 
 /// A NetworkPolicy as the API server holds it (with managedFields, as in real reviews).
