@@ -31,6 +31,8 @@ pub struct Metrics {
     pub drift_corrections: IntCounter,
     /// 1 while this replica holds the controller lease.
     pub leader: IntGauge,
+    /// Starts and stops of this replica's companions controller (Lease won or lost).
+    pub leader_transitions: IntCounter,
     /// 1 once the cluster cache has listed NetworkPolicies and Namespaces.
     pub cache_synced: IntGauge,
 }
@@ -156,6 +158,13 @@ impl Metrics {
                 r,
                 "netpol_guard_leader",
                 "1 while this replica holds the lease and runs the companions controller.",
+            )?,
+            leader_transitions: register(
+                r,
+                IntCounter::new(
+                    "netpol_guard_leader_transitions_total",
+                    "Times this replica started or stopped the companions controller (the leader Lease won or lost); a steady rise is flapping.",
+                )?,
             )?,
             cache_synced: gauge(
                 r,

@@ -50,6 +50,10 @@ struct Replica {
 }
 
 fn replica(api: &FakeApi, identity: &str) -> Replica {
+    replica_with(api, identity, leader::Timing::default())
+}
+
+fn replica_with(api: &FakeApi, identity: &str, timing: leader::Timing) -> Replica {
     let state = common::state_with(Config::default());
     let (stop, rx) = watch::channel(false);
     let cut = Arc::new(AtomicBool::new(false));
@@ -62,6 +66,7 @@ fn replica(api: &FakeApi, identity: &str) -> Replica {
                 namespace: "netpol-guard".into(),
                 lease: "netpol-guard-controller".into(),
                 identity: identity.into(),
+                timing,
             },
             state.clone(),
             controller::Companions::new(client, state.clone()),
@@ -260,4 +265,40 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     b.shutdown().await;
     a.cut.store(false, Ordering::SeqCst);
     a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_leader_keeps_reconciling_across_renewals() {
+    // the production timing scaled down (renewal every 2 s, fence 1 s before expiry), so
+    // that several renewals pass in a few seconds of real time: the Lease's timestamps are
+    // wall-clock time, which a paused tokio clock would not move
+    let timing = leader::Timing {
+        duration: 4,
+        renew_ahead: 2,
+        fence_margin: 1,
+        confirm_every: Duration::from_millis(500),
+    };
+    let api = FakeApi::new();
+    api.put("namespaces", namespace("shop"));
+    let a = replica_with(&api, "replica-a", timing);
+    eventually("replica a leads", || a.state.metrics.leader.get() == 1).await;
+    let started = tokio::time::Instant::now();
+    // four renewal periods
+    while started.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            a.state.metrics.leader.get(),
+            1,
+            "the controller stopped at {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(a.state.metrics.leader_transitions.get(), 1, "flapping");
+    let lease = api
+        .get("leases", "netpol-guard", "netpol-guard-controller")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+    let state = a.state.clone();
+    a.shutdown().await;
+    assert_eq!(state.metrics.leader_transitions.get(), 2);
 }

@@ -5,9 +5,13 @@
 //!
 //! The campaign (kube-lease-manager) says when this replica is elected; the controller runs
 //! only while, in addition, the Lease read back names this replica and its last renewal is
-//! fresh. A replica that cannot renew (the API unreachable for the Lease, or the Lease taken)
-//! therefore stops reconciling `LEASE_GRACE_SECONDS` before the Lease could expire and pass
-//! to another replica, even if the campaign has not noticed yet.
+//! fresh. The holder renews `renew_ahead` seconds before the Lease would expire and counts
+//! it as held until `fence_margin` seconds before that, so a healthy holder's renewal is
+//! read back long before its fence (no stop at every renewal), while a replica that cannot
+//! renew (the API unreachable for the Lease, or the Lease taken) stops reconciling
+//! `fence_margin` seconds before the Lease could expire and pass to another replica, even if
+//! the campaign has not noticed yet. The margin is the clock skew tolerated between
+//! replicas.
 
 use std::time::Duration;
 
@@ -20,18 +24,36 @@ use tokio::sync::watch;
 use super::controller::{self, Companions};
 use crate::state::SharedState;
 
-/// How long a held Lease stays valid without renewal.
-pub const LEASE_DURATION_SECONDS: u64 = 15;
-/// The holder renews this long before the Lease would expire; also the clock skew tolerated
-/// between replicas.
-pub const LEASE_GRACE_SECONDS: u64 = 5;
-/// How often the holder reads the Lease back to confirm it still holds it.
-const CONFIRM_EVERY: Duration = Duration::from_secs(2);
+/// The Lease's timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a held Lease stays valid without renewal (seconds).
+    pub duration: u64,
+    /// The holder renews this long before the Lease would expire (seconds).
+    pub renew_ahead: u64,
+    /// The holder stops reconciling this long before the Lease would expire (seconds); less
+    /// than `renew_ahead`, with room for the renewal to be read back.
+    pub fence_margin: u64,
+    /// How often the holder reads the Lease back to confirm it still holds it.
+    pub confirm_every: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        // renewals every 7 s, read back within 2 s, fenced at 12 s, taken over after 15 s
+        Self {
+            duration: 15,
+            renew_ahead: 8,
+            fence_margin: 3,
+            confirm_every: Duration::from_secs(2),
+        }
+    }
+}
 
 /// Until when a Lease read back says `identity` holds it: its last renewal plus its
-/// duration, less the grace, so that this replica stops reconciling before any other may
-/// take the Lease over. `None` when someone else holds it.
-pub fn held_until_of(lease: &Lease, identity: &str) -> Option<Timestamp> {
+/// duration, less the fence margin, so that this replica stops reconciling before any other
+/// may take the Lease over. `None` when someone else holds it.
+pub fn held_until_of(lease: &Lease, identity: &str, timing: &Timing) -> Option<Timestamp> {
     let spec = lease.spec.as_ref()?;
     if spec.holder_identity.as_deref() != Some(identity) {
         return None;
@@ -39,10 +61,10 @@ pub fn held_until_of(lease: &Lease, identity: &str) -> Option<Timestamp> {
     let renewed = spec.renew_time.as_ref()?.0;
     let duration = spec
         .lease_duration_seconds
-        .map_or(LEASE_DURATION_SECONDS as i64, i64::from);
+        .map_or(timing.duration as i64, i64::from);
     renewed
         .checked_add(SignedDuration::from_secs(
-            duration - LEASE_GRACE_SECONDS as i64,
+            duration - timing.fence_margin as i64,
         ))
         .ok()
 }
@@ -54,6 +76,7 @@ pub struct Election {
     pub namespace: String,
     pub lease: String,
     pub identity: String,
+    pub timing: Timing,
 }
 
 impl std::fmt::Debug for Election {
@@ -73,8 +96,8 @@ async fn manager(election: &Election) -> LeaseManager {
             .with_namespace(&election.namespace)
             .with_identity(&election.identity)
             .with_field_manager(format!("netpol-guard-{}", election.identity))
-            .with_duration(LEASE_DURATION_SECONDS)
-            .with_grace(LEASE_GRACE_SECONDS)
+            .with_duration(election.timing.duration)
+            .with_grace(election.timing.renew_ahead)
             .build()
             .await;
         match built {
@@ -105,14 +128,15 @@ pub async fn run(
     let mut stop_rx = stop.clone();
     // Until when the last look at the Lease says we hold it (renewal + duration - grace).
     let mut held_until: Option<Timestamp> = None;
-    let mut confirm = tokio::time::interval(CONFIRM_EVERY);
+    let timing = election.timing;
+    let mut confirm = tokio::time::interval(timing.confirm_every);
     confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let elected = *leading.borrow_and_update();
         if elected {
             // the campaign says so; the Lease itself must agree, and stay fresh
             match leases.get_opt(&election.lease).await {
-                Ok(Some(lease)) => held_until = held_until_of(&lease, &election.identity),
+                Ok(Some(lease)) => held_until = held_until_of(&lease, &election.identity, &timing),
                 Ok(None) => held_until = None,
                 // unreachable: what was confirmed last still runs out on its own
                 Err(e) => tracing::debug!(error = %e, "cannot read the leader Lease"),
@@ -125,6 +149,7 @@ pub async fn run(
             (true, false) => {
                 tracing::info!(identity = %election.identity, lease = %election.lease, "acquired the leader Lease: reconciling companions");
                 state.metrics.leader.set(1);
+                state.metrics.leader_transitions.inc();
                 let (tx, rx) = watch::channel(false);
                 let task = tokio::spawn(controller::run(companions.clone(), rx));
                 running = Some((tx, task));
@@ -135,9 +160,15 @@ pub async fn run(
             }
             _ => {}
         }
+        // wake at the fence itself too, not only at the next confirmation
+        let fence = held_until
+            .filter(|_| running.is_some())
+            .and_then(|t| Duration::try_from(t.duration_since(Timestamp::now())).ok())
+            .unwrap_or(timing.confirm_every);
         tokio::select! {
             changed = leading.changed() => if changed.is_err() { break },
             _ = confirm.tick() => {}
+            () = tokio::time::sleep(fence) => {}
             _ = stop_rx.wait_for(|s| *s) => break,
         }
     }
@@ -159,6 +190,7 @@ async fn stop_controller(
     if let Some((tx, task)) = running.take() {
         let _ = tx.send(true);
         let _ = task.await;
+        state.metrics.leader_transitions.inc();
     }
     state.metrics.leader.set(0);
 }
@@ -182,19 +214,37 @@ mod tests {
     }
 
     #[test]
-    fn a_held_lease_counts_until_renewal_plus_duration_less_grace() {
+    fn a_held_lease_counts_until_renewal_plus_duration_less_the_fence_margin() {
         let at = |s: &str| s.parse::<Timestamp>().expect("timestamp");
+        let t = Timing::default();
         let mine = lease(Some("a"), "2026-11-21T10:00:00Z", Some(15));
-        assert_eq!(held_until_of(&mine, "a"), Some(at("2026-11-21T10:00:10Z")));
-        // someone else's, or nobody's
-        assert_eq!(held_until_of(&mine, "b"), None);
         assert_eq!(
-            held_until_of(&lease(None, "2026-11-21T10:00:00Z", Some(15)), "a"),
+            held_until_of(&mine, "a", &t),
+            Some(at("2026-11-21T10:00:12Z"))
+        );
+        // someone else's, or nobody's
+        assert_eq!(held_until_of(&mine, "b", &t), None);
+        assert_eq!(
+            held_until_of(&lease(None, "2026-11-21T10:00:00Z", Some(15)), "a", &t),
             None
         );
         // the duration the holder wrote wins over ours
         let long = lease(Some("a"), "2026-11-21T10:00:00Z", Some(60));
-        assert_eq!(held_until_of(&long, "a"), Some(at("2026-11-21T10:00:55Z")));
-        assert_eq!(held_until_of(&Lease::default(), "a"), None);
+        assert_eq!(
+            held_until_of(&long, "a", &t),
+            Some(at("2026-11-21T10:00:57Z"))
+        );
+        assert_eq!(held_until_of(&Lease::default(), "a", &t), None);
+    }
+
+    #[test]
+    fn the_default_timing_renews_well_before_the_fence() {
+        let t = Timing::default();
+        // a renewal is due at duration - renew_ahead and read back within confirm_every:
+        // both must land before the fence at duration - fence_margin, or a healthy leader
+        // stops at every renewal
+        let renewal_seen = t.duration - t.renew_ahead + t.confirm_every.as_secs();
+        assert!(renewal_seen < t.duration - t.fence_margin, "{t:?}");
+        assert!(t.fence_margin > 0 && t.fence_margin < t.renew_ahead);
     }
 }

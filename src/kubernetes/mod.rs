@@ -137,6 +137,7 @@ pub async fn start(
             namespace: guard_namespace,
             lease: args.lease_name.clone(),
             identity,
+            timing: leader::Timing::default(),
         },
         state,
         companions,
