@@ -998,3 +998,86 @@ async fn an_absurd_timeout_is_clamped_and_answered() {
         );
     }
 }
+
+#[tokio::test]
+async fn reviews_without_the_objects_their_operation_needs_are_refused_as_invalid() {
+    let state = state();
+    let cases = [
+        // CREATE or UPDATE without an object: nothing to judge, never "allowed"
+        Review::policy("CREATE", Value::Null),
+        Review {
+            old: missing_dns(),
+            ..Review::policy("UPDATE", Value::Null)
+        },
+        // UPDATE or DELETE without the stored object: it could be a companion
+        Review::policy("UPDATE", missing_dns()),
+        Review::policy("DELETE", Value::Null),
+        Review::namespace("CREATE", Value::Null),
+    ];
+    for review in cases {
+        let mut json = review.json();
+        // the name and namespace come from the request even when the objects are missing
+        json["request"]["name"] = json!("netpol-guard-default-deny");
+        json["request"]["namespace"] = json!("shop");
+        for endpoint in ["validate", "mutate"] {
+            let (status, resp) = send(&state, endpoint, &json).await;
+            assert_eq!(status, StatusCode::OK);
+            let r = &resp["response"];
+            assert_eq!(r["uid"], UID);
+            assert_eq!(
+                r["allowed"], false,
+                "{} {endpoint}: {resp}",
+                review.operation
+            );
+            assert_eq!(r["status"]["code"], 400, "{resp}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn labels_the_rollout_selector_reads_are_protected_like_the_exempt_label() {
+    let config = Config::from_yaml(
+        "companions:\n  namespaceSelector: {matchLabels: {netpol-guard.io/baseline: \"on\"}}\n",
+    )
+    .unwrap();
+    let state = common::state_with(config);
+    let selected = json!({"netpol-guard.io/baseline": "on", "team": "a"});
+    let cases = [
+        // removing the label the selector reads opts the namespace out: refused
+        (json!({"team": "a"}), "alice", vec![], false),
+        (
+            json!({"netpol-guard.io/baseline": "off", "team": "a"}),
+            "alice",
+            vec![],
+            false,
+        ),
+        // other labels are anyone's
+        (
+            json!({"netpol-guard.io/baseline": "on", "team": "b"}),
+            "alice",
+            vec![],
+            true,
+        ),
+        // administrators may
+        (json!({"team": "a"}), "root", vec!["system:masters"], true),
+    ];
+    for (i, (new, user, groups, allowed)) in cases.into_iter().enumerate() {
+        let review = Review {
+            old: namespace("team-a", selected.clone()),
+            user,
+            groups,
+            ..Review::namespace("UPDATE", namespace("team-a", new))
+        };
+        let (_, resp) = send(&state, "validate", &review.json()).await;
+        assert_eq!(resp["response"]["allowed"], allowed, "case {i}: {resp}");
+        if !allowed {
+            let message = resp["response"]["status"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(
+                    "[namespace-exempt-label-protected] metadata.labels.netpol-guard.io/baseline"
+                ),
+                "{message}"
+            );
+        }
+    }
+}

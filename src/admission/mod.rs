@@ -8,7 +8,7 @@ mod objects;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use objects::{NamespaceObject, PolicyObject};
 
 use crate::guard::{self, Snapshot};
@@ -104,11 +104,38 @@ pub fn review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed 
     careful_review(snapshot, endpoint, body)
 }
 
+/// The objects an operation must carry, as the API server always sends them: CREATE and
+/// UPDATE the object, UPDATE and DELETE the stored one. A review without them cannot be
+/// judged (a DELETE without `oldObject` could be a companion's), so it is refused as invalid
+/// rather than admitted.
+fn incomplete<K: kube::core::Resource>(req: &AdmissionRequest<K>) -> Option<Reviewed> {
+    let needs_object = matches!(req.operation, Operation::Create | Operation::Update);
+    let needs_old = matches!(req.operation, Operation::Update | Operation::Delete);
+    let missing = if needs_object && req.object.is_none() {
+        "object"
+    } else if needs_old && req.old_object.is_none() {
+        "oldObject"
+    } else {
+        return None;
+    };
+    Some(encode::invalid(
+        Some(req.uid.clone()),
+        format!(
+            "the AdmissionReview request for {} has no {missing}",
+            decode::operation(&req.operation).as_str()
+        ),
+        false,
+    ))
+}
+
 fn network_policy(
     snapshot: &Snapshot,
     endpoint: Endpoint,
     mut req: AdmissionRequest<PolicyObject>,
 ) -> Reviewed {
+    if let Some(refused) = incomplete(&req) {
+        return refused;
+    }
     let object = req.object.take().map(NetworkPolicy::from);
     let old = req.old_object.as_ref().map(|o| &o.metadata);
     let object_name = object.as_ref().and_then(|o| o.metadata.name.as_deref());
@@ -125,6 +152,9 @@ fn namespace(
     endpoint: Endpoint,
     req: &AdmissionRequest<NamespaceObject>,
 ) -> Reviewed {
+    if let Some(refused) = incomplete(req) {
+        return refused;
+    }
     let object = req.object.as_ref().map(|o| &o.metadata);
     let old = req.old_object.as_ref().map(|o| &o.metadata);
     let facts = facts(req, object, old, object.and_then(|o| o.name.as_deref()));

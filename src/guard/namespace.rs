@@ -27,31 +27,68 @@ fn written<'a>(req: &Request<'a, ObjectMeta>) -> Option<&'a ObjectMeta> {
     req.object.filter(|_| req.operation != Operation::Delete)
 }
 
-/// Refuses a change of the opt-out label by anyone but an administrator.
+/// The labels that decide whether a namespace is exempt: the opt-out label, and every key
+/// `companions.namespaceSelector` reads (removing such a label opts a namespace out just
+/// as well).
+fn deciding_labels(snapshot: &Snapshot) -> Vec<&str> {
+    let mut keys = vec![EXEMPT_LABEL];
+    if let Some(selector) = &snapshot.config.companions.namespace_selector {
+        keys.extend(crate::netpol::selector::keys(selector).map(|(k, _)| k));
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Refuses a change of a label that decides exemption by anyone but an administrator.
 pub fn validate(snapshot: &Snapshot, req: &Request<'_, ObjectMeta>) -> Verdict {
     let Some(ns) = written(req) else {
         return Verdict::allow();
     };
-    let before = label(req.old_metadata, EXEMPT_LABEL);
-    let after = label(Some(ns), EXEMPT_LABEL);
-    if before == after || snapshot.is_admin(req) {
+    if snapshot.is_admin(req) {
         return Verdict::allow();
     }
-    let finding = Finding {
+    let findings: Vec<Finding> = deciding_labels(snapshot)
+        .into_iter()
+        .filter_map(|key| {
+            let before = label(req.old_metadata, key);
+            let after = label(Some(ns), key);
+            (before != after).then(|| changed_label(snapshot, key, before, after))
+        })
+        .collect();
+    if findings.is_empty() {
+        return Verdict::allow();
+    }
+    Verdict::from_findings(KIND, req.name, findings, "")
+}
+
+fn changed_label(
+    snapshot: &Snapshot,
+    key: &str,
+    before: Option<String>,
+    after: Option<String>,
+) -> Finding {
+    let why = if key == EXEMPT_LABEL {
+        String::new()
+    } else {
+        " (companions.namespaceSelector reads it, so it decides whether the namespace gets \
+         companions)"
+            .to_string()
+    };
+    Finding {
         rule: EXEMPT_LABEL_PROTECTED.id,
         severity: Severity::Deny,
         condition: None,
-        path: format!("metadata.labels.{EXEMPT_LABEL}"),
+        path: format!("metadata.labels.{key}"),
         message: format!(
             "only members of {} or the guard's service account may set, change or remove \
-             the label {EXEMPT_LABEL} ({} -> {})",
+             the label {key}{why} ({} -> {})",
             snapshot.config.admin_groups.join(", "),
             before.as_deref().unwrap_or("unset"),
             after.as_deref().unwrap_or("unset"),
         ),
-        fix: format!("leave {EXEMPT_LABEL} as it was, or ask a cluster administrator to change it"),
-    };
-    Verdict::from_findings(KIND, req.name, vec![finding], "")
+        fix: format!("leave {key} as it was, or ask a cluster administrator to change it"),
+    }
 }
 
 /// Stamps the namespace `netpol-guard.io/companions: enabled|exempt`, unless it already
