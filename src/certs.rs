@@ -50,8 +50,17 @@ pub fn generate(dns: &[String], ips: &[IpAddr], days: u32) -> Result<Bundle, Cer
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    // A subject of its own for every CA: during a rotation the caBundle holds the old and
+    // the new CA, and clients (Go's crypto/x509 among them) pick the issuer by subject and
+    // key identifier.
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "netpol-guard CA");
+    name.push(
+        DnType::CommonName,
+        format!(
+            "netpol-guard CA {}",
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ),
+    );
     ca.distinguished_name = name;
     validity(&mut ca, days);
     let ca_cert = ca.self_signed(&ca_key)?;
@@ -81,6 +90,8 @@ pub fn generate(dns: &[String], ips: &[IpAddr], days: u32) -> Result<Bundle, Cer
     );
     leaf.distinguished_name = name;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // names the CA key that signed it (its subject key identifier)
+    leaf.use_authority_key_identifier_extension = true;
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut leaf, days);
     let cert = leaf.signed_by(&key, &issuer)?;
@@ -175,5 +186,46 @@ mod tests {
             generate(&["bad name".into()], &[], 1),
             Err(CertError::DnsName(_))
         ));
+    }
+
+    #[test]
+    fn every_ca_has_its_own_subject_and_leaves_name_their_ca_key() {
+        use x509_parser::extensions::ParsedExtension;
+        let der = |pem: &str| {
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            CertificateDer::from_pem_slice(pem.as_bytes())
+                .expect("pem")
+                .to_vec()
+        };
+        let names = ["netpol-guard.netpol-guard.svc".to_string()];
+        let (old, new) = (
+            generate(&names, &[], 30).expect("old"),
+            generate(&names, &[], 30).expect("new"),
+        );
+        let (old_ca, new_ca, new_leaf) = (der(&old.ca_pem), der(&new.ca_pem), der(&new.cert_pem));
+        let (_, old_ca) = x509_parser::parse_x509_certificate(&old_ca).expect("parses");
+        let (_, new_ca) = x509_parser::parse_x509_certificate(&new_ca).expect("parses");
+        let (_, new_leaf) = x509_parser::parse_x509_certificate(&new_leaf).expect("parses");
+        assert_ne!(old_ca.subject().to_string(), new_ca.subject().to_string());
+        let ski = new_ca
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .expect("the CA has a subject key identifier");
+        let aki = new_leaf
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            })
+            .expect("the leaf has an authority key identifier");
+        assert_eq!(aki, ski);
+        assert_eq!(new_leaf.issuer().to_string(), new_ca.subject().to_string());
     }
 }
