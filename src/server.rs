@@ -75,6 +75,18 @@ pub fn admission_router(shared: SharedState, limits: Limits) -> Router {
             post(|State(s): State<AppState>, req: Request| handle(s, Endpoint::Mutate, req)),
         )
         .merge(health_routes().with_state(state.shared.clone()))
+        .method_not_allowed_fallback(|| async {
+            reject(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the admission endpoints take POST; the health endpoints GET",
+            )
+        })
+        .fallback(|| async {
+            reject(
+                StatusCode::NOT_FOUND,
+                "no such endpoint: POST /validate, POST /mutate, GET /healthz, GET /readyz",
+            )
+        })
         .with_state(state)
 }
 

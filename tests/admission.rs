@@ -1081,3 +1081,38 @@ async fn labels_the_rollout_selector_reads_are_protected_like_the_exempt_label()
         }
     }
 }
+
+#[tokio::test]
+async fn error_answers_say_why_in_the_clients_terms() {
+    let state = state();
+    let (status, body) = send_raw(
+        router_of(&state),
+        "/validate",
+        "application/json",
+        b"[1, 2]".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("line 1 column"), "{text}");
+    assert!(
+        !text.contains("Peek"),
+        "an internal type name leaked: {text}"
+    );
+    let (status, body) = send_raw(
+        router_of(&state),
+        "/nowhere",
+        "application/json",
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("POST /validate"));
+    let get = router_of(&state)
+        .oneshot(Request::get("/validate").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body = get.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("POST"));
+}

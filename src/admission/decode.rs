@@ -11,6 +11,32 @@ use super::objects::{NamespaceObject, PolicyObject};
 use super::{Decision, Endpoint, REVIEW_API_VERSION, Reviewed, namespace, network_policy};
 use crate::guard::{self, Request, Snapshot};
 
+/// A JSON error in words for the client: where it is, and what, without the names of this
+/// program's internal types (`expected struct Peek`).
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "unreadable input".to_string(),
+        Category::Syntax => "invalid JSON".to_string(),
+        Category::Eof => "unexpected end of the body".to_string(),
+        Category::Data => {
+            // serde's message names the expected type; keep what the input had
+            let text = e.to_string();
+            let found = text
+                .split(", expected")
+                .next()
+                .unwrap_or("a value of the wrong type")
+                .to_string();
+            found
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 /// Just enough of a body to route it and to echo its uid whatever else is wrong.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,7 +67,7 @@ pub(super) fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8
         Err(e) => {
             return invalid(
                 None,
-                format!("the body is not an AdmissionReview: {e}"),
+                format!("the body is not an AdmissionReview: {}", json_error(&e)),
                 true,
             );
         }
@@ -112,7 +138,7 @@ where
     K: Resource + serde::de::DeserializeOwned,
 {
     let review: AdmissionReview<K> = serde_json::from_slice(body)
-        .map_err(|e| format!("cannot decode the AdmissionReview: {e}"))?;
+        .map_err(|e| format!("cannot decode the AdmissionReview: {}", json_error(&e)))?;
     review
         .try_into()
         .map_err(|_| "the AdmissionReview has no request".to_string())
