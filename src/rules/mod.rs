@@ -219,6 +219,33 @@ pub fn find(id: &str) -> Option<&'static Rule> {
     CATALOG.iter().find(|r| r.id == id)
 }
 
+/// At most this many findings of one rule per policy; the rest are summed up in the last
+/// one, so that a policy of 100k rules cannot make a response, a warning list, an audit
+/// annotation or a log line of megabytes.
+pub const MAX_FINDINGS_PER_RULE: usize = 10;
+
+/// Keeps the first hits and sums up the rest in one more.
+fn bounded(mut hits: Vec<Hit>) -> Vec<Hit> {
+    if hits.len() <= MAX_FINDINGS_PER_RULE {
+        return hits;
+    }
+    let more = hits.len() - (MAX_FINDINGS_PER_RULE - 1);
+    let rest = hits.split_off(MAX_FINDINGS_PER_RULE - 1);
+    let first = &rest[0];
+    hits.push(Hit {
+        path: first.path.clone(),
+        message: format!(
+            "{} (and {} more like it, from {} on)",
+            first.message,
+            more - 1,
+            first.path
+        ),
+        fix: first.fix.clone(),
+        condition: first.condition.clone(),
+    });
+    hits
+}
+
 /// Runs every enabled rule over one policy.
 pub fn evaluate(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -231,7 +258,7 @@ pub fn evaluate(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
             Level::Deny => Severity::Deny,
             Level::Warn => Severity::Warn,
         };
-        findings.extend(check(ctx, subject).into_iter().map(|hit| Finding {
+        findings.extend(bounded(check(ctx, subject)).into_iter().map(|hit| Finding {
             rule: rule.id,
             // what depends on unseen facts is never refused
             severity: if hit.condition.is_some() {
@@ -352,6 +379,26 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn findings_of_one_rule_are_bounded_and_summed_up() {
+        let hits: Vec<Hit> = (0..130_000)
+            .map(|i| Hit::new(format!("spec.ingress[{i}]"), "bad", "fix it"))
+            .collect();
+        let kept = bounded(hits);
+        assert_eq!(kept.len(), MAX_FINDINGS_PER_RULE);
+        let last = &kept[MAX_FINDINGS_PER_RULE - 1];
+        assert_eq!(last.path, "spec.ingress[9]");
+        assert!(
+            last.message.contains("and 129990 more like it"),
+            "{}",
+            last.message
+        );
+        let few: Vec<Hit> = (0..3)
+            .map(|i| Hit::new(format!("p{i}"), "m", "f"))
+            .collect();
+        assert_eq!(bounded(few).len(), 3);
+    }
 
     #[test]
     fn catalog_ids_are_unique_kebab_case() {
