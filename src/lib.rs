@@ -10,7 +10,7 @@
 //! - [`config`], which reads those settings from YAML.
 //! - the edges: [`admission`] (the AdmissionReview codec), [`server`] and [`serve`] (HTTP,
 //!   TLS, limits, signals), [`kubernetes`] (cache, Lease, controller), [`check`] and
-//!   [`report`] (the CLI), around [`state`] and [`metrics`], which they share.
+//!   `report` (the CLI), around [`state`] and [`metrics`], which they share.
 //!
 //! Data flows one way: bytes (HTTP body, YAML file, watch event) are decoded, judged by
 //! the pure layers and encoded (AdmissionResponse, report, apply). The offline `check`,

@@ -1,6 +1,6 @@
 //! The guard's decisions, as pure functions of a [`Snapshot`] and the facts of one request:
-//! NetworkPolicy verdicts and the DNS patch ([`policy`]), the protection of the companion
-//! policies ([`companions`]), the namespace opt-out guard and stamp ([`namespace`]).
+//! NetworkPolicy verdicts and the DNS patch (`policy`, `dns_patch`), the protection of the companion
+//! policies ([`companions`]), the namespace opt-out guard and stamp (`namespace`).
 //!
 //! Nothing here decodes, encodes, waits or reads a clock: the webhook's codec
 //! ([`crate::admission`]) turns AdmissionReviews into [`Request`]s and [`Verdict`]s back

@@ -1,5 +1,5 @@
 //! The companions controller: a kube-runtime `Controller` over Namespaces that owns the
-//! companion NetworkPolicies. It applies exactly what [`crate::companions::desired`] returns,
+//! companion NetworkPolicies. It applies exactly what [`crate::guard::companions::desired`] returns,
 //! with server-side apply as field manager `netpol-guard`, restores deleted or edited
 //! companions, and removes them from namespaces that become exempt. Protected namespaces and
 //! the guard's own namespace are never touched.
