@@ -84,6 +84,10 @@ pub struct CheckArgs {
     /// is applied), directory (each directory of a monorepo on its own) or file.
     #[arg(long, value_enum, default_value = "all", env = "NETPOL_GUARD_SCOPE")]
     pub scope: check::Scope,
+    /// Pass when the paths hold no manifest files at all (by default that is an error, so a
+    /// mistyped directory cannot pass silently).
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Namespace of manifests that name none (as kubectl assumes).
     #[arg(long, default_value = "default", env = "NETPOL_GUARD_NAMESPACE")]
     pub namespace: String,
@@ -142,7 +146,17 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         },
         None => Config::default(),
     };
-    let (mut manifests, problems) = check::load(&args.paths);
+    let (mut manifests, mut problems) = check::load(&args.paths);
+    if manifests.is_empty() && problems.is_empty() && !args.allow_empty {
+        problems.push(check::Problem {
+            file: args.paths.join(" "),
+            document: None,
+            line: None,
+            message: "no input: no *.yaml, *.yml or *.json file found (a mistyped path? \
+                      --allow-empty accepts that)"
+                .into(),
+        });
+    }
     if args.fix {
         check::fix(&mut manifests, &config, &args.namespace, args.scope);
         std::io::stdout()

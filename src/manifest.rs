@@ -82,9 +82,19 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
         if blank {
             continue;
         }
-        let parsed = serde_yaml_ng::from_str::<Value>(&raw)
-            .map(|v| (!v.is_null()).then_some(v))
-            .map_err(|e| yaml_error(&raw, line, e));
+        let parsed = if let Some(at) = template_action(&raw) {
+            Err(DocError {
+                line: Some(line + at),
+                message: "this is an unrendered Helm or Go template ({{ ... }}): render it \
+                          first, e.g. `helm template RELEASE CHART | netpol-guard check -` or \
+                          `kustomize build DIR | netpol-guard check -`"
+                    .into(),
+            })
+        } else {
+            serde_yaml_ng::from_str::<Value>(&raw)
+                .map(|v| (!v.is_null()).then_some(v))
+                .map_err(|e| yaml_error(&raw, line, e))
+        };
         // a document's line is its first line of content, after leading comments
         let leading = raw
             .lines()
@@ -98,6 +108,29 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
         });
     }
     docs
+}
+
+/// The line (0-based, within the document) of a Go template action, if the document has
+/// one outside comments and quotes: `{{ .Values.x }}`, `{{- include ... }}`, `{{ if ... }}`.
+/// A `{{` inside a quoted string (an alerting template, say) is data and left alone.
+fn template_action(raw: &str) -> Option<usize> {
+    const STARTS: &[&str] = &[
+        ".", "$", "include", "if ", "else", "end", "range", "with", "template", "define", "toYaml",
+        "tpl", "required", "default", "quote", "printf", "/*",
+    ];
+    raw.lines().position(|line| {
+        let code = line.trim_start();
+        if code.starts_with('#') {
+            return false;
+        }
+        line.match_indices("{{").any(|(i, _)| {
+            let before = &line[..i];
+            let quoted =
+                before.matches('"').count() % 2 == 1 || before.matches('\'').count() % 2 == 1;
+            let action = line[i + 2..].trim_start_matches('-').trim_start();
+            !quoted && STARTS.iter().any(|s| action.starts_with(s))
+        })
+    })
 }
 
 /// A document's parse error with file lines. The document is parsed again where it stands
@@ -295,6 +328,23 @@ mod tests {
         assert_eq!(m.docs.len(), 3);
         assert!(m.docs[0].parsed.is_ok() && m.docs[1].parsed.is_ok());
         assert_eq!(m.docs[2].parsed.as_ref().expect_err("broken").line, Some(3));
+    }
+
+    #[test]
+    fn unrendered_templates_are_named_as_such() {
+        let m = Manifest::parse(
+            "templates/netpol.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {{ include \"x.fullname\" . }}\nspec:\n  podSelector: {}\n",
+        );
+        let err = m.docs[0].parsed.as_ref().expect_err("a template");
+        assert_eq!(err.line, Some(4));
+        assert!(err.message.contains("helm template"), "{}", err.message);
+        // braces in a string value or a comment are data, not a template
+        let m = Manifest::parse(
+            "ok.yaml",
+            "# {{ .Values.x }}\napiVersion: v1\nkind: ConfigMap\ndata:\n  alert: \"{{ $labels.pod }} down\"\n",
+        );
+        assert!(m.docs[0].parsed.is_ok(), "{:?}", m.docs[0].parsed);
     }
 
     #[test]

@@ -191,6 +191,18 @@ impl Metrics {
             self.findings
                 .with_label_values(&[rule.id, rule.default_severity.as_str()]);
         }
+        // the admission series a dashboard plots, before the first review
+        for endpoint in ["validate", "mutate"] {
+            self.duration.with_label_values(&[endpoint]);
+            for kind in ["NetworkPolicy", "Namespace"] {
+                for operation in ["CREATE", "UPDATE", "DELETE"] {
+                    for decision in ["allowed", "denied", "mutated"] {
+                        self.requests
+                            .with_label_values(&[endpoint, kind, operation, decision]);
+                    }
+                }
+            }
+        }
     }
 
     /// One answered review: counted by its bounded labels, timed, its findings counted.

@@ -31,6 +31,11 @@ fn indent(text: &str, prefix: &str) -> String {
         .join("\n")
 }
 
+/// `1 file`, `2 files`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Findings grouped by object, then input problems, then a summary line.
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
@@ -72,13 +77,13 @@ pub fn text(report: &Report) -> String {
         ));
     }
     out.push_str(&format!(
-        "checked {} NetworkPolicies and {} Namespaces in {} files: {} deny, {} warn, {} errors{skipped}\n",
-        report.objects.len(),
-        report.namespaces,
-        report.files,
+        "checked {} and {} in {}: {} deny, {} warn, {}{skipped}\n",
+        counted(report.objects.len(), "NetworkPolicy", "NetworkPolicies"),
+        counted(report.namespaces, "Namespace", "Namespaces"),
+        counted(report.files, "file", "files"),
         report.count(Severity::Deny),
         report.count(Severity::Warn),
-        report.problems.len(),
+        counted(report.problems.len(), "error", "errors"),
     ));
     out
 }

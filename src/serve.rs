@@ -55,7 +55,8 @@ pub struct ServeArgs {
     /// Serving key (PEM), reloaded with the certificate.
     #[arg(long, env = "NETPOL_GUARD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Without --tls-cert/--tls-key: where the generated self-signed CA is written.
+    /// Without --tls-cert/--tls-key: where the generated self-signed CA is written
+    /// [default: $TMPDIR/netpol-guard].
     #[arg(long, env = "NETPOL_GUARD_SELF_SIGNED_DIR")]
     pub self_signed_dir: Option<PathBuf>,
     /// The namespace the guard runs in.
@@ -75,9 +76,10 @@ pub struct ServeArgs {
     /// How often certificate and configuration files are checked for changes.
     #[arg(long, env = "NETPOL_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
     pub reload_interval: Duration,
-    /// After SIGTERM, how long to keep serving while readiness is false (endpoints drain).
-    #[arg(long, env = "NETPOL_GUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
-    pub shutdown_delay: Duration,
+    /// After SIGTERM, how long to keep serving while readiness is false (endpoints drain)
+    /// [default: 5s in a pod, 0s elsewhere: a local run has no endpoints to drain].
+    #[arg(long, env = "NETPOL_GUARD_SHUTDOWN_DELAY", value_parser = duration)]
+    pub shutdown_delay: Option<Duration>,
     /// How long in-flight requests may take to finish during shutdown.
     #[arg(long, env = "NETPOL_GUARD_DRAIN_TIMEOUT", default_value = "15s", value_parser = duration)]
     pub drain_timeout: Duration,
@@ -290,7 +292,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let cluster =
         crate::kubernetes::start(&args.cluster, webhook.state.clone(), stop_rx.clone()).await?;
-    tokio::spawn(signals(webhook.state.clone(), args.shutdown_delay, stop_tx));
+    // The delay lets the Service's endpoints drop this pod before the listener closes; a
+    // local run (no Kubernetes around it) has nothing to wait for.
+    let delay =
+        args.shutdown_delay
+            .unwrap_or(if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+                Duration::from_secs(5)
+            } else {
+                Duration::ZERO
+            });
+    tokio::spawn(signals(webhook.state.clone(), delay, stop_tx));
     webhook
         .serve(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -390,6 +401,8 @@ async fn signals(state: SharedState, delay: Duration, stop: watch::Sender<bool>)
     tokio::spawn(async {
         wait_for_signal().await;
         tracing::warn!("second signal: exiting now");
+        // give the non-blocking log writer a moment to write the line out
+        tokio::time::sleep(Duration::from_millis(100)).await;
         std::process::exit(130);
     });
     tokio::time::sleep(delay).await;

@@ -225,7 +225,8 @@ fn log(endpoint: Endpoint, reviewed: &Reviewed, elapsed: Duration) {
         name = reviewed.name.as_str(),
         dry_run = reviewed.dry_run,
         decision = reviewed.decision.as_str(),
-        duration_ms = elapsed.as_secs_f64() * 1e3,
+        // milliseconds to the microsecond
+        duration_ms = elapsed.as_micros() as f64 / 1e3,
     );
     let _entered = span.enter();
     if quiet {

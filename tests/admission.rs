@@ -655,7 +655,7 @@ async fn other_kinds_are_admitted_with_a_warning() {
         v["response"]["warnings"][0]
             .as_str()
             .unwrap()
-            .contains("does not review /Pod")
+            .contains("does not review v1/Pod")
     );
 }
 
@@ -1115,4 +1115,17 @@ async fn error_answers_say_why_in_the_clients_terms() {
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
     let body = get.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("POST"));
+}
+
+#[tokio::test]
+async fn admission_series_exist_at_zero_before_the_first_review() {
+    let state = state();
+    let text = metrics_text(&state).await;
+    for series in [
+        r#"netpol_guard_admission_requests_total{decision="denied",endpoint="validate",kind="NetworkPolicy",operation="CREATE"} 0"#,
+        r#"netpol_guard_admission_requests_total{decision="mutated",endpoint="mutate",kind="Namespace",operation="UPDATE"} 0"#,
+        r#"netpol_guard_admission_duration_seconds_count{endpoint="mutate"} 0"#,
+    ] {
+        assert!(text.contains(series), "{series} missing");
+    }
 }

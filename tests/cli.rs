@@ -123,7 +123,7 @@ fn text_report_groups_findings_by_object_and_sums_up() {
     assert!(text.contains("fix: "), "{text}");
     assert!(
         text.contains(
-            "checked 2 NetworkPolicies and 0 Namespaces in 1 files: 2 deny, 1 warn, 0 errors"
+            "checked 2 NetworkPolicies and 0 Namespaces in 1 file: 2 deny, 1 warn, 0 errors"
         ),
         "{text}"
     );
@@ -490,4 +490,29 @@ fn scope_decides_which_files_cover_each_other_and_says_what_others_resolved() {
         assert_eq!(v["findings"][0]["rule"], "egress-missing-dns", "{scope}");
         assert_eq!(v["summary"]["resolved"], 0, "{scope}");
     }
+}
+
+#[test]
+fn no_silent_passes_on_empty_input_or_unrendered_templates() {
+    let empty = std::env::temp_dir().join(format!("netpol-guard-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(&["check", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stdout(&out).contains("no input"), "{}", stdout(&out));
+    let out = run(&["check", "--allow-empty", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::remove_dir_all(&empty).unwrap();
+
+    let template = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {{ include \"app.fullname\" . }}\n  namespace: {{ .Release.Namespace }}\nspec:\n  podSelector: {}\n";
+    let out = run_stdin(&["check", "-"], template);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(
+        text.contains("-:4 (document 1): this is an unrendered Helm or Go template"),
+        "{text}"
+    );
+    assert!(
+        text.contains("helm template RELEASE CHART | netpol-guard check -"),
+        "{text}"
+    );
 }

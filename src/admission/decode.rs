@@ -57,7 +57,19 @@ struct PeekKind {
     #[serde(default)]
     group: String,
     #[serde(default)]
+    version: String,
+    #[serde(default)]
     kind: String,
+}
+
+impl std::fmt::Display for PeekKind {
+    /// `v1/Pod`, `apps/v1/Deployment`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.group.is_empty() {
+            write!(f, "{}/", self.group)?;
+        }
+        write!(f, "{}/{}", self.version, self.kind)
+    }
 }
 
 /// Routes by a first look at the body, so every failure can still echo the uid.
@@ -111,10 +123,7 @@ pub(super) fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8
 fn other_kind(kind: Option<&PeekKind>, body: &[u8], uid: String) -> Reviewed {
     match decode::<DynamicObject>(body) {
         Ok(req) => {
-            let what = kind.map_or_else(
-                || "an unknown kind".to_string(),
-                |k| format!("{}/{}", k.group, k.kind),
-            );
+            let what = kind.map_or_else(|| "an unknown kind".to_string(), ToString::to_string);
             let mut response = AdmissionResponse::from(&req);
             response.warnings = Some(vec![format!(
                 "netpol-guard does not review {what}: check the webhook configuration's rules"

@@ -43,7 +43,8 @@ pub struct ClusterArgs {
         default_value = "auto"
     )]
     pub controller: ControllerMode,
-    /// This replica's identity in the leader Lease (the pod name, from the downward API).
+    /// This replica's identity in the leader Lease (the pod name, from the downward API)
+    /// [default: $HOSTNAME].
     #[arg(long, env = "NETPOL_GUARD_POD_NAME")]
     pub pod_name: Option<String>,
     /// Name of the Lease (in --pod-namespace) that elects the reconciling replica.
