@@ -425,7 +425,18 @@ pub fn analyze_scoped(
 ) -> Report {
     let g = gather(manifests, default_namespace);
     let scoped = g.inventories(scope);
-    let own = g.inventories(Scope::File);
+    // files per scope: only where a scope holds more than one file can another resolve
+    let mut files_in: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let seen = g.policies.iter().map(|p| p.source.file.as_str());
+    for file in seen.chain(g.namespaces_seen.iter().map(|n| n.file.as_str())) {
+        files_in.entry(scope.key(file)).or_default().insert(file);
+    }
+    let shared = |file: &str| files_in.get(&scope.key(file)).is_some_and(|f| f.len() > 1);
+    let own = if scope != Scope::File && files_in.values().any(|f| f.len() > 1) {
+        g.inventories(Scope::File)
+    } else {
+        BTreeMap::new()
+    };
     let empty = Inventory::new();
     let files: BTreeMap<(&str, &str), &str> = g
         .policies
@@ -443,7 +454,7 @@ pub fn analyze_scoped(
             let subject = Subject::new(&located.policy, default_namespace);
             let inventory = scoped.get(&scope.key(file)).unwrap_or(&empty);
             let findings = rules::evaluate(&config.rule_context(inventory), &subject);
-            let resolved = if scope == Scope::File {
+            let resolved = if !shared(file) {
                 Vec::new()
             } else {
                 let alone = own.get(file).unwrap_or(&empty);

@@ -516,3 +516,26 @@ fn no_silent_passes_on_empty_input_or_unrendered_templates() {
         "{text}"
     );
 }
+
+#[test]
+fn fix_injects_only_where_dns_is_certainly_missing() {
+    // invalid ports: the API server rejects the object, --fix does not dress it up
+    let out = run(&["check", "--fix", &fixture("real-world/invalid-ports.yaml")]);
+    assert!(
+        !stdout(&out).contains("netpol-guard.io/injected"),
+        "{}",
+        stdout(&out)
+    );
+    // DNS through a private range is conditional: no injection; the public resolver's
+    // policy certainly lacks DNS: injected
+    let out = run(&[
+        "check",
+        "--fix",
+        &fixture("real-world/dns-through-private-cidr.yaml"),
+    ]);
+    let fixed = stdout(&out);
+    let docs: Vec<&str> = fixed.split("\n---\n").collect();
+    assert_eq!(docs.len(), 2, "{fixed}");
+    assert!(!docs[0].contains("netpol-guard.io/injected"), "{}", docs[0]);
+    assert!(docs[1].contains("netpol-guard.io/injected"), "{}", docs[1]);
+}
