@@ -423,8 +423,13 @@ pub fn analyze_scoped(
     default_namespace: &str,
     scope: Scope,
 ) -> Report {
-    let g = gather(manifests, default_namespace);
-    let scoped = g.inventories(scope);
+    let mut g = gather(manifests, default_namespace);
+    // the whole input is gather's own inventory; other scopes are built from their files
+    let scoped = if scope == Scope::All {
+        BTreeMap::from([(String::new(), std::mem::take(&mut g.inventory))])
+    } else {
+        g.inventories(scope)
+    };
     // files per scope: only where a scope holds more than one file can another resolve
     let mut files_in: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
     let seen = g.policies.iter().map(|p| p.source.file.as_str());
