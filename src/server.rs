@@ -262,17 +262,9 @@ async fn review_request(
     }
     let deadline = requested_timeout(&req)
         .and_then(|t| started.checked_add(t.saturating_sub(limits.deadline_margin)));
-    let large = declared.is_none_or(|n| n > limits.large_body);
-    // Large bodies wait for one of a few permits before they are even read.
-    let _permit = if large {
-        match state.large.acquire().await {
-            Ok(p) => Some(p),
-            Err(_) => return Err(reject(StatusCode::SERVICE_UNAVAILABLE, "shutting down")),
-        }
-    } else {
-        None
-    };
-    let body = read_body(req.into_body(), limits).await?;
+    // The body is read before a large-review slot is taken: a client that announces a big
+    // body and stalls holds its own connection, never a slot others wait for.
+    let body = read_body(req.into_body(), limits, deadline).await?;
     if limits.baseline {
         return Ok(admission::baseline(&body));
     }
@@ -293,6 +285,9 @@ async fn review_within(
     let large = body.len() > state.limits.large_body;
     let work = async move {
         if large {
+            // large reviews run off the async workers, a few at a time; waiting for a slot
+            // counts against the deadline like the review itself
+            let _permit = state.large.acquire().await.map_err(|_| ())?;
             tokio::task::spawn_blocking(move || admission::review(&snapshot, endpoint, &body))
                 .await
                 .map_err(|_| ())
@@ -324,13 +319,19 @@ fn too_large(limits: &Limits) -> Response {
     )
 }
 
-async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, Response> {
-    match tokio::time::timeout(
-        limits.body_timeout,
-        axum::body::to_bytes(body, limits.max_body),
-    )
-    .await
-    {
+/// Reads the body within the body timeout, and within the API server's deadline when it
+/// gave one (it stops waiting then anyway).
+async fn read_body(
+    body: Body,
+    limits: &Limits,
+    deadline: Option<Instant>,
+) -> Result<Bytes, Response> {
+    let budget = deadline.map_or(limits.body_timeout, |d| {
+        limits
+            .body_timeout
+            .min(d.saturating_duration_since(Instant::now()))
+    });
+    match tokio::time::timeout(budget, axum::body::to_bytes(body, limits.max_body)).await {
         Err(_) => Err(reject(
             StatusCode::REQUEST_TIMEOUT,
             "the body was not sent in time",

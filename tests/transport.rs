@@ -327,3 +327,37 @@ async fn shutdown_finishes_in_flight_requests_and_closes_keep_alive_connections(
         .expect("server stopped")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_large_bodies_hold_no_slot_and_answers_meet_the_deadline() {
+    let dir = temp_dir("starve");
+    let pair = bundle();
+    publish(&dir, &pair.cert_pem, &pair.key_pem, 1);
+    let mut a = args(&dir);
+    a.body_timeout = Duration::from_secs(10);
+    let server = start(a).await;
+
+    // 20 clients announce 2 MiB bodies, send one byte, and stall
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut tls = tls_connect(server.addr, &pair.ca_pem).await.unwrap();
+        tls.write_all(b"POST /validate?timeout=30s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n{")
+            .await
+            .unwrap();
+        stalled.push(tls);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // a real 1.5 MiB review, as the API server sends it with a 5 s deadline
+    let object = common::mix::policy("big", true, 1_500_000);
+    let body = common::Review::from_controller("NetworkPolicy", "CREATE", object).body();
+    assert!(body.len() > 1024 * 1024, "{}", body.len());
+    let mut c = client(server.addr, &pair.ca_pem).await.unwrap();
+    let started = Instant::now();
+    let (status, v) = post(&mut c, "/validate?timeout=5s", body).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["uid"], common::UID);
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    drop(stalled);
+}
