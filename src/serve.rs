@@ -255,11 +255,7 @@ impl Webhook {
         let router = server::metrics_router(self.state.clone());
         let metrics_stop = stopped(stop_rx.clone());
         let metrics_listener = self.metrics_listener;
-        let metrics_server = tokio::spawn(async move {
-            axum::serve(metrics_listener, router)
-                .with_graceful_shutdown(metrics_stop)
-                .await
-        });
+        let metrics_server = tokio::spawn(serve_metrics(metrics_listener, router, metrics_stop));
         self.state.set_ready(true);
         serve_tls(
             self.listener,
@@ -450,6 +446,58 @@ async fn handshake(
             None
         }
     }
+}
+
+/// Connections the plain metrics and health listener keeps at once. Scrapers and probes need
+/// a handful; more wait in the kernel's backlog, unaccepted, so that whatever happens on this
+/// port cannot take the file descriptors admission needs.
+const METRICS_MAX_CONNECTIONS: usize = 64;
+/// How long a metrics connection may take to send a request, and may sit idle between two.
+const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `/metrics` and the health endpoints over plain HTTP/1.1 until `stop` resolves,
+/// with its own connection limit and idle timeout.
+async fn serve_metrics(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: impl Future<Output = ()>,
+) {
+    let connections = Arc::new(Semaphore::new(METRICS_MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(METRICS_IDLE_TIMEOUT)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = http.serve_connection(TokioIo::new(tcp), service);
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = watched.await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }
 
 /// Accepts TLS connections until `stop` resolves, then lets in-flight requests finish

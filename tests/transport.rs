@@ -361,3 +361,52 @@ async fn stalled_large_bodies_hold_no_slot_and_answers_meet_the_deadline() {
     assert!(took < Duration::from_secs(4), "answered after {took:?}");
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_to_the_metrics_port_cannot_starve_admission() {
+    let dir = temp_dir("metrics-flood");
+    let pair = bundle();
+    publish(&dir, &pair.cert_pem, &pair.key_pem, 1);
+    let server = start(args(&dir)).await;
+    // far more idle connections than the metrics listener keeps
+    let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let before = open_fds();
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(server.metrics).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 100 client sockets here, and at most 64 accepted on the server's side (same process)
+    let grown = open_fds().saturating_sub(before);
+    assert!(
+        grown <= 100 + 64 + 8,
+        "{grown} descriptors for 100 idle metrics connections"
+    );
+    // admission answers at once
+    let mut c = client(server.addr, &pair.ca_pem).await.unwrap();
+    let started = Instant::now();
+    let (status, v) = post(
+        &mut c,
+        "/validate?timeout=5s",
+        review("kubernetes.io/metadata.name"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // the accepted idle ones are closed after the idle timeout, and the port serves again
+    let metrics_addr = server.metrics;
+    eventually(
+        "metrics answer again",
+        Duration::from_secs(15),
+        || async move {
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                common::get(metrics_addr, "/healthz"),
+            )
+            .await
+            .is_ok_and(|(status, _)| status == 200)
+        },
+    )
+    .await;
+    drop(idle);
+}
