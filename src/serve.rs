@@ -393,7 +393,7 @@ async fn watch_config(state: SharedState, path: PathBuf, initial: Vec<u8>, inter
 async fn signals(state: SharedState, delay: Duration, stop: watch::Sender<bool>) {
     wait_for_signal().await;
     tracing::info!(delay = ?delay, "shutdown requested: readiness is now false");
-    state.set_ready(false);
+    state.start_draining();
     tokio::spawn(async {
         wait_for_signal().await;
         tracing::warn!("second signal: exiting now");

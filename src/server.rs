@@ -75,6 +75,20 @@ pub fn admission_router(shared: SharedState, limits: Limits) -> Router {
             post(|State(s): State<AppState>, req: Request| handle(s, Endpoint::Mutate, req)),
         )
         .merge(health_routes().with_state(state.shared.clone()))
+        // while draining, every answer asks the client to close its connection, so that no
+        // request arrives on a keep-alive connection just as the listener closes
+        .layer(axum::middleware::map_response_with_state(
+            state.shared.clone(),
+            |State(s): State<SharedState>, mut response: Response| async move {
+                if s.is_draining() {
+                    response.headers_mut().insert(
+                        header::CONNECTION,
+                        header::HeaderValue::from_static("close"),
+                    );
+                }
+                response
+            },
+        ))
         .method_not_allowed_fallback(|| async {
             reject(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -17,6 +17,8 @@ pub struct Shared {
     snapshot: RwLock<Snapshot>,
     pub metrics: Metrics,
     ready: AtomicBool,
+    /// Set once shutdown began: answers then ask clients to close their connection.
+    draining: AtomicBool,
     /// Ticks when a new configuration goes into service.
     config_changes: tokio::sync::watch::Sender<()>,
 }
@@ -35,6 +37,7 @@ impl Shared {
             snapshot: RwLock::new(snapshot),
             metrics,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             config_changes: tokio::sync::watch::Sender::new(()),
         })
     }
@@ -78,5 +81,15 @@ impl Shared {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Shutdown began: not ready, and keep-alive connections are to be closed by clients.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.set_ready(false);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 }

@@ -1129,3 +1129,22 @@ async fn admission_series_exist_at_zero_before_the_first_review() {
         assert!(text.contains(series), "{series} missing");
     }
 }
+
+#[tokio::test]
+async fn answers_during_the_drain_ask_clients_to_close_their_connection() {
+    let state = state();
+    let body = serde_json::to_vec(&Review::policy("CREATE", missing_dns()).json()).unwrap();
+    let request = || {
+        Request::post("/validate?timeout=5s")
+            .header("content-type", "application/json")
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let open = router_of(&state).oneshot(request()).await.unwrap();
+    assert!(open.headers().get("connection").is_none());
+    state.start_draining();
+    assert!(!state.is_ready());
+    let closing = router_of(&state).oneshot(request()).await.unwrap();
+    assert_eq!(closing.status(), StatusCode::OK);
+    assert_eq!(closing.headers()["connection"], "close");
+}
