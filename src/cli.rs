@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::check;
 use crate::config::Config;
+use crate::netpol::dns::DnsPreset;
 use crate::report::{self, Format};
 use crate::rules::CATALOG;
 use crate::serve::ServeArgs;
@@ -84,6 +85,10 @@ pub struct CheckArgs {
     /// is applied), directory (each directory of a monorepo on its own) or file.
     #[arg(long, value_enum, default_value = "all", env = "NETPOL_GUARD_SCOPE")]
     pub scope: check::Scope,
+    /// Where cluster DNS runs, when not the configuration's `dns` (kubernetes: kube-system
+    /// on 53; openshift: openshift-dns on 5353).
+    #[arg(long, value_enum, env = "NETPOL_GUARD_DNS_PRESET")]
+    pub dns_preset: Option<DnsPresetArg>,
     /// Pass when the paths hold no manifest files at all (by default that is an error, so a
     /// mistyped directory cannot pass silently).
     #[arg(long)]
@@ -94,6 +99,15 @@ pub struct CheckArgs {
     /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
     #[arg(required = true)]
     pub paths: Vec<String>,
+}
+
+/// `--dns-preset`: where well-known distributions run cluster DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DnsPresetArg {
+    /// kube-system, pods k8s-app=kube-dns, ports dns/dns-tcp 53
+    Kubernetes,
+    /// openshift-dns, pods dns.operator.openshift.io/daemonset-dns=default, ports dns/dns-tcp 5353
+    Openshift,
 }
 
 /// Runs a parsed command line.
@@ -136,7 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -146,6 +160,13 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         },
         None => Config::default(),
     };
+    if let Some(preset) = args.dns_preset {
+        let preset = match preset {
+            DnsPresetArg::Kubernetes => DnsPreset::Kubernetes,
+            DnsPresetArg::Openshift => DnsPreset::Openshift,
+        };
+        config.dns = preset.apply(&config.dns);
+    }
     let (mut manifests, mut problems) = check::load(&args.paths);
     if manifests.is_empty() && problems.is_empty() && !args.allow_empty {
         problems.push(check::Problem {

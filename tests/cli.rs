@@ -539,3 +539,34 @@ fn fix_injects_only_where_dns_is_certainly_missing() {
     assert!(!docs[0].contains("netpol-guard.io/injected"), "{}", docs[0]);
     assert!(docs[1].contains("netpol-guard.io/injected"), "{}", docs[1]);
 }
+
+#[test]
+fn dns_preset_openshift_recognizes_openshift_dns() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/openshift-dns.yaml");
+    let file = file.to_str().unwrap();
+    // judged against kube-system's DNS, both policies lose DNS
+    let out = run(&["check", "--format", "json", file]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let missing = |v: &Value| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "egress-missing-dns")
+            .count()
+    };
+    assert_eq!(missing(&v), 2, "{v}");
+    // against OpenShift's: both reach it (named ports, and 5353 to the DNS namespace)
+    let out = run(&[
+        "check",
+        "--format",
+        "json",
+        "--dns-preset",
+        "openshift",
+        file,
+    ]);
+    let v = json(&out);
+    assert_eq!(missing(&v), 0, "{v}");
+    assert_eq!(out.status.code(), Some(0), "{v}");
+}

@@ -74,6 +74,45 @@ impl Default for DnsConfig {
     }
 }
 
+/// Where well-known distributions run cluster DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsPreset {
+    /// CoreDNS or kube-dns: `kube-system`, pods `k8s-app: kube-dns`, ports `dns`/`dns-tcp` 53.
+    Kubernetes,
+    /// OpenShift: `openshift-dns`, pods `dns.operator.openshift.io/daemonset-dns: default`,
+    /// container ports `dns`/`dns-tcp` on 5353 (the Service maps 53 to them; policies see the
+    /// pods' ports).
+    Openshift,
+}
+
+impl DnsPreset {
+    /// The DNS settings of the preset (addresses and ipBlock semantics left as they were).
+    pub fn apply(self, dns: &DnsConfig) -> DnsConfig {
+        match self {
+            Self::Kubernetes => DnsConfig {
+                ips: dns.ips.clone(),
+                ip_block_matches_pods: dns.ip_block_matches_pods,
+                ..DnsConfig::default()
+            },
+            Self::Openshift => {
+                let labels = |k: &str, v: &str| Labels::from([(k.to_string(), v.to_string())]);
+                let port = |name: &str, protocol| DnsPort {
+                    name: name.into(),
+                    port: 5353,
+                    protocol,
+                };
+                DnsConfig {
+                    namespace_labels: labels("kubernetes.io/metadata.name", "openshift-dns"),
+                    pod_labels: labels("dns.operator.openshift.io/daemonset-dns", "default"),
+                    ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
+                    ips: dns.ips.clone(),
+                    ip_block_matches_pods: dns.ip_block_matches_pods,
+                }
+            }
+        }
+    }
+}
+
 /// Whether something reaches cluster DNS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
