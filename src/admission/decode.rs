@@ -2,14 +2,14 @@
 //! is wrong), the careful path for unusual bodies, and the guard's view of a request.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, Resource};
 use serde::Deserialize;
 
-use super::encode::{finish, invalid};
+use super::encode::{finish, invalid, operation};
 use super::objects::{NamespaceObject, PolicyObject};
 use super::{Decision, Endpoint, REVIEW_API_VERSION, Reviewed, namespace, network_policy};
-use crate::guard::{self, Request, Snapshot};
+use crate::guard::{Request, Snapshot};
 
 /// A JSON error in words for the client: where it is, and what, without the names of this
 /// program's internal types (`expected struct Peek`).
@@ -153,15 +153,6 @@ where
         .map_err(|_| "the AdmissionReview has no request".to_string())
 }
 
-pub(super) fn operation(op: &Operation) -> guard::Operation {
-    match op {
-        Operation::Create => guard::Operation::Create,
-        Operation::Update => guard::Operation::Update,
-        Operation::Delete => guard::Operation::Delete,
-        Operation::Connect => guard::Operation::Connect,
-    }
-}
-
 /// The guard's view of a request: who, what, and the objects.
 pub(super) fn facts<'a, K: Resource, T>(
     req: &'a AdmissionRequest<K>,
@@ -182,4 +173,33 @@ pub(super) fn facts<'a, K: Resource, T>(
         object,
         old_metadata,
     }
+}
+
+/// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,
+/// no rules, so load runs can show what the rules cost.
+pub fn baseline(body: &[u8]) -> Reviewed {
+    let Some(uid) = peek_uid(body) else {
+        return invalid(None, "the body has no AdmissionReview request uid", true);
+    };
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.clone();
+    response.allowed = true;
+    response.result = Default::default();
+    let mut reviewed = invalid(Some(uid), "", false);
+    reviewed.review = response.into_review();
+    reviewed.decision = Decision::Allowed;
+    reviewed
+}
+
+/// A review that could not be finished (timeout, internal failure): not allowed, with the
+/// request's uid when the body has one.
+pub fn failed(body: &[u8], message: &str) -> Reviewed {
+    let uid = peek_uid(body);
+    let mut reviewed = invalid(uid, message, false);
+    if let Some(response) = reviewed.review.response.as_mut() {
+        response.result.code = 500;
+        response.result.reason = "InternalError".to_string();
+    }
+    reviewed.decision = Decision::Error;
+    reviewed
 }

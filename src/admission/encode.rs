@@ -3,13 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Resource};
 use serde_json::Value;
 
-use super::decode::{operation, peek_uid};
 use super::{Decision, Reviewed};
-use crate::guard::Verdict;
+use crate::guard::{self, Verdict};
 use crate::rules::{Finding, Severity};
 
 /// Serializes a review for the API server. kube's `AdmissionResponse` serializes `patch`
@@ -27,35 +26,6 @@ pub fn to_json(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Ve
         *field = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
     }
     serde_json::to_vec(&value)
-}
-
-/// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,
-/// no rules, so load runs can show what the rules cost.
-pub fn baseline(body: &[u8]) -> Reviewed {
-    let Some(uid) = peek_uid(body) else {
-        return invalid(None, "the body has no AdmissionReview request uid", true);
-    };
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.clone();
-    response.allowed = true;
-    response.result = Default::default();
-    let mut reviewed = invalid(Some(uid), "", false);
-    reviewed.review = response.into_review();
-    reviewed.decision = Decision::Allowed;
-    reviewed
-}
-
-/// A review that could not be finished (timeout, internal failure): not allowed, with the
-/// request's uid when the body has one.
-pub fn failed(body: &[u8], message: &str) -> Reviewed {
-    let uid = peek_uid(body);
-    let mut reviewed = invalid(uid, message, false);
-    if let Some(response) = reviewed.review.response.as_mut() {
-        response.result.code = 500;
-        response.result.reason = "InternalError".to_string();
-    }
-    reviewed.decision = Decision::Error;
-    reviewed
 }
 
 pub(super) fn invalid(
@@ -167,4 +137,13 @@ fn audit_annotations(findings: &[Finding]) -> HashMap<String, String> {
         .into_iter()
         .map(|(rule, places)| (rule.to_string(), places.join("; ")))
         .collect()
+}
+
+pub(super) fn operation(op: &Operation) -> guard::Operation {
+    match op {
+        Operation::Create => guard::Operation::Create,
+        Operation::Update => guard::Operation::Update,
+        Operation::Delete => guard::Operation::Delete,
+        Operation::Connect => guard::Operation::Connect,
+    }
 }

@@ -13,9 +13,10 @@ use objects::{NamespaceObject, PolicyObject};
 
 use crate::guard::{self, Snapshot};
 use crate::rules::Finding;
+pub use decode::{baseline, failed};
 use decode::{careful_review, decode, facts};
 use encode::encode;
-pub use encode::{baseline, failed, to_json};
+pub use encode::to_json;
 
 /// The API version this webhook speaks.
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -122,7 +123,7 @@ fn incomplete<K: kube::core::Resource>(req: &AdmissionRequest<K>) -> Option<Revi
         Some(req.uid.clone()),
         format!(
             "the AdmissionReview request for {} has no {missing}",
-            decode::operation(&req.operation).as_str()
+            encode::operation(&req.operation).as_str()
         ),
         false,
     ))
