@@ -273,6 +273,15 @@ struct Gathered {
     namespaces: usize,
 }
 
+fn unknown_fields(fields: &[String]) -> String {
+    format!(
+        "unknown field{} {} (kubectl's strict validation rejects it; the API server would drop \
+         it)",
+        if fields.len() == 1 { "" } else { "s" },
+        fields.join(", ")
+    )
+}
+
 fn in_item(item: Option<usize>, message: &str) -> String {
     match item {
         Some(i) => format!("item {i}: {message}"),
@@ -301,22 +310,9 @@ impl Gathered {
         };
         if !decoded.unknown_fields.is_empty() {
             // reported, and the object is still judged as the API server stores it
-            self.problems.push(problem(
-                Some(line),
-                in_item(
-                    item,
-                    &format!(
-                        "unknown field{} {} (kubectl's strict validation rejects it; the API \
-                         server would drop it)",
-                        if decoded.unknown_fields.len() == 1 {
-                            ""
-                        } else {
-                            "s"
-                        },
-                        decoded.unknown_fields.join(", ")
-                    ),
-                ),
-            ));
+            let message = unknown_fields(&decoded.unknown_fields);
+            self.problems
+                .push(problem(Some(line), in_item(item, &message)));
         }
         match decoded.object {
             Object::NetworkPolicy(policy) => {
@@ -398,6 +394,21 @@ pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str)
 }
 
 impl Gathered {
+    /// The scopes that hold more than one file: only there can another file resolve a
+    /// finding.
+    fn shared_scopes(&self, scope: Scope) -> std::collections::BTreeSet<String> {
+        let mut files_in: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        let policies = self.policies.iter().map(|p| p.source.file.as_str());
+        for file in policies.chain(self.namespaces_seen.iter().map(|n| n.file.as_str())) {
+            files_in.entry(scope.key(file)).or_default().insert(file);
+        }
+        files_in
+            .into_iter()
+            .filter(|(_, files)| files.len() > 1)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
     /// The context of each scope: the policies and namespaces of its files.
     fn inventories(&self, scope: Scope) -> BTreeMap<String, Inventory> {
         let mut out: BTreeMap<String, Inventory> = BTreeMap::new();
@@ -430,14 +441,9 @@ pub fn analyze_scoped(
     } else {
         g.inventories(scope)
     };
-    // files per scope: only where a scope holds more than one file can another resolve
-    let mut files_in: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
-    let seen = g.policies.iter().map(|p| p.source.file.as_str());
-    for file in seen.chain(g.namespaces_seen.iter().map(|n| n.file.as_str())) {
-        files_in.entry(scope.key(file)).or_default().insert(file);
-    }
-    let shared = |file: &str| files_in.get(&scope.key(file)).is_some_and(|f| f.len() > 1);
-    let own = if scope != Scope::File && files_in.values().any(|f| f.len() > 1) {
+    let shared_scopes = g.shared_scopes(scope);
+    let shared = |file: &str| shared_scopes.contains(&scope.key(file));
+    let own = if !shared_scopes.is_empty() {
         g.inventories(Scope::File)
     } else {
         BTreeMap::new()

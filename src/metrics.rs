@@ -89,6 +89,45 @@ fn register_process_facts(registry: &Registry) -> Result<(), prometheus::Error> 
     Ok(())
 }
 
+/// The companions controller's and the cluster cache's metrics.
+#[allow(clippy::type_complexity)]
+fn controller_metrics(
+    r: &Registry,
+) -> Result<(IntCounterVec, IntCounter, IntGauge, IntCounter, IntGauge), prometheus::Error> {
+    let c = |name, help| register(r, IntCounter::new(name, help)?);
+    let companion_reconciles = counters(
+        r,
+        "netpol_guard_companion_reconciles_total",
+        "Namespace reconciles of the companions controller, by result.",
+        &["result"],
+    )?;
+    let drift_corrections = c(
+        "netpol_guard_companion_drift_corrections_total",
+        "Companion policies found deleted or edited and restored.",
+    )?;
+    let leader = gauge(
+        r,
+        "netpol_guard_leader",
+        "1 while this replica holds the lease and runs the companions controller.",
+    )?;
+    let leader_transitions = c(
+        "netpol_guard_leader_transitions_total",
+        "Times this replica started or stopped the companions controller (the leader Lease won or lost); a steady rise is flapping.",
+    )?;
+    let cache_synced = gauge(
+        r,
+        "netpol_guard_cache_synced",
+        "1 once the cluster cache (NetworkPolicies, Namespaces) has synced; admission uses it then.",
+    )?;
+    Ok((
+        companion_reconciles,
+        drift_corrections,
+        leader,
+        leader_transitions,
+        cache_synced,
+    ))
+}
+
 /// `success` or `error`.
 fn result_label(ok: bool) -> &'static str {
     if ok { "success" } else { "error" }
@@ -98,6 +137,8 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let r = &registry;
+        let (companion_reconciles, drift_corrections, leader, leader_transitions, cache_synced) =
+            controller_metrics(r)?;
         let metrics = Self {
             requests: counters(
                 r,
@@ -141,36 +182,11 @@ impl Metrics {
                 "Rule configuration reloads, by result.",
                 &["result"],
             )?,
-            companion_reconciles: counters(
-                r,
-                "netpol_guard_companion_reconciles_total",
-                "Namespace reconciles of the companions controller, by result.",
-                &["result"],
-            )?,
-            drift_corrections: register(
-                r,
-                IntCounter::new(
-                    "netpol_guard_companion_drift_corrections_total",
-                    "Companion policies found deleted or edited and restored.",
-                )?,
-            )?,
-            leader: gauge(
-                r,
-                "netpol_guard_leader",
-                "1 while this replica holds the lease and runs the companions controller.",
-            )?,
-            leader_transitions: register(
-                r,
-                IntCounter::new(
-                    "netpol_guard_leader_transitions_total",
-                    "Times this replica started or stopped the companions controller (the leader Lease won or lost); a steady rise is flapping.",
-                )?,
-            )?,
-            cache_synced: gauge(
-                r,
-                "netpol_guard_cache_synced",
-                "1 once the cluster cache (NetworkPolicies, Namespaces) has synced; admission uses it then.",
-            )?,
+            companion_reconciles,
+            drift_corrections,
+            leader,
+            leader_transitions,
+            cache_synced,
             registry: registry.clone(),
         };
         register_process_facts(&registry)?;

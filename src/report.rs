@@ -185,27 +185,7 @@ pub fn sarif(report: &Report) -> Value {
             })
         })
         .collect();
-    // resolved by another file of the scope: a passing result that names the covering policy
-    results.extend(report.resolved().map(|(o, r)| {
-        let by: Vec<String> =
-            r.by.iter()
-                .map(|c| format!("{} ({})", c.name, c.file))
-                .collect();
-        json!({
-            "ruleId": r.rule,
-            "ruleIndex": CATALOG.iter().position(|c| c.id == r.rule).unwrap_or(0),
-            "kind": "pass",
-            "level": "none",
-            "message": {"text": format!(
-                "{} {}/{}: {}: resolved by {}: {}",
-                o.kind, o.namespace, o.name, r.path,
-                if by.is_empty() { "other files".to_string() } else { by.join(", ") },
-                r.message
-            )},
-            "locations": [location(&o.source.file, o.source.line)],
-            "properties": {"resolvedBy": r.by},
-        })
-    }));
+    results.extend(resolved_results(report));
     // Unreadable input fails the run; SARIF carries it as a tool notification.
     let notifications: Vec<Value> = report
         .problems
@@ -235,6 +215,31 @@ pub fn sarif(report: &Report) -> Value {
             }],
             "results": results,
         }]
+    })
+}
+
+/// What another file of the scope resolved, as passing results that name the covering
+/// policy and its file.
+fn resolved_results(report: &Report) -> impl Iterator<Item = Value> + '_ {
+    report.resolved().map(|(o, r)| {
+        let by: Vec<String> =
+            r.by.iter()
+                .map(|c| format!("{} ({})", c.name, c.file))
+                .collect();
+        json!({
+            "ruleId": r.rule,
+            "ruleIndex": CATALOG.iter().position(|c| c.id == r.rule).unwrap_or(0),
+            "kind": "pass",
+            "level": "none",
+            "message": {"text": format!(
+                "{} {}/{}: {}: resolved by {}: {}",
+                o.kind, o.namespace, o.name, r.path,
+                if by.is_empty() { "other files".to_string() } else { by.join(", ") },
+                r.message
+            )},
+            "locations": [location(&o.source.file, o.source.line)],
+            "properties": {"resolvedBy": r.by},
+        })
     })
 }
 

@@ -133,17 +133,11 @@ pub async fn run(
     confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let elected = *leading.borrow_and_update();
-        if elected {
-            // the campaign says so; the Lease itself must agree, and stay fresh
-            match leases.get_opt(&election.lease).await {
-                Ok(Some(lease)) => held_until = held_until_of(&lease, &election.identity, &timing),
-                Ok(None) => held_until = None,
-                // unreachable: what was confirmed last still runs out on its own
-                Err(e) => tracing::debug!(error = %e, "cannot read the leader Lease"),
-            }
+        held_until = if elected {
+            confirm_held(&leases, &election, held_until).await
         } else {
-            held_until = None;
-        }
+            None
+        };
         let holds = elected && held_until.is_some_and(|t| Timestamp::now() < t);
         match (holds, running.is_some()) {
             (true, false) => {
@@ -180,6 +174,23 @@ pub async fn run(
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
         Ok(Err(e)) => tracing::warn!(error = %e, "the Lease campaign task failed"),
         Err(_) => tracing::warn!("releasing the leader Lease timed out"),
+    }
+}
+
+/// The campaign says this replica is elected; the Lease itself must agree, and stay fresh.
+/// When the Lease cannot be read, what was confirmed last still runs out on its own.
+async fn confirm_held(
+    leases: &Api<Lease>,
+    election: &Election,
+    last: Option<Timestamp>,
+) -> Option<Timestamp> {
+    match leases.get_opt(&election.lease).await {
+        Ok(Some(lease)) => held_until_of(&lease, &election.identity, &election.timing),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the leader Lease");
+            last
+        }
     }
 }
 
