@@ -448,6 +448,35 @@ async fn handshake(
     }
 }
 
+/// The next connection, once one of the listener's connection permits is free; `None` when
+/// `stop` resolved. Connections beyond the limit wait in the kernel's backlog, unaccepted.
+async fn next_connection<S: Future<Output = ()> + Unpin>(
+    listener: &TcpListener,
+    connections: &Arc<Semaphore>,
+    stop: &mut S,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    SocketAddr,
+)> {
+    let permit = tokio::select! {
+        permit = connections.clone().acquire_owned() => permit.ok()?,
+        () = &mut *stop => return None,
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => return Some((permit, tcp, peer)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut *stop => return None,
+        }
+    }
+}
+
 /// Connections the plain metrics and health listener keeps at once. Scrapers and probes need
 /// a handful; more wait in the kernel's backlog, unaccepted, so that whatever happens on this
 /// port cannot take the file descriptors admission needs.
@@ -469,25 +498,7 @@ async fn serve_metrics(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut stop => break,
-        };
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
+    while let Some((permit, tcp, _)) = next_connection(&listener, &connections, &mut stop).await {
         let service = TowerToHyperService::new(router.clone());
         let conn = http.serve_connection(TokioIo::new(tcp), service);
         let watched = graceful.watch(conn);
@@ -523,25 +534,8 @@ pub async fn serve_tls(
         .header_read_timeout(transport.header_timeout)
         .keep_alive(true);
     tokio::pin!(stop);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut stop => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
+    while let Some((permit, tcp, peer)) = next_connection(&listener, &connections, &mut stop).await
+    {
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = service.clone();
