@@ -2,8 +2,9 @@
 //! namespaces' labels. `check` fills it from the other manifests of its input; the webhook
 //! fills it from a cache of the cluster.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
@@ -15,17 +16,26 @@ use super::selector::{Labels, Selector};
 /// The label Kubernetes puts on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// Known policies by namespace, and known namespace labels.
+/// Known policies, namespaces and pods, by namespace.
+///
+/// The maps are persistent (structurally shared): the cluster cache applies each watch
+/// event to its own copy and publishes a clone, which costs O(1) however big the cluster,
+/// while admission keeps reading the previous snapshot.
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
-    policies: BTreeMap<String, Vec<Arc<NetworkPolicy>>>,
-    namespaces: BTreeMap<String, Labels>,
+    /// Policies of each namespace, sorted by name.
+    policies: OrdMap<String, Arc<Vec<Arc<NetworkPolicy>>>>,
+    namespaces: OrdMap<String, Arc<Labels>>,
     /// Namespace names by label key and value, so selector questions over thousands of
     /// namespaces look at the candidates only.
-    by_label: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    by_label: OrdMap<String, OrdMap<String, OrdSet<String>>>,
+    /// Pod labels by namespace and pod name (metadata only).
+    pods: OrdMap<String, OrdMap<String, Arc<Labels>>>,
     /// Whether `namespaces` is every namespace of the cluster (a synced cache), not just
     /// the ones some manifests mention.
     namespaces_complete: bool,
+    /// Whether `pods` is every pod of the cluster.
+    pods_complete: bool,
 }
 
 impl Inventory {
@@ -33,34 +43,149 @@ impl Inventory {
         Self::default()
     }
 
-    /// Records a policy as living in `namespace`.
+    /// Records a policy as living in `namespace`, replacing a stored policy of the same
+    /// name (unnamed ones, as `generateName` leaves them, are all kept).
     pub fn insert_policy(&mut self, namespace: &str, policy: Arc<NetworkPolicy>) {
-        self.policies
-            .entry(namespace.to_string())
-            .or_default()
-            .push(policy);
+        let mut list = self
+            .policies
+            .get(namespace)
+            .map(|l| l.as_ref().clone())
+            .unwrap_or_default();
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        let at = list.partition_point(|p| p.metadata.name.as_deref().unwrap_or("") < name.as_str());
+        match list.get(at) {
+            Some(old) if !name.is_empty() && old.metadata.name.as_deref() == Some(&name) => {
+                list[at] = policy;
+            }
+            _ => list.insert(at, policy),
+        }
+        self.policies.insert(namespace.to_string(), Arc::new(list));
+    }
+
+    /// Forgets the policy `name` of `namespace`.
+    pub fn remove_policy(&mut self, namespace: &str, name: &str) {
+        let Some(list) = self.policies.get(namespace) else {
+            return;
+        };
+        let kept: Vec<_> = list
+            .iter()
+            .filter(|p| p.metadata.name.as_deref() != Some(name))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            self.policies.remove(namespace);
+        } else if kept.len() != list.len() {
+            self.policies.insert(namespace.to_string(), Arc::new(kept));
+        }
     }
 
     /// Records a namespace; its `kubernetes.io/metadata.name` label is added as the API
     /// server does.
     pub fn insert_namespace(&mut self, name: &str, mut labels: Labels) {
         labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
-        if let Some(old) = self.namespaces.get(name) {
-            for (k, v) in old {
-                if let Some(names) = self.by_label.get_mut(k).and_then(|m| m.get_mut(v)) {
-                    names.retain(|n| n != name);
-                }
-            }
+        if self.namespaces.get(name).is_some_and(|old| **old == labels) {
+            return;
         }
+        self.unindex_namespace(name);
         for (k, v) in &labels {
             self.by_label
                 .entry(k.clone())
                 .or_default()
                 .entry(v.clone())
                 .or_default()
-                .push(name.to_string());
+                .insert(name.to_string());
         }
-        self.namespaces.insert(name.to_string(), labels);
+        self.namespaces.insert(name.to_string(), Arc::new(labels));
+    }
+
+    /// Forgets a namespace (its policies and pods go with their own delete events).
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.unindex_namespace(name);
+        self.namespaces.remove(name);
+    }
+
+    fn unindex_namespace(&mut self, name: &str) {
+        let Some(old) = self.namespaces.get(name).cloned() else {
+            return;
+        };
+        for (k, v) in old.iter() {
+            let Some(values) = self.by_label.get_mut(k) else {
+                continue;
+            };
+            if let Some(names) = values.get_mut(v) {
+                names.remove(name);
+                if names.is_empty() {
+                    values.remove(v);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(k);
+            }
+        }
+    }
+
+    /// Records a pod's labels.
+    pub fn insert_pod(&mut self, namespace: &str, name: &str, labels: Labels) {
+        let pods = self.pods.entry(namespace.to_string()).or_default();
+        if pods.get(name).is_some_and(|old| **old == labels) {
+            return;
+        }
+        pods.insert(name.to_string(), Arc::new(labels));
+    }
+
+    /// Forgets a pod.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        if let Some(pods) = self.pods.get_mut(namespace) {
+            pods.remove(name);
+            if pods.is_empty() {
+                self.pods.remove(namespace);
+            }
+        }
+    }
+
+    /// Forgets every pod (before a relist refills them).
+    pub fn clear_pods(&mut self) {
+        self.pods = OrdMap::new();
+    }
+
+    /// Forgets every policy (before a relist refills them).
+    pub fn clear_policies(&mut self) {
+        self.policies = OrdMap::new();
+    }
+
+    /// Forgets every namespace (before a relist refills them).
+    pub fn clear_namespaces(&mut self) {
+        self.namespaces = OrdMap::new();
+        self.by_label = OrdMap::new();
+    }
+
+    /// Declares the known pods to be all the cluster has.
+    pub fn mark_pods_complete(&mut self, complete: bool) {
+        self.pods_complete = complete;
+    }
+
+    /// Whether the known pods are all the cluster has (a synced pod cache): only then does
+    /// "no pod is selected" mean something.
+    pub fn knows_all_pods(&self) -> bool {
+        self.pods_complete
+    }
+
+    /// The known pods of a namespace with their labels, by name.
+    pub fn pods_in(&self, namespace: &str) -> impl Iterator<Item = (&str, &Labels)> {
+        self.pods
+            .get(namespace)
+            .into_iter()
+            .flat_map(|pods| pods.iter().map(|(n, l)| (n.as_str(), l.as_ref())))
+    }
+
+    /// How many pods are known.
+    pub fn pod_count(&self) -> usize {
+        self.pods.values().map(OrdMap::len).sum()
+    }
+
+    /// How many policies are known.
+    pub fn policy_count(&self) -> usize {
+        self.policies.values().map(|l| l.len()).sum()
     }
 
     /// Whether some known namespace matches `selector` (an invalid selector matches none).
@@ -69,7 +194,7 @@ impl Inventory {
         let Ok(parsed) = Selector::parse(selector) else {
             return false;
         };
-        let candidates = |names: &[String]| {
+        let candidates = |names: &OrdSet<String>| {
             names
                 .iter()
                 .filter_map(|n| self.namespaces.get(n))
@@ -80,7 +205,7 @@ impl Inventory {
                 .by_label
                 .get(k)
                 .and_then(|values| values.get(v))
-                .is_some_and(|names| candidates(names)),
+                .is_some_and(candidates),
             None => self
                 .namespaces
                 .values()
@@ -109,12 +234,12 @@ impl Inventory {
 
     /// The known policies of a namespace.
     pub fn policies_in(&self, namespace: &str) -> &[Arc<NetworkPolicy>] {
-        self.policies.get(namespace).map_or(&[], Vec::as_slice)
+        self.policies.get(namespace).map_or(&[], |l| l.as_slice())
     }
 
     /// The known labels of a namespace.
     pub fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
-        self.namespaces.get(namespace)
+        self.namespaces.get(namespace).map(AsRef::as_ref)
     }
 
     /// Declares the known namespaces to be all the cluster has.
@@ -151,7 +276,9 @@ impl Inventory {
 
     /// Every known namespace with its labels.
     pub fn namespaces(&self) -> impl Iterator<Item = (&str, &Labels)> {
-        self.namespaces.iter().map(|(n, l)| (n.as_str(), l))
+        self.namespaces
+            .iter()
+            .map(|(n, l)| (n.as_str(), l.as_ref()))
     }
 }
 

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::cluster::{Inventory, NAMESPACE_NAME_LABEL};
+use super::coverage::{PodsOutcome, pods_outcome};
 use super::ipblock::Block;
 use super::peer::{self, PeerKind, Pod};
 use super::policy::{Direction, RuleView, Subject};
@@ -126,7 +127,7 @@ pub enum Reach {
 
 impl Reach {
     /// The better of two answers: yes beats maybe beats no.
-    fn or(self, other: impl FnOnce() -> Reach) -> Reach {
+    pub(crate) fn or(self, other: impl FnOnce() -> Reach) -> Reach {
         match self {
             Reach::Yes => Reach::Yes,
             Reach::Maybe(c) => match other() {
@@ -413,24 +414,36 @@ pub enum Coverage {
     Itself,
     /// Another policy of the namespace that selects every pod this one selects.
     Policy(String),
-    /// A rule that reaches DNS only under a condition the guard cannot see; the policy
-    /// that has it when it is another one.
+    /// Every existing pod the policy selects is covered by the policies selecting it.
+    Pods(usize),
+    /// DNS only under a condition the guard cannot see: a rule whose reach depends on pod
+    /// IPs or the CNI (an ipBlock), and the policy that has it when it is another one.
     Depends {
         condition: String,
         policy: Option<String>,
     },
-    /// Nobody known.
-    Missing,
+    /// No existing pod is selected yet, and another policy of the namespace allows DNS to
+    /// pods of a selector that may overlap: DNS only if the pods also match it.
+    Composed { condition: String, policy: String },
+    /// Nobody: the existing pods left without DNS (the first few names and how many), or
+    /// none when no pod is known and no policy of the namespace allows DNS to anyone.
+    Missing { examples: Vec<String>, pods: usize },
 }
 
 impl Coverage {
     pub fn is_missing(&self) -> bool {
-        matches!(self, Self::Missing)
+        matches!(self, Self::Missing { .. })
+    }
+
+    /// Whether DNS certainly works (itself, a covering policy, or every existing pod).
+    pub fn is_certain(&self) -> bool {
+        matches!(self, Self::Itself | Self::Policy(_) | Self::Pods(_))
     }
 }
 
-/// Whether the pods selected by `subject` can reach DNS on `protocol`, counting the other
-/// policies of its namespace that provably select all of those pods.
+/// Whether the pods selected by `subject` can reach DNS on `protocol`: through its own
+/// rules, a policy of its namespace that provably selects all of its pods, or, pod by pod,
+/// the policies selecting each existing pod (see [`pods_outcome`]).
 pub fn coverage(
     target: &DnsTarget,
     inventory: &Inventory,
@@ -457,5 +470,33 @@ pub fn coverage(
             _ => {}
         }
     }
-    depends.unwrap_or(Coverage::Missing)
+    let outcome = pods_outcome(inventory, subject, |set| {
+        set.iter().fold(Reach::No, |best, s| {
+            best.or(|| target.policy_reach(s, protocol))
+        })
+    });
+    match outcome {
+        PodsOutcome::Served { pods } => Coverage::Pods(pods),
+        PodsOutcome::Unserved { examples, total } => Coverage::Missing {
+            examples,
+            pods: total,
+        },
+        PodsOutcome::Depends(condition) => Coverage::Depends {
+            condition,
+            policy: None,
+        },
+        // an ipBlock of its own (or of a covering policy) speaks before pod labels
+        _ if depends.is_some() => depends.unwrap_or(Coverage::Missing {
+            examples: Vec::new(),
+            pods: 0,
+        }),
+        PodsOutcome::IfAlsoMatched { ref policy, .. } => Coverage::Composed {
+            condition: outcome.condition(subject, "DNS").unwrap_or_default(),
+            policy: policy.clone(),
+        },
+        PodsOutcome::Nobody => Coverage::Missing {
+            examples: Vec::new(),
+            pods: 0,
+        },
+    }
 }

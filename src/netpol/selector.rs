@@ -154,6 +154,23 @@ impl<'a> Selector<'a> {
             .all(|r| self.constraint(r.key).implies(r))
     }
 
+    /// Whether no object can be selected by both selectors: some key is constrained by the
+    /// two of them in ways no single value satisfies (`app=a` and `app=b`, `app in (a)` and
+    /// `!app`). A sound proof: `false` means "may overlap", not "overlaps".
+    pub fn disjoint(&self, other: &Selector<'_>) -> bool {
+        let both = Selector {
+            requirements: self
+                .requirements
+                .iter()
+                .chain(&other.requirements)
+                .cloned()
+                .collect(),
+        };
+        both.requirements
+            .iter()
+            .any(|r| both.constraint(r.key).contradictory())
+    }
+
     /// Summarises what this selector says about one key.
     fn constraint(&self, key: &str) -> KeyConstraint<'a> {
         let mut c = KeyConstraint::default();
@@ -410,6 +427,64 @@ pub(crate) mod tests {
             assert_eq!(errs[0].index(), want.index());
             assert!(!matches(&s, &labels(&[("app", "web"), ("a", "b")])));
             assert!(!matches(&s, &labels(&[])));
+        }
+    }
+
+    #[test]
+    fn disjointness_table() {
+        // (a, b, provably disjoint); checked both ways round
+        let cases: Vec<(LabelSelector, LabelSelector, bool)> = vec![
+            (sel(&[("app", "a")], &[]), sel(&[("app", "b")], &[]), true),
+            (sel(&[("app", "a")], &[]), sel(&[("app", "a")], &[]), false),
+            (
+                sel(&[("app", "a")], &[]),
+                sel(&[("to-dns", "allowed")], &[]),
+                false,
+            ),
+            (sel(&[], &[]), sel(&[("app", "a")], &[]), false),
+            (
+                sel(&[("app", "a")], &[]),
+                sel(&[], &[("app", "DoesNotExist", &[])]),
+                true,
+            ),
+            (
+                sel(&[], &[("app", "Exists", &[])]),
+                sel(&[], &[("app", "DoesNotExist", &[])]),
+                true,
+            ),
+            (
+                sel(&[], &[("app", "In", &["a", "b"])]),
+                sel(&[], &[("app", "In", &["b", "c"])]),
+                false,
+            ),
+            (
+                sel(&[], &[("app", "In", &["a", "b"])]),
+                sel(&[], &[("app", "In", &["c"])]),
+                true,
+            ),
+            (
+                sel(&[], &[("app", "In", &["a", "b"])]),
+                sel(&[], &[("app", "NotIn", &["a", "b"])]),
+                true,
+            ),
+            (
+                sel(&[], &[("app", "NotIn", &["a"])]),
+                sel(&[], &[("app", "DoesNotExist", &[])]),
+                false,
+            ),
+            (
+                sel(&[("tier", "db")], &[]),
+                sel(&[], &[("tier", "NotIn", &["web"])]),
+                false,
+            ),
+        ];
+        for (a, b, want) in cases {
+            let (pa, pb) = (
+                Selector::parse(&a).expect("valid"),
+                Selector::parse(&b).expect("valid"),
+            );
+            assert_eq!(pa.disjoint(&pb), want, "{a:?} / {b:?}");
+            assert_eq!(pb.disjoint(&pa), want, "{b:?} / {a:?}");
         }
     }
 

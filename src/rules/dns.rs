@@ -5,6 +5,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
+use crate::netpol::coverage::describe_examples;
 use crate::netpol::dns::{Coverage, coverage};
 use crate::netpol::ipblock::Block;
 use crate::netpol::peer::PeerKind;
@@ -85,11 +86,16 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
         return Vec::new();
     }
     match coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp) {
-        Coverage::Missing => vec![missing_dns_hit(ctx, subject)],
+        Coverage::Missing { examples, pods } => {
+            vec![missing_dns_hit(ctx, subject, &examples, pods)]
+        }
         Coverage::Depends { condition, policy } => {
             vec![depends_dns_hit(ctx, subject, condition, policy)]
         }
-        Coverage::Itself | Coverage::Policy(_) => Vec::new(),
+        Coverage::Composed { condition, policy } => {
+            vec![composed_dns_hit(ctx, subject, condition, &policy)]
+        }
+        Coverage::Itself | Coverage::Policy(_) | Coverage::Pods(_) => Vec::new(),
     }
 }
 
@@ -117,7 +123,44 @@ fn depends_dns_hit(
     .depends(condition)
 }
 
-fn missing_dns_hit(ctx: &Context<'_>, subject: &Subject<'_>) -> Hit {
+/// A policy set composed by pod labels: DNS comes from another policy keyed on its own
+/// label, and no existing pod shows whether this policy's pods carry it.
+fn composed_dns_hit(
+    ctx: &Context<'_>,
+    subject: &Subject<'_>,
+    condition: String,
+    policy: &str,
+) -> Hit {
+    Hit::new(
+        egress_path(subject),
+        format!(
+            "restricts egress of {} without a DNS rule of its own: {condition}",
+            selector::describe_pods(&subject.pod_selector()),
+        ),
+        format!(
+            "label these pods so that policy {policy} selects them too, or add this rule to \
+             spec.egress:\n{}",
+            ctx.dns.allowance_yaml()
+        ),
+    )
+    .depends(condition)
+}
+
+fn missing_dns_hit(
+    ctx: &Context<'_>,
+    subject: &Subject<'_>,
+    examples: &[String],
+    pods: usize,
+) -> Hit {
+    let who = if pods == 0 {
+        selector::describe_pods(&subject.pod_selector())
+    } else {
+        format!(
+            "{} ({})",
+            selector::describe_pods(&subject.pod_selector()),
+            describe_examples(examples, pods)
+        )
+    };
     let tcp_only = !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing();
     let target = format!(
         "the DNS pods ({} in namespaces {})",
@@ -127,10 +170,9 @@ fn missing_dns_hit(ctx: &Context<'_>, subject: &Subject<'_>) -> Hit {
     Hit::new(
         egress_path(subject),
         format!(
-            "restricts egress of {} but {} allows DNS on UDP 53 to {target}{}: every name \
+            "restricts egress of {who} but {} allows DNS on UDP 53 to {target}{}: every name \
              lookup of these pods will time out",
-            selector::describe_pods(&subject.pod_selector()),
-            "no rule of this policy or of a policy covering the same pods",
+            "no rule of this policy or of a policy selecting the same pods",
             if tcp_only {
                 " (only TCP 53 is allowed)"
             } else {
@@ -150,12 +192,16 @@ fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
         return Vec::new();
     }
     let udp = coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp);
-    let certain_udp = matches!(udp, Coverage::Itself | Coverage::Policy(_));
-    if !certain_udp || !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing() {
+    if !udp.is_certain() || !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing()
+    {
         return Vec::new();
     }
     let (path, where_) = match &udp {
         Coverage::Policy(name) => (egress_path(subject).to_string(), format!("policy {name}")),
+        Coverage::Pods(_) => (
+            egress_path(subject).to_string(),
+            "the policies selecting these pods".to_string(),
+        ),
         _ => {
             let rule = subject
                 .rules(Direction::Egress)
@@ -588,6 +634,104 @@ mod tests {
         // a policy does not cover itself through its stored older version
         let stored_self = allow_dns_web.replace("allow-dns-web", "p");
         assert_eq!(run(&EGRESS_MISSING_DNS, &subject, &[&stored_self]).len(), 1);
+    }
+
+    /// Certain (no condition), depends (a condition naming the other policy) or clean.
+    fn verdict(hits: &[Hit]) -> &'static str {
+        match hits {
+            [] => "clean",
+            [h] if h.condition.is_some() => "depends",
+            [_] => "certain",
+            _ => "several",
+        }
+    }
+
+    #[test]
+    fn label_composed_policy_sets_table() {
+        // DNS in its own policy keyed on its own pod label, as label-composed sets write it
+        let dns_by_label = format!(
+            "kind: NetworkPolicy\nmetadata: {{name: allow-dns, namespace: apps}}\nspec: {{podSelector: {{matchLabels: {{to-dns: allowed}}}}, policyTypes: [Egress], egress: [{GOOD_DNS}]}}"
+        );
+        let dns_for_db = dns_by_label.replace("to-dns: allowed", "app: db");
+        let dns_except_web = dns_by_label.replace(
+            "{matchLabels: {to-dns: allowed}}",
+            "{matchExpressions: [{key: app, operator: NotIn, values: [web]}]}",
+        );
+        let pod = |name: &str, labels: &str| {
+            format!("kind: Pod\nmetadata: {{name: {name}, namespace: apps, labels: {labels}}}")
+        };
+        let web_dns = pod("web-1", "{app: web, to-dns: allowed}");
+        let web_plain = pod("web-2", "{app: web}");
+        let other = pod("db-1", "{app: db, to-dns: allowed}");
+        let subject =
+            egress("{to: [{podSelector: {matchLabels: {app: db}}}], ports: [{port: 5432}]}");
+        let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+            // offline or no pod selected yet: it depends on the pods' labels
+            ("no pods known", vec![&dns_by_label], "depends"),
+            (
+                "pods known, none selected",
+                vec![&dns_by_label, &other],
+                "depends",
+            ),
+            // disjoint selectors or nobody with DNS: certain
+            ("DNS only for app=db", vec![&dns_for_db], "certain"),
+            (
+                "DNS for every app but web",
+                vec![&dns_except_web],
+                "certain",
+            ),
+            ("no DNS policy", vec![], "certain"),
+            // the pods decide
+            ("every pod labelled", vec![&dns_by_label, &web_dns], "clean"),
+            (
+                "one pod unlabelled",
+                vec![&dns_by_label, &web_dns, &web_plain],
+                "certain",
+            ),
+            ("pods, no DNS policy", vec![&web_dns], "certain"),
+        ];
+        for (what, others, want) in cases {
+            let hits = run(&EGRESS_MISSING_DNS, &subject, &others);
+            assert_eq!(verdict(&hits), want, "{what}: {hits:?}");
+        }
+        let hits = run(&EGRESS_MISSING_DNS, &subject, &[&dns_by_label]);
+        assert_eq!(
+            hits[0].condition.as_deref(),
+            Some(
+                "pods selected by p get DNS only if they also match to-dns=allowed (policy apps/allow-dns)"
+            )
+        );
+        assert!(
+            hits[0]
+                .message
+                .contains("without a DNS rule of its own: pods selected by p"),
+            "{}",
+            hits[0].message
+        );
+        // the certain finding names the pods left without DNS
+        let hits = run(
+            &EGRESS_MISSING_DNS,
+            &subject,
+            &[&dns_by_label, &web_dns, &web_plain],
+        );
+        assert!(
+            hits[0].message.contains("(pod web-2)"),
+            "{}",
+            hits[0].message
+        );
+        let many: Vec<String> = (0..5)
+            .map(|i| pod(&format!("web-{i}"), "{app: web}"))
+            .collect();
+        let mut others: Vec<&str> = many.iter().map(String::as_str).collect();
+        others.push(&dns_by_label);
+        let hits = run(&EGRESS_MISSING_DNS, &subject, &others);
+        assert!(
+            hits[0]
+                .message
+                .contains("(pods web-0, web-1, web-2 (and 2 more))"),
+            "{}",
+            hits[0].message
+        );
     }
 
     #[test]

@@ -326,7 +326,17 @@ pub(crate) mod testing {
         let mut inventory = Inventory::new();
         for doc in others {
             let value: serde_json::Value = serde_yaml_ng::from_str(doc).expect("context doc");
-            if value["kind"] == "Namespace" {
+            if value["kind"] == "Pod" {
+                let pod: k8s_openapi::api::core::v1::Pod =
+                    serde_json::from_value(value).expect("pod");
+                let ns = pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or(DEFAULT_NAMESPACE.into());
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                inventory.insert_pod(&ns, &name, pod.metadata.labels.unwrap_or_default());
+            } else if value["kind"] == "Namespace" {
                 let ns: k8s_openapi::api::core::v1::Namespace =
                     serde_json::from_value(value).expect("namespace");
                 let name = ns.metadata.name.clone().unwrap_or_default();
@@ -345,6 +355,10 @@ pub(crate) mod testing {
         // namespaces given as context stand for the cluster's whole list
         if others.iter().any(|d| d.contains("kind: Namespace")) {
             inventory.mark_namespaces_complete();
+        }
+        // so do pods (as a synced pod cache knows them)
+        if others.iter().any(|d| d.contains("kind: Pod")) {
+            inventory.mark_pods_complete(true);
         }
         let ctx = config.context(&inventory);
         let p = policy(yaml);

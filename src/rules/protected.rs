@@ -2,6 +2,8 @@
 
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
+use crate::netpol::coverage::{PodsOutcome, describe_examples, pods_outcome};
+use crate::netpol::dns::Reach;
 use crate::netpol::openness::rules_open_everything;
 use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::selector;
@@ -20,48 +22,102 @@ pub const ISOLATION: Rule = Rule {
     check: Check::Policy(isolation),
 };
 
+/// What a policy in a protected namespace restricts.
+#[derive(Debug, Default)]
+struct Restricted {
+    /// "Ingress", "Egress" or "Ingress and Egress".
+    directions: String,
+    /// Existing pods left restricted, for the message.
+    pods: Option<String>,
+    /// Set when other policies of the namespace may open the direction for these pods,
+    /// depending on pod labels no existing pod shows.
+    condition: Option<String>,
+}
+
 /// The directions a policy restricts, if it is in a protected namespace and selects every
 /// pod (`all_pods`) or some pods (`!all_pods`). A direction is restricted when it is
 /// isolated and the rules that apply to these pods (this policy's, and those of every
 /// policy of the namespace that selects them all) do not admit everything on every port.
-fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Option<String> {
+/// For a policy over every pod, the pods decide next (see [`pods_outcome`]): other
+/// policies may open the direction pod by pod.
+fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Option<Restricted> {
     if !ctx.is_protected(subject.namespace) || subject.selects_all_pods() != all_pods {
         return None;
     }
+    let matches_pods = ctx.dns.ip_block_matches_pods();
+    let opens = |set: &[Subject<'_>], d: Direction| {
+        let rules: Vec<RuleView<'_>> = set.iter().flat_map(|s| s.rules(d)).collect();
+        rules_open_everything(&rules, matches_pods)
+    };
     let others = ctx.inventory.covering(subject);
-    let dirs: Vec<&str> = Direction::BOTH
-        .into_iter()
-        .filter(|d| {
-            let rules: Vec<RuleView<'_>> = subject
-                .rules(*d)
-                .into_iter()
-                .chain(others.iter().flat_map(|o| o.rules(*d)))
-                .collect();
-            subject.isolates(*d) && !rules_open_everything(&rules, ctx.dns.ip_block_matches_pods())
-        })
-        .map(Direction::policy_type)
-        .collect();
-    (!dirs.is_empty()).then(|| dirs.join(" and "))
+    let mut found = Restricted::default();
+    let mut dirs = Vec::new();
+    for d in Direction::BOTH {
+        let set: Vec<Subject<'_>> = std::iter::once(subject.clone())
+            .chain(others.iter().cloned())
+            .collect();
+        if !subject.isolates(d) || opens(&set, d) {
+            continue;
+        }
+        if all_pods {
+            let judge = |set: &[Subject<'_>]| if opens(set, d) { Reach::Yes } else { Reach::No };
+            match pods_outcome(ctx.inventory, subject, judge) {
+                PodsOutcome::Served { .. } => continue,
+                PodsOutcome::Unserved { examples, total } => {
+                    found.pods = Some(describe_examples(&examples, total));
+                }
+                outcome @ PodsOutcome::IfAlsoMatched { .. } => {
+                    let what = format!("all {} traffic", d.policy_type());
+                    found.condition = found
+                        .condition
+                        .or_else(|| outcome.condition(subject, &what));
+                }
+                PodsOutcome::Depends(_) | PodsOutcome::Nobody => {}
+            }
+        }
+        dirs.push(d.policy_type());
+    }
+    if dirs.is_empty() {
+        return None;
+    }
+    found.directions = dirs.join(" and ");
+    // certain for the pods in view: a named pod outweighs labels no pod shows
+    if found.pods.is_some() {
+        found.condition = None;
+    }
+    Some(found)
 }
 
 fn deny_all(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    let Some(dirs) = restricted(ctx, subject, true) else {
+    let Some(found) = restricted(ctx, subject, true) else {
         return Vec::new();
     };
-    vec![Hit::new(
+    let dirs = &found.directions;
+    let pods = found
+        .pods
+        .as_ref()
+        .map_or_else(String::new, |p| format!(" (no policy opens it for {p})"));
+    let hit = Hit::new(
         "spec.podSelector",
         format!(
-            "selects every pod in the protected namespace {} and restricts {dirs}: DNS, the CNI, \
-             metrics and controllers there lose traffic and the cluster can go down",
+            "selects every pod in the protected namespace {} and restricts {dirs}{pods}: DNS, \
+             the CNI, metrics and controllers there lose traffic and the cluster can go down",
             subject.namespace,
         ),
         "set spec.podSelector.matchLabels to the pods you mean to isolate and allow everything \
          they need (the DNS pods need ingress on UDP and TCP 53 from every namespace)",
-    )]
+    );
+    vec![match found.condition {
+        Some(condition) => hit.depends(condition),
+        None => hit,
+    }]
 }
 
 fn isolation(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
-    let Some(dirs) = restricted(ctx, subject, false) else {
+    let Some(Restricted {
+        directions: dirs, ..
+    }) = restricted(ctx, subject, false)
+    else {
         return Vec::new();
     };
     vec![Hit::new(
@@ -79,7 +135,7 @@ fn isolation(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::testing::{Setup, run_with, table};
+    use crate::rules::testing::{Setup, run, run_with, table};
 
     #[test]
     fn deny_all_table() {
@@ -127,6 +183,49 @@ mod tests {
                     &[],
                 ),
             ],
+        );
+    }
+
+    #[test]
+    fn deny_all_with_other_policies_and_pods() {
+        let deny = "metadata: {name: deny, namespace: kube-system}\nspec: {podSelector: {}, policyTypes: [Ingress]}";
+        let open_for = |labels: &str| {
+            format!(
+                "kind: NetworkPolicy\nmetadata: {{name: open, namespace: kube-system}}\nspec: {{podSelector: {{matchLabels: {labels}}}, ingress: [{{}}]}}"
+            )
+        };
+        let pod = |name: &str, labels: &str| {
+            format!(
+                "kind: Pod\nmetadata: {{name: {name}, namespace: kube-system, labels: {labels}}}"
+            )
+        };
+        let open_system = open_for("{tier: system}");
+        let dns = pod("coredns-1", "{k8s-app: kube-dns, tier: system}");
+        let metrics = pod("metrics-server-1", "{k8s-app: metrics-server}");
+        // (context, hits, whether the hit depends on pod labels)
+        let cases: Vec<(Vec<&str>, usize, bool)> = vec![
+            (vec![], 1, false),
+            // other policies open ingress for some labels, no pod in view: depends
+            (vec![&open_system], 1, true),
+            // every existing pod opened: clean
+            (vec![&open_system, &dns], 0, false),
+            // one existing pod left closed: certain
+            (vec![&open_system, &dns, &metrics], 1, false),
+        ];
+        for (others, n, depends) in cases {
+            let hits = run(&DENY_ALL, deny, &others);
+            assert_eq!(hits.len(), n, "{others:?}: {hits:?}");
+            if let Some(h) = hits.first() {
+                assert_eq!(h.condition.is_some(), depends, "{others:?}: {h:?}");
+            }
+        }
+        let hits = run(&DENY_ALL, deny, &[&open_system, &dns, &metrics]);
+        assert!(
+            hits[0]
+                .message
+                .contains("no policy opens it for pod metrics-server-1"),
+            "{}",
+            hits[0].message
         );
     }
 

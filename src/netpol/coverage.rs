@@ -1,0 +1,156 @@
+//! Whether the pods a policy selects get something (DNS, open traffic) from the policies
+//! that apply to them, when no single policy provably gives it to all of them.
+//!
+//! Policies add up per pod: a pod gets what any policy selecting it allows. Whether a
+//! policy set composed by pod labels (one policy per purpose, DNS in its own policy keyed
+//! on its own label) works is a question about the pods, so the answer has three outcomes:
+//! certain with the pods in view, certain without them (nobody gives it to anyone), and
+//! "depends" when it turns on labels of pods that do not exist yet.
+
+use std::collections::HashMap;
+
+use super::cluster::Inventory;
+use super::dns::Reach;
+use super::policy::Subject;
+use super::selector::{self, Selector};
+
+/// At most this many pods are named in a message.
+pub const NAMED_PODS: usize = 3;
+
+/// How the pods a policy selects fare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodsOutcome {
+    /// Every known pod the policy selects is served (by it or another policy selecting it).
+    Served { pods: usize },
+    /// Known pods the policy selects that no applicable policy serves: the first few names
+    /// and how many in all.
+    Unserved { examples: Vec<String>, total: usize },
+    /// The pods are served only under a condition the guard cannot see.
+    Depends(String),
+    /// No known pod is selected, and another policy of the namespace serves pods of a
+    /// selector that may overlap: the pods are served only if they also match it.
+    IfAlsoMatched { policy: String, selector: String },
+    /// No known pod is selected and no policy of the namespace serves anyone.
+    Nobody,
+}
+
+impl PodsOutcome {
+    /// The condition of a `Depends` or `IfAlsoMatched` outcome, worded for messages:
+    /// `pods selected by web get DNS only if they also match to-dns=allowed (policy
+    /// shop/allow-dns)`.
+    pub fn condition(&self, subject: &Subject<'_>, what: &str) -> Option<String> {
+        match self {
+            Self::Depends(condition) => Some(condition.clone()),
+            Self::IfAlsoMatched { policy, selector } => Some(format!(
+                "pods selected by {} get {what} only if they also match {selector} (policy {}/{policy})",
+                subject.name, subject.namespace
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Judges the pods `subject` selects. `judge` answers for a set of policies that all apply
+/// to one pod (the subject first) whether together they serve it. The other policies of the
+/// namespace are read from `inventory`; a stored policy with the subject's name is the old
+/// version of it and left out.
+pub fn pods_outcome(
+    inventory: &Inventory,
+    subject: &Subject<'_>,
+    judge: impl Fn(&[Subject<'_>]) -> Reach,
+) -> PodsOutcome {
+    let own_selector = subject.pod_selector();
+    let Ok(own) = Selector::parse(&own_selector) else {
+        return PodsOutcome::Nobody;
+    };
+    let others: Vec<Subject<'_>> = inventory
+        .policies_in(subject.namespace)
+        .iter()
+        .map(|p| Subject::new(p, subject.namespace))
+        .filter(|o| subject.name.is_empty() || o.name != subject.name)
+        .collect();
+    let selectors: Vec<_> = others.iter().map(Subject::pod_selector).collect();
+    let parsed: Vec<Option<Selector<'_>>> =
+        selectors.iter().map(|s| Selector::parse(s).ok()).collect();
+
+    if inventory.knows_all_pods()
+        && let Some(outcome) = judge_pods(inventory, subject, &own, &others, &parsed, &judge)
+    {
+        return outcome;
+    }
+    // No pod to look at: does another policy serve pods that may also be these?
+    others
+        .iter()
+        .zip(&parsed)
+        .zip(&selectors)
+        .filter(|((_, p), _)| p.as_ref().is_some_and(|p| !own.disjoint(p)))
+        .find(|((o, _), _)| judge(&[subject.clone(), (*o).clone()]) == Reach::Yes)
+        .map_or(PodsOutcome::Nobody, |((o, _), s)| {
+            PodsOutcome::IfAlsoMatched {
+                policy: o.name.to_string(),
+                selector: selector::describe(s),
+            }
+        })
+}
+
+/// The outcome over the known pods the subject selects; `None` when it selects none.
+fn judge_pods(
+    inventory: &Inventory,
+    subject: &Subject<'_>,
+    own: &Selector<'_>,
+    others: &[Subject<'_>],
+    parsed: &[Option<Selector<'_>>],
+    judge: &impl Fn(&[Subject<'_>]) -> Reach,
+) -> Option<PodsOutcome> {
+    // pods selected by the same set of policies share one answer
+    let mut answers: HashMap<Vec<usize>, Reach> = HashMap::new();
+    let (mut pods, mut total, mut examples, mut condition) = (0, 0, Vec::new(), None);
+    for (name, labels) in inventory.pods_in(subject.namespace) {
+        if !own.matches(labels) {
+            continue;
+        }
+        pods += 1;
+        let applying: Vec<usize> = parsed
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.matches(labels)))
+            .map(|(i, _)| i)
+            .collect();
+        let reach = answers.entry(applying).or_insert_with_key(|applying| {
+            let set: Vec<Subject<'_>> = std::iter::once(subject.clone())
+                .chain(applying.iter().map(|&i| others[i].clone()))
+                .collect();
+            judge(&set)
+        });
+        match reach {
+            Reach::Yes => {}
+            Reach::Maybe(c) => {
+                condition.get_or_insert_with(|| c.clone());
+            }
+            Reach::No => {
+                total += 1;
+                if examples.len() < NAMED_PODS {
+                    examples.push(name.to_string());
+                }
+            }
+        }
+    }
+    Some(match (pods, total, condition) {
+        (0, _, _) => return None,
+        (_, 0, None) => PodsOutcome::Served { pods },
+        (_, 0, Some(c)) => PodsOutcome::Depends(c),
+        _ => PodsOutcome::Unserved { examples, total },
+    })
+}
+
+/// "pods a, b, c (and 4 more)" for messages.
+pub fn describe_examples(examples: &[String], total: usize) -> String {
+    let more = total.saturating_sub(examples.len());
+    let list = examples.join(", ");
+    let noun = if total == 1 { "pod" } else { "pods" };
+    if more == 0 {
+        format!("{noun} {list}")
+    } else {
+        format!("{noun} {list} (and {more} more)")
+    }
+}
