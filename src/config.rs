@@ -10,9 +10,9 @@ pub use crate::guard::settings::{
     PolicyType,
 };
 pub use crate::netpol::dns::{DnsConfig, DnsPort};
-use crate::netpol::names::is_dns_subdomain;
+use crate::netpol::names::{is_dns_label, is_dns_subdomain};
 use crate::netpol::ports::Protocol;
-use crate::netpol::selector::Selector;
+use crate::netpol::selector::{Labels, Selector};
 pub use crate::rules::Level;
 use crate::rules::{self, CATALOG};
 
@@ -90,22 +90,21 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         self.validate_levels()?;
-        if self.dns.namespace_labels.is_empty() {
-            return Err("dns.namespaceLabels must not be empty".into());
+        let dns = &self.dns;
+        validate_dns_pods("dns", &dns.namespace_labels, &dns.pod_labels, &dns.ports)?;
+        for (i, t) in dns.targets.iter().enumerate() {
+            let at = format!("dns.targets[{i}]");
+            validate_dns_pods(&at, &t.namespace_labels, &t.pod_labels, &t.ports)?;
         }
-        if self.dns.pod_labels.is_empty() {
-            return Err("dns.podLabels must not be empty".into());
-        }
-        if !self.dns.ports.iter().any(|p| p.protocol == Protocol::Udp) {
-            return Err("dns.ports must declare the UDP DNS port".into());
-        }
-        if let Some(p) = self
-            .dns
-            .ports
-            .iter()
-            .find(|p| !(1..=65535).contains(&p.port))
-        {
-            return Err(format!("dns.ports: port {} is out of range", p.port));
+        for service in &dns.services {
+            let valid = service
+                .split_once('/')
+                .is_some_and(|(ns, name)| is_dns_label(ns) && is_dns_label(name));
+            if !valid {
+                return Err(format!(
+                    "dns.services: {service:?} is not `namespace/name` of a Service"
+                ));
+            }
         }
         let companions = &self.companions;
         for name in [&companions.default_deny.name, &companions.allow_dns.name] {
@@ -159,6 +158,28 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The labels and ports of a set of DNS pods (`dns` itself or one of `dns.targets`).
+fn validate_dns_pods(
+    at: &str,
+    namespace_labels: &Labels,
+    pod_labels: &Labels,
+    ports: &[DnsPort],
+) -> Result<(), String> {
+    if namespace_labels.is_empty() {
+        return Err(format!("{at}.namespaceLabels must not be empty"));
+    }
+    if pod_labels.is_empty() {
+        return Err(format!("{at}.podLabels must not be empty"));
+    }
+    if !ports.iter().any(|p| p.protocol == Protocol::Udp) {
+        return Err(format!("{at}.ports must declare the UDP DNS port"));
+    }
+    if let Some(p) = ports.iter().find(|p| !(1..=65535).contains(&p.port)) {
+        return Err(format!("{at}.ports: port {} is out of range", p.port));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

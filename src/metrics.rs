@@ -35,6 +35,10 @@ pub struct Metrics {
     pub leader_transitions: IntCounter,
     /// 1 once the cluster cache has listed NetworkPolicies and Namespaces.
     pub cache_synced: IntGauge,
+    /// `{resource}`: objects in the cluster cache (networkpolicies, namespaces, pods).
+    pub cache_objects: IntGaugeVec,
+    /// `{namespace, source}`: 1 for the DNS target in use.
+    pub dns_target: IntGaugeVec,
 }
 
 /// Results of a namespace reconcile: companions applied (created or restored), already as
@@ -187,11 +191,52 @@ impl Metrics {
             leader,
             leader_transitions,
             cache_synced,
+            cache_objects: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "netpol_guard_cache_objects",
+                        "Objects in the cluster cache, by resource.",
+                    ),
+                    &["resource"],
+                )?,
+            )?,
+            dns_target: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "netpol_guard_dns_target_info",
+                        "1 for the DNS target the rules and the injection use: its namespace, and whether it was discovered from the cluster's DNS Service or configured.",
+                    ),
+                    &["namespace", "source"],
+                )?,
+            )?,
             registry: registry.clone(),
         };
         register_process_facts(&registry)?;
         metrics.start_at_zero();
         Ok(metrics)
+    }
+
+    /// Records the DNS target in use (one series at 1).
+    pub fn dns_target(&self, namespace: &str, source: &str) {
+        self.dns_target.reset();
+        self.dns_target
+            .with_label_values(&[namespace, source])
+            .set(1);
+    }
+
+    /// Records the size of the cluster cache.
+    pub fn cache_size(&self, policies: usize, namespaces: usize, pods: usize) {
+        for (resource, n) in [
+            ("networkpolicies", policies),
+            ("namespaces", namespaces),
+            ("pods", pods),
+        ] {
+            self.cache_objects
+                .with_label_values(&[resource])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Starts every bounded series at zero so dashboards see them before the first event.

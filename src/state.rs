@@ -9,6 +9,8 @@ use crate::config::Config;
 use crate::guard::{Identity, Snapshot};
 use crate::metrics::Metrics;
 use crate::netpol::cluster::Inventory;
+use crate::netpol::dns::DnsSource;
+use crate::netpol::ports::Protocol;
 
 /// State shared by the request handlers and the background tasks.
 #[derive(Debug)]
@@ -33,6 +35,10 @@ impl Shared {
             Arc::new(Inventory::new()),
             Arc::new(identity),
         );
+        metrics.dns_target(
+            snapshot.dns.namespace().unwrap_or_default(),
+            snapshot.dns.source().label(),
+        );
         Arc::new(Self {
             snapshot: RwLock::new(snapshot),
             metrics,
@@ -55,7 +61,24 @@ impl Shared {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *guard = change(&guard);
+        let next = change(&guard);
+        let target = |s: &Snapshot| (s.dns.source().clone(), s.dns.namespace().map(String::from));
+        let (source, namespace) = target(&next);
+        if (&source, &namespace) != (&target(&guard).0, &target(&guard).1) {
+            let namespace = namespace.unwrap_or_default();
+            match &source {
+                DnsSource::Discovered(service) => tracing::info!(
+                    service = %service,
+                    ports = ?next.dns.port_number(Protocol::Udp),
+                    "DNS target discovered from the cluster's DNS Service"
+                ),
+                DnsSource::Configured => {
+                    tracing::info!(namespace = %namespace, "DNS target from the configuration")
+                }
+            }
+            self.metrics.dns_target(&namespace, source.label());
+        }
+        *guard = next;
     }
 
     /// Puts a new rule configuration in service.

@@ -1,27 +1,34 @@
-//! The cluster cache: reflectors over every NetworkPolicy and Namespace, published to the
-//! webhook as an [`Inventory`] snapshot. Admission reads the snapshot through the shared
-//! engine (a clone of an `Arc`), so a slow or absent API server never delays a review;
-//! until both lists have synced the engine keeps the empty inventory and judges each object
-//! alone.
+//! The cluster cache: watches over every NetworkPolicy, Namespace and Pod (metadata only:
+//! name, namespace, labels) and over the DNS Service candidates and their EndpointSlices,
+//! applied event by event to one [`Inventory`] and published to the webhook as a
+//! snapshot. The inventory's maps are persistent, so a publish costs a clone of a few
+//! pointers however big the cluster; admission reads the snapshot, never the API, so a
+//! slow or absent API server never delays a review. Until the policy and namespace lists
+//! have synced the engine keeps the empty inventory and judges each object alone; until
+//! the pod list has synced (or when RBAC forbids it) pods count as unknown.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::runtime::reflector::{self, Store};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use crate::netpol::cluster::Inventory;
+use crate::netpol::cluster::{Inventory, ServiceFacts, ServicePort, SliceFacts};
+use crate::netpol::dns::{Discover, DnsConfig, DnsPort};
+use crate::netpol::ports::Protocol;
+use crate::netpol::selector::Labels;
 use crate::state::SharedState;
 
-/// Changes arriving within this window are published together.
-const PUBLISH_DEBOUNCE: Duration = Duration::from_millis(200);
-
-/// Builds the inventory the engine reads from the two stores.
+/// Builds an inventory from lists of policies and namespaces (all the cluster has).
 pub fn inventory(policies: &[Arc<NetworkPolicy>], namespaces: &[Arc<Namespace>]) -> Inventory {
     let mut inventory = Inventory::new();
     for ns in namespaces {
@@ -36,88 +43,432 @@ pub fn inventory(policies: &[Arc<NetworkPolicy>], namespaces: &[Arc<Namespace>])
     inventory
 }
 
-/// Runs the reflectors and publishes snapshots until `stop`.
-pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>) {
-    let changed = Arc::new(Notify::new());
-    let (policies, policy_writer) = reflector::store::<NetworkPolicy>();
-    let (namespaces, namespace_writer) = reflector::store::<Namespace>();
+/// One object as the inventory keeps it.
+#[derive(Debug, Clone)]
+pub enum Fact {
+    Policy(Arc<NetworkPolicy>),
+    Namespace {
+        name: String,
+        labels: Labels,
+    },
+    Pod {
+        namespace: String,
+        name: String,
+        labels: Labels,
+    },
+    Service {
+        namespace: String,
+        name: String,
+        facts: ServiceFacts,
+    },
+    Slice {
+        namespace: String,
+        name: String,
+        facts: SliceFacts,
+    },
+}
 
-    // managedFields and annotations (last-applied configurations) are the bulk of these
-    // objects and the engine reads neither.
-    let policy_events = watcher(
-        Api::<NetworkPolicy>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|p| {
-        p.managed_fields_mut().clear();
-        p.annotations_mut()
-            .retain(|k, _| k.starts_with("netpol-guard.io/"));
-    })
-    .reflect(policy_writer);
-    let namespace_events = watcher(Api::<Namespace>::all(client), watcher::Config::default())
-        .default_backoff()
-        .modify(|n| {
-            n.managed_fields_mut().clear();
-            n.annotations_mut().clear();
+/// What a watch stream covers, so a relist replaces exactly its objects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    Policies,
+    Namespaces,
+    Pods,
+    /// The Service `namespace/name`.
+    Service(String, String),
+    /// The EndpointSlices of the Service `namespace/name`.
+    Slices(String, String),
+}
+
+impl Source {
+    fn resource(&self) -> &'static str {
+        match self {
+            Self::Policies => "networkpolicies",
+            Self::Namespaces => "namespaces",
+            Self::Pods => "pods",
+            Self::Service(..) => "services",
+            Self::Slices(..) => "endpointslices",
+        }
+    }
+}
+
+/// The inventory under construction: watch events applied one by one, relists buffered
+/// until complete.
+#[derive(Debug, Default)]
+pub struct Builder {
+    inventory: Inventory,
+    relisting: BTreeMap<Source, Vec<Fact>>,
+    synced: BTreeSet<Source>,
+}
+
+impl Builder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one watch event of `source`.
+    pub fn apply(&mut self, source: &Source, event: watcher::Event<Fact>) {
+        match event {
+            watcher::Event::Init => {
+                self.relisting.insert(source.clone(), Vec::new());
+            }
+            watcher::Event::InitApply(fact) => match self.relisting.get_mut(source) {
+                Some(buffer) => buffer.push(fact),
+                None => self.upsert(fact),
+            },
+            watcher::Event::InitDone => {
+                let facts = self.relisting.remove(source).unwrap_or_default();
+                self.clear(source);
+                for fact in facts {
+                    self.upsert(fact);
+                }
+                self.synced.insert(source.clone());
+                match source {
+                    Source::Namespaces => self.inventory.mark_namespaces_complete(),
+                    Source::Pods => self.inventory.mark_pods_complete(true),
+                    _ => {}
+                }
+            }
+            watcher::Event::Apply(fact) => self.upsert(fact),
+            watcher::Event::Delete(fact) => self.remove(&fact),
+        }
+    }
+
+    /// Whether the policy and namespace lists are complete (admission may use them).
+    pub fn ready(&self) -> bool {
+        self.synced.contains(&Source::Policies) && self.synced.contains(&Source::Namespaces)
+    }
+
+    /// Whether a source has listed completely at least once.
+    pub fn synced(&self, source: &Source) -> bool {
+        self.synced.contains(source)
+    }
+
+    /// The inventory as it stands (a cheap clone of persistent maps).
+    pub fn snapshot(&self) -> Inventory {
+        self.inventory.clone()
+    }
+
+    fn clear(&mut self, source: &Source) {
+        let inv = &mut self.inventory;
+        match source {
+            Source::Policies => inv.clear_policies(),
+            Source::Namespaces => inv.clear_namespaces(),
+            Source::Pods => inv.clear_pods(),
+            Source::Service(ns, name) => inv.remove_service(ns, name),
+            Source::Slices(ns, service) => inv.remove_slices_of(ns, service),
+        }
+    }
+
+    fn upsert(&mut self, fact: Fact) {
+        let inv = &mut self.inventory;
+        match fact {
+            Fact::Policy(p) => {
+                if let Some(ns) = p.metadata.namespace.clone() {
+                    inv.insert_policy(&ns, p);
+                }
+            }
+            Fact::Namespace { name, labels } => inv.insert_namespace(&name, labels),
+            Fact::Pod {
+                namespace,
+                name,
+                labels,
+            } => inv.insert_pod(&namespace, &name, labels),
+            Fact::Service {
+                namespace,
+                name,
+                facts,
+            } => inv.insert_service(&namespace, &name, facts),
+            Fact::Slice {
+                namespace,
+                name,
+                facts,
+            } => inv.insert_slice(&namespace, &name, facts),
+        }
+    }
+
+    fn remove(&mut self, fact: &Fact) {
+        let inv = &mut self.inventory;
+        match fact {
+            Fact::Policy(p) => {
+                if let (Some(ns), Some(name)) = (&p.metadata.namespace, &p.metadata.name) {
+                    inv.remove_policy(ns, name);
+                }
+            }
+            Fact::Namespace { name, .. } => inv.remove_namespace(name),
+            Fact::Pod {
+                namespace, name, ..
+            } => inv.remove_pod(namespace, name),
+            Fact::Service {
+                namespace, name, ..
+            } => inv.remove_service(namespace, name),
+            Fact::Slice {
+                namespace, name, ..
+            } => inv.remove_slice(namespace, name),
+        }
+    }
+}
+
+/// A policy as the engine reads it: managedFields and annotations (last-applied
+/// configurations) are the bulk of these objects and the engine reads neither.
+pub fn policy_fact(mut p: NetworkPolicy) -> Fact {
+    p.managed_fields_mut().clear();
+    p.annotations_mut()
+        .retain(|k, _| k.starts_with("netpol-guard.io/"));
+    Fact::Policy(Arc::new(p))
+}
+
+pub fn namespace_fact(n: Namespace) -> Fact {
+    Fact::Namespace {
+        name: n.name_any(),
+        labels: n.metadata.labels.unwrap_or_default(),
+    }
+}
+
+pub fn pod_fact(p: PartialObjectMeta<Pod>) -> Fact {
+    Fact::Pod {
+        namespace: p.metadata.namespace.unwrap_or_default(),
+        name: p.metadata.name.unwrap_or_default(),
+        labels: p.metadata.labels.unwrap_or_default(),
+    }
+}
+
+fn protocol(p: Option<&str>) -> Protocol {
+    match p {
+        Some("UDP") => Protocol::Udp,
+        Some("SCTP") => Protocol::Sctp,
+        _ => Protocol::Tcp,
+    }
+}
+
+pub fn service_fact(s: Service) -> Fact {
+    let spec = s.spec.unwrap_or_default();
+    let ports = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| ServicePort {
+            name: p.name.unwrap_or_default(),
+            port: p.port,
+            protocol: protocol(p.protocol.as_deref()),
+            target_name: match &p.target_port {
+                Some(IntOrString::String(n)) => Some(n.clone()),
+                _ => None,
+            },
+            target_number: match p.target_port {
+                Some(IntOrString::Int(n)) => Some(n),
+                // without targetPort the pods listen on the Service's port
+                None => Some(p.port),
+                Some(IntOrString::String(_)) => None,
+            },
         })
-        .reflect(namespace_writer);
+        .collect();
+    Fact::Service {
+        namespace: s.metadata.namespace.unwrap_or_default(),
+        name: s.metadata.name.unwrap_or_default(),
+        facts: ServiceFacts {
+            selector: spec.selector.unwrap_or_default(),
+            ports,
+        },
+    }
+}
 
-    let drive = |events: futures::stream::BoxStream<'static, Result<(), watcher::Error>>,
-                 what: &'static str| {
-        let changed = changed.clone();
-        async move {
-            let mut events = events;
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(()) => changed.notify_one(),
-                    Err(e) => {
-                        tracing::warn!(resource = what, error = %e, "cluster cache watch failed; retrying")
+/// The label EndpointSlices carry with their Service's name.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+pub fn slice_fact(s: EndpointSlice) -> Fact {
+    let service = s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .cloned()
+        .unwrap_or_default();
+    let ports = s
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            Some(DnsPort {
+                name: p.name.unwrap_or_default(),
+                port: p.port?,
+                protocol: protocol(p.protocol.as_deref()),
+            })
+        })
+        .collect();
+    // an endpoint is ready unless it says otherwise
+    let addresses = s
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .flat_map(|e| &e.addresses)
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .collect();
+    Fact::Slice {
+        namespace: s.metadata.namespace.unwrap_or_default(),
+        name: s.metadata.name.unwrap_or_default(),
+        facts: SliceFacts {
+            service,
+            ports,
+            addresses,
+        },
+    }
+}
+
+/// A watch event of `K` as the fact it carries.
+fn convert<K>(event: watcher::Event<K>, fact: impl Fn(K) -> Fact) -> watcher::Event<Fact> {
+    match event {
+        watcher::Event::Apply(k) => watcher::Event::Apply(fact(k)),
+        watcher::Event::Delete(k) => watcher::Event::Delete(fact(k)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(k) => watcher::Event::InitApply(fact(k)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+type Events = BoxStream<'static, (Source, Result<watcher::Event<Fact>, watcher::Error>)>;
+
+fn tagged<S>(source: Source, stream: S) -> Events
+where
+    S: futures::Stream<Item = Result<watcher::Event<Fact>, watcher::Error>> + Send + 'static,
+{
+    stream.map(move |e| (source.clone(), e)).boxed()
+}
+
+/// The watch streams: every policy, namespace and pod (metadata), and with discovery on,
+/// each DNS Service candidate and its EndpointSlices.
+fn streams(client: &Client, dns: &DnsConfig) -> SelectAll<Events> {
+    let all = watcher::Config::default();
+    let mut streams = vec![
+        tagged(
+            Source::Policies,
+            watcher(Api::<NetworkPolicy>::all(client.clone()), all.clone())
+                .default_backoff()
+                .map(|e| e.map(|e| convert(e, policy_fact))),
+        ),
+        tagged(
+            Source::Namespaces,
+            watcher(Api::<Namespace>::all(client.clone()), all.clone())
+                .default_backoff()
+                .map(|e| e.map(|e| convert(e, namespace_fact))),
+        ),
+        tagged(
+            Source::Pods,
+            // metadata only: no pod specs cross the wire or stay in memory
+            watcher(Api::<PartialObjectMeta<Pod>>::all(client.clone()), all)
+                .default_backoff()
+                .map(|e| e.map(|e| convert(e, pod_fact))),
+        ),
+    ];
+    if dns.discover == Discover::Auto {
+        for candidate in &dns.services {
+            let Some((ns, name)) = candidate.split_once('/') else {
+                continue;
+            };
+            let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            let by_service =
+                watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
+            streams.push(tagged(
+                Source::Service(ns.into(), name.into()),
+                watcher(Api::<Service>::namespaced(client.clone(), ns), by_name)
+                    .default_backoff()
+                    .map(|e| e.map(|e| convert(e, service_fact))),
+            ));
+            streams.push(tagged(
+                Source::Slices(ns.into(), name.into()),
+                watcher(
+                    Api::<EndpointSlice>::namespaced(client.clone(), ns),
+                    by_service,
+                )
+                .default_backoff()
+                .map(|e| e.map(|e| convert(e, slice_fact))),
+            ));
+        }
+    }
+    futures::stream::select_all(streams)
+}
+
+/// What the cache does when a watch cannot list (RBAC, a missing API): policies and
+/// namespaces are needed and retried loudly; pods and DNS discovery degrade to "unknown"
+/// and say so once.
+fn degraded(source: &Source) -> &'static str {
+    match source {
+        Source::Policies | Source::Namespaces => {
+            "cluster cache watch failed; retrying (admission judges objects alone until it syncs)"
+        }
+        Source::Pods => {
+            "cannot watch pods; treating pods as unknown (verdicts that depend on pod labels are \
+             warnings) and retrying"
+        }
+        Source::Service(..) | Source::Slices(..) => {
+            "cannot watch a DNS Service candidate; keeping the configured DNS target and retrying"
+        }
+    }
+}
+
+/// Runs the watches and publishes snapshots until `stop`. The DNS Service candidates are
+/// read from the configuration; when a reload changes them, the watches restart.
+pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>) {
+    let mut builder = Builder::new();
+    let mut config_changes = state.config_changes();
+    let mut dns = state.snapshot().config.dns.clone();
+    let started = std::time::Instant::now();
+    loop {
+        let mut events = streams(&client, &dns);
+        let mut warned: BTreeSet<Source> = BTreeSet::new();
+        let restart = loop {
+            tokio::select! {
+                () = super::stopped(stop.clone()) => break false,
+                Ok(()) = config_changes.changed() => {
+                    let now = state.snapshot().config.dns.clone();
+                    if (now.discover, &now.services) != (dns.discover, &dns.services) {
+                        dns = now;
+                        break true;
+                    }
+                }
+                Some(first) = events.next() => {
+                    let was_ready = builder.ready();
+                    let mut next = Some(first);
+                    // apply everything already waiting, then publish once
+                    while let Some((source, event)) = next {
+                        match event {
+                            Ok(event) => {
+                                warned.remove(&source);
+                                builder.apply(&source, event);
+                            }
+                            Err(e) if warned.insert(source.clone()) => {
+                                tracing::warn!(resource = source.resource(), error = %e, "{}", degraded(&source));
+                            }
+                            Err(e) => tracing::debug!(resource = source.resource(), error = %e, "watch still failing"),
+                        }
+                        next = events.next().now_or_never().flatten();
+                    }
+                    if builder.ready() {
+                        if !was_ready {
+                            let inv = builder.snapshot();
+                            tracing::info!(
+                                policies = inv.policy_count(),
+                                namespaces = inv.namespace_count(),
+                                pods = inv.pod_count(),
+                                pods_synced = builder.synced(&Source::Pods),
+                                took_ms = started.elapsed().as_millis() as u64,
+                                "cluster cache synced; admission now uses the cluster's policies, namespaces and pods"
+                            );
+                        }
+                        let inv = builder.snapshot();
+                        state.metrics.cache_size(inv.policy_count(), inv.namespace_count(), inv.pod_count());
+                        state.set_inventory(inv);
+                        state.metrics.cache_synced.set(1);
                     }
                 }
             }
+        };
+        if !restart {
+            break;
         }
-    };
-    let policy_task = tokio::spawn(drive(
-        policy_events.map(|e| e.map(drop)).boxed(),
-        "networkpolicies",
-    ));
-    let namespace_task = tokio::spawn(drive(
-        namespace_events.map(|e| e.map(drop)).boxed(),
-        "namespaces",
-    ));
-
-    tokio::select! {
-        () = publish(&state, &policies, &namespaces, &changed) => {}
-        () = super::stopped(stop) => {}
+        tracing::info!("dns.discover or dns.services changed: restarting the DNS watches");
     }
-    policy_task.abort();
-    namespace_task.abort();
     state.metrics.cache_synced.set(0);
-}
-
-async fn publish(
-    state: &SharedState,
-    policies: &Store<NetworkPolicy>,
-    namespaces: &Store<Namespace>,
-    changed: &Notify,
-) {
-    let started = std::time::Instant::now();
-    if policies.wait_until_ready().await.is_err() || namespaces.wait_until_ready().await.is_err() {
-        return;
-    }
-    tracing::info!(
-        policies = policies.len(),
-        namespaces = namespaces.len(),
-        took_ms = started.elapsed().as_millis() as u64,
-        "cluster cache synced; admission now uses the cluster's policies and namespaces"
-    );
-    loop {
-        state.set_inventory(inventory(&policies.state(), &namespaces.state()));
-        state.metrics.cache_synced.set(1);
-        changed.notified().await;
-        tokio::time::sleep(PUBLISH_DEBOUNCE).await;
-    }
 }
 
 #[cfg(test)]
@@ -125,38 +476,126 @@ mod tests {
     use super::*;
     use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
 
+    fn ns(name: &str, labels: &[(&str, &str)]) -> Fact {
+        Fact::Namespace {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn policy(ns: &str, name: &str) -> Fact {
+        let mut p = NetworkPolicy::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some(ns.into());
+        policy_fact(p)
+    }
+
+    fn pod(ns: &str, name: &str, app: &str) -> Fact {
+        Fact::Pod {
+            namespace: ns.into(),
+            name: name.into(),
+            labels: Labels::from([("app".into(), app.into())]),
+        }
+    }
+
+    fn list(b: &mut Builder, source: Source, facts: Vec<Fact>) {
+        b.apply(&source, watcher::Event::Init);
+        for f in facts {
+            b.apply(&source, watcher::Event::InitApply(f));
+        }
+        b.apply(&source, watcher::Event::InitDone);
+    }
+
     #[test]
-    fn inventory_groups_policies_by_namespace_and_knows_every_namespace() {
-        let ns = |name: &str, labels: &[(&str, &str)]| {
-            let mut n = Namespace::default();
-            n.metadata.name = Some(name.into());
-            n.metadata.labels = Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            );
-            Arc::new(n)
-        };
-        let policy = |ns: &str, name: &str| {
-            let mut p = NetworkPolicy::default();
-            p.metadata.name = Some(name.into());
-            p.metadata.namespace = Some(ns.into());
-            Arc::new(p)
-        };
-        let inv = inventory(
-            &[policy("shop", "a"), policy("shop", "b"), policy("dev", "c")],
-            &[ns("shop", &[("team", "x")]), ns("dev", &[])],
+    fn events_update_the_inventory_one_by_one() {
+        let mut b = Builder::new();
+        list(
+            &mut b,
+            Source::Policies,
+            vec![policy("shop", "a"), policy("shop", "b"), policy("dev", "c")],
         );
+        assert!(!b.ready(), "namespaces not listed yet");
+        list(
+            &mut b,
+            Source::Namespaces,
+            vec![ns("shop", &[("team", "x")]), ns("dev", &[])],
+        );
+        assert!(b.ready());
+        let inv = b.snapshot();
         assert!(inv.knows_all_namespaces());
+        assert!(!inv.knows_all_pods());
         assert_eq!(inv.policies_in("shop").len(), 2);
-        assert_eq!(inv.policies_in("dev").len(), 1);
-        assert!(inv.policies_in("other").is_empty());
         let shop = inv.namespace_labels("shop").expect("shop known");
-        assert_eq!(shop.get("team").map(String::as_str), Some("x"));
         assert_eq!(
             shop.get(NAMESPACE_NAME_LABEL).map(String::as_str),
             Some("shop")
         );
+
+        b.apply(
+            &Source::Policies,
+            watcher::Event::Delete(policy("shop", "a")),
+        );
+        b.apply(
+            &Source::Policies,
+            watcher::Event::Apply(policy("shop", "d")),
+        );
+        b.apply(
+            &Source::Namespaces,
+            watcher::Event::Apply(ns("shop", &[("team", "y")])),
+        );
+        list(&mut b, Source::Pods, vec![pod("shop", "web-1", "web")]);
+        b.apply(
+            &Source::Pods,
+            watcher::Event::Apply(pod("shop", "web-2", "web")),
+        );
+        b.apply(
+            &Source::Pods,
+            watcher::Event::Delete(pod("shop", "web-1", "web")),
+        );
+        let after = b.snapshot();
+        let names: Vec<_> = after
+            .policies_in("shop")
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["b", "d"]);
+        assert_eq!(
+            after
+                .namespace_labels("shop")
+                .and_then(|l| l.get("team"))
+                .map(String::as_str),
+            Some("y")
+        );
+        assert!(after.knows_all_pods());
+        let pods: Vec<_> = after.pods_in("shop").map(|(n, _)| n.to_string()).collect();
+        assert_eq!(pods, ["web-2"]);
+        // the earlier snapshot is untouched
+        assert_eq!(inv.policies_in("shop").len(), 2);
+        assert_eq!(inv.pod_count(), 0);
+    }
+
+    #[test]
+    fn a_relist_replaces_exactly_its_source() {
+        let mut b = Builder::new();
+        list(
+            &mut b,
+            Source::Pods,
+            vec![pod("a", "old", "x"), pod("b", "kept", "y")],
+        );
+        list(&mut b, Source::Policies, vec![policy("a", "p")]);
+        // during a relist the previous objects stay visible
+        b.apply(&Source::Pods, watcher::Event::Init);
+        b.apply(
+            &Source::Pods,
+            watcher::Event::InitApply(pod("b", "kept", "y")),
+        );
+        assert_eq!(b.snapshot().pod_count(), 2);
+        b.apply(&Source::Pods, watcher::Event::InitDone);
+        let inv = b.snapshot();
+        assert_eq!(inv.pod_count(), 1);
+        assert_eq!(inv.policies_in("a").len(), 1, "other sources untouched");
     }
 }

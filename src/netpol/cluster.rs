@@ -2,6 +2,7 @@
 //! namespaces' labels. `check` fills it from the other manifests of its input; the webhook
 //! fills it from a cache of the cluster.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
@@ -10,11 +11,45 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::dns::DnsPort;
 use super::policy::Subject;
+use super::ports::Protocol;
 use super::selector::{Labels, Selector};
 
 /// The label Kubernetes puts on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// What is known of a Service that may be the cluster's DNS.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceFacts {
+    /// `spec.selector`: the labels of the Service's pods.
+    pub selector: Labels,
+    pub ports: Vec<ServicePort>,
+}
+
+/// One port of a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// The Service port's name (EndpointSlice ports carry the same name).
+    pub name: String,
+    pub port: i32,
+    pub protocol: Protocol,
+    /// `targetPort` when it names a container port.
+    pub target_name: Option<String>,
+    /// `targetPort` when it is a number.
+    pub target_number: Option<i32>,
+}
+
+/// What is known of one EndpointSlice of a Service.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SliceFacts {
+    /// The Service it belongs to (`kubernetes.io/service-name`), in the same namespace.
+    pub service: String,
+    /// The pods' ports, with their names.
+    pub ports: Vec<DnsPort>,
+    /// The addresses of its ready endpoints (the DNS pods' IPs).
+    pub addresses: Vec<IpAddr>,
+}
 
 /// Known policies, namespaces and pods, by namespace.
 ///
@@ -36,6 +71,9 @@ pub struct Inventory {
     namespaces_complete: bool,
     /// Whether `pods` is every pod of the cluster.
     pods_complete: bool,
+    /// DNS Service candidates and their EndpointSlices, by (namespace, name).
+    services: OrdMap<(String, String), Arc<ServiceFacts>>,
+    slices: OrdMap<(String, String), Arc<SliceFacts>>,
 }
 
 impl Inventory {
@@ -181,6 +219,69 @@ impl Inventory {
     /// How many pods are known.
     pub fn pod_count(&self) -> usize {
         self.pods.values().map(OrdMap::len).sum()
+    }
+
+    /// Records a Service.
+    pub fn insert_service(&mut self, namespace: &str, name: &str, facts: ServiceFacts) {
+        self.services
+            .insert((namespace.into(), name.into()), Arc::new(facts));
+    }
+
+    /// Forgets a Service.
+    pub fn remove_service(&mut self, namespace: &str, name: &str) {
+        self.services.remove(&(namespace.into(), name.into()));
+    }
+
+    /// Records an EndpointSlice.
+    pub fn insert_slice(&mut self, namespace: &str, name: &str, facts: SliceFacts) {
+        self.slices
+            .insert((namespace.into(), name.into()), Arc::new(facts));
+    }
+
+    /// Forgets an EndpointSlice.
+    pub fn remove_slice(&mut self, namespace: &str, name: &str) {
+        self.slices.remove(&(namespace.into(), name.into()));
+    }
+
+    /// Forgets every EndpointSlice of a Service (before a relist refills them).
+    pub fn remove_slices_of(&mut self, namespace: &str, service: &str) {
+        self.slices = (self.slices.iter())
+            .filter(|((ns, _), s)| ns != namespace || s.service != service)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
+
+    /// A known Service with its known EndpointSlices.
+    pub fn service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(&ServiceFacts, Vec<&SliceFacts>)> {
+        let facts = self.services.get(&(namespace.into(), name.into()))?;
+        let slices = self
+            .slices
+            .range((namespace.to_string(), String::new())..)
+            .take_while(|((ns, _), _)| ns == namespace)
+            .filter(|(_, s)| s.service == name)
+            .map(|(_, s)| s.as_ref())
+            .collect();
+        Some((facts, slices))
+    }
+
+    /// The known namespaces whose labels include all of `labels`.
+    pub fn namespaces_with(&self, labels: &Labels) -> Vec<(&str, &Labels)> {
+        let Some((k, v)) = labels.iter().next() else {
+            return self.namespaces().collect();
+        };
+        self.by_label
+            .get(k)
+            .and_then(|values| values.get(v))
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.namespaces.get_key_value(n))
+            .filter(|(_, l)| labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+            .map(|(n, l)| (n.as_str(), l.as_ref()))
+            .collect()
     }
 
     /// How many policies are known.

@@ -1,0 +1,267 @@
+//! Can the pods of a policy reach cluster DNS?
+//!
+//! The DNS target is configuration ([`DnsConfig`]): the DNS namespace's labels, the DNS
+//! pods' labels, their named ports, further DNS pods and addresses such as node-local DNS;
+//! in a cluster it is discovered from the DNS Service and its EndpointSlices
+//! ([`DnsTarget`]). A rule reaches DNS on a protocol when one of its peers selects DNS pods
+//! (or an `ipBlock` holds a DNS address) and its ports admit their DNS port.
+
+use std::net::IpAddr;
+
+use super::cluster::Inventory;
+use super::coverage::{PodsOutcome, pods_outcome};
+use super::policy::Subject;
+use super::ports::Protocol;
+use super::selector::Labels;
+use serde::{Deserialize, Serialize};
+
+/// The cluster DNS service as NetworkPolicy peers can see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Labels of the namespace the DNS pods run in.
+    pub namespace_labels: Labels,
+    /// Labels of the DNS pods.
+    pub pod_labels: Labels,
+    /// The DNS pods' container ports, with their names (named rule ports resolve to them).
+    pub ports: Vec<DnsPort>,
+    /// Further DNS addresses pods talk to, e.g. node-local DNS `169.254.20.10`.
+    pub ips: Vec<IpAddr>,
+    /// Whether `ipBlock` peers match pod IPs, as the Kubernetes API defines them and as
+    /// most CNIs (Calico, Antrea, kube-router, OVN-Kubernetes) enforce them. Cilium by
+    /// default keeps CIDR rules off cluster endpoints: there `ipBlock: 0.0.0.0/0` does not
+    /// reach the DNS pods, and this must be `false`.
+    pub ip_block_matches_pods: bool,
+    /// Whether the webhook reads the DNS Service and its EndpointSlices from the cluster
+    /// (`auto`) or uses the settings above only (`off`).
+    pub discover: Discover,
+    /// The Services discovery looks for, as `namespace/name`, first found wins.
+    pub services: Vec<String>,
+    /// Further DNS pods that count as DNS besides the target above (a second resolver).
+    pub targets: Vec<DnsEndpoint>,
+}
+
+/// Whether the DNS target is read from the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discover {
+    /// From the first candidate Service found; the configured target until then.
+    #[default]
+    Auto,
+    /// The configured target only.
+    Off,
+}
+
+/// One more set of DNS pods: where they run, their labels and their container ports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsEndpoint {
+    pub namespace_labels: Labels,
+    pub pod_labels: Labels,
+    pub ports: Vec<DnsPort>,
+}
+
+/// The DNS Services of well-known distributions, in the order discovery tries them.
+pub const DEFAULT_DNS_SERVICES: &[&str] = &["kube-system/kube-dns", "openshift-dns/dns-default"];
+
+/// One named container port of the DNS pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsPort {
+    pub name: String,
+    pub port: i32,
+    pub protocol: Protocol,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        let labels = |k: &str, v: &str| Labels::from([(k.to_string(), v.to_string())]);
+        Self {
+            namespace_labels: labels("kubernetes.io/metadata.name", "kube-system"),
+            pod_labels: labels("k8s-app", "kube-dns"),
+            // as CoreDNS declares them
+            ports: vec![
+                DnsPort {
+                    name: "dns".into(),
+                    port: 53,
+                    protocol: Protocol::Udp,
+                },
+                DnsPort {
+                    name: "dns-tcp".into(),
+                    port: 53,
+                    protocol: Protocol::Tcp,
+                },
+            ],
+            ips: Vec::new(),
+            ip_block_matches_pods: true,
+            discover: Discover::Auto,
+            services: DEFAULT_DNS_SERVICES
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// Where well-known distributions run cluster DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsPreset {
+    /// CoreDNS or kube-dns: `kube-system`, pods `k8s-app: kube-dns`, ports `dns`/`dns-tcp` 53.
+    Kubernetes,
+    /// OpenShift: `openshift-dns`, pods `dns.operator.openshift.io/daemonset-dns: default`,
+    /// container ports `dns`/`dns-tcp` on 5353 (the Service maps 53 to them; policies see the
+    /// pods' ports).
+    Openshift,
+}
+
+impl DnsPreset {
+    /// The DNS settings of the preset (addresses and ipBlock semantics left as they were).
+    pub fn apply(self, dns: &DnsConfig) -> DnsConfig {
+        match self {
+            Self::Kubernetes => DnsConfig {
+                namespace_labels: DnsConfig::default().namespace_labels,
+                pod_labels: DnsConfig::default().pod_labels,
+                ports: DnsConfig::default().ports,
+                ..dns.clone()
+            },
+            Self::Openshift => {
+                let labels = |k: &str, v: &str| Labels::from([(k.to_string(), v.to_string())]);
+                let port = |name: &str, protocol| DnsPort {
+                    name: name.into(),
+                    port: 5353,
+                    protocol,
+                };
+                DnsConfig {
+                    namespace_labels: labels("kubernetes.io/metadata.name", "openshift-dns"),
+                    pod_labels: labels("dns.operator.openshift.io/daemonset-dns", "default"),
+                    ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
+                    ..dns.clone()
+                }
+            }
+        }
+    }
+}
+
+mod target;
+
+pub use target::{DnsSource, DnsTarget};
+
+/// Whether something reaches cluster DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Certainly, under the configured semantics.
+    Yes,
+    /// Only if this condition holds, which the guard cannot see (pod IPs, the CNI).
+    Maybe(String),
+    /// Certainly not.
+    No,
+}
+
+impl Reach {
+    /// The better of two answers: yes beats maybe beats no.
+    pub(crate) fn or(self, other: impl FnOnce() -> Reach) -> Reach {
+        match self {
+            Reach::Yes => Reach::Yes,
+            Reach::Maybe(c) => match other() {
+                Reach::Yes => Reach::Yes,
+                _ => Reach::Maybe(c),
+            },
+            Reach::No => other(),
+        }
+    }
+}
+
+/// Who lets a policy's pods reach DNS on a protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// The policy's own rules.
+    Itself,
+    /// Another policy of the namespace that selects every pod this one selects.
+    Policy(String),
+    /// Every existing pod the policy selects is covered by the policies selecting it.
+    Pods(usize),
+    /// DNS only under a condition the guard cannot see: a rule whose reach depends on pod
+    /// IPs or the CNI (an ipBlock), and the policy that has it when it is another one.
+    Depends {
+        condition: String,
+        policy: Option<String>,
+    },
+    /// No existing pod is selected yet, and another policy of the namespace allows DNS to
+    /// pods of a selector that may overlap: DNS only if the pods also match it.
+    Composed { condition: String, policy: String },
+    /// Nobody: the existing pods left without DNS (the first few names and how many), or
+    /// none when no pod is known and no policy of the namespace allows DNS to anyone.
+    Missing { examples: Vec<String>, pods: usize },
+}
+
+impl Coverage {
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Self::Missing { .. })
+    }
+
+    /// Whether DNS certainly works (itself, a covering policy, or every existing pod).
+    pub fn is_certain(&self) -> bool {
+        matches!(self, Self::Itself | Self::Policy(_) | Self::Pods(_))
+    }
+}
+
+/// Whether the pods selected by `subject` can reach DNS on `protocol`: through its own
+/// rules, a policy of its namespace that provably selects all of its pods, or, pod by pod,
+/// the policies selecting each existing pod (see [`pods_outcome`]).
+pub fn coverage(
+    target: &DnsTarget,
+    inventory: &Inventory,
+    subject: &Subject<'_>,
+    protocol: Protocol,
+) -> Coverage {
+    let mut depends = match target.policy_reach(subject, protocol) {
+        Reach::Yes => return Coverage::Itself,
+        Reach::Maybe(condition) => Some(Coverage::Depends {
+            condition,
+            policy: None,
+        }),
+        Reach::No => None,
+    };
+    for other in inventory.covering(subject) {
+        match target.policy_reach(&other, protocol) {
+            Reach::Yes => return Coverage::Policy(other.name.to_string()),
+            Reach::Maybe(condition) if depends.is_none() => {
+                depends = Some(Coverage::Depends {
+                    condition,
+                    policy: Some(other.name.to_string()),
+                });
+            }
+            _ => {}
+        }
+    }
+    let outcome = pods_outcome(inventory, subject, |set| {
+        set.iter().fold(Reach::No, |best, s| {
+            best.or(|| target.policy_reach(s, protocol))
+        })
+    });
+    match outcome {
+        PodsOutcome::Served { pods } => Coverage::Pods(pods),
+        PodsOutcome::Unserved { examples, total } => Coverage::Missing {
+            examples,
+            pods: total,
+        },
+        PodsOutcome::Depends(condition) => Coverage::Depends {
+            condition,
+            policy: None,
+        },
+        // an ipBlock of its own (or of a covering policy) speaks before pod labels
+        _ if depends.is_some() => depends.unwrap_or(Coverage::Missing {
+            examples: Vec::new(),
+            pods: 0,
+        }),
+        PodsOutcome::IfAlsoMatched { ref policy, .. } => Coverage::Composed {
+            condition: outcome.condition(subject, "DNS").unwrap_or_default(),
+            policy: policy.clone(),
+        },
+        PodsOutcome::Nobody => Coverage::Missing {
+            examples: Vec::new(),
+            pods: 0,
+        },
+    }
+}
