@@ -1,7 +1,8 @@
-//! An in-memory Kubernetes API server for tests: NetworkPolicies, Namespaces and Leases with
-//! list, watch (replaying from a resourceVersion), get, create, server-side apply and
-//! strategic merge patches (with field-manager conflicts on Lease holders) and delete (with
-//! preconditions). Every request is recorded. Plug it into kube's `Client` with
+//! An in-memory Kubernetes API server for tests: NetworkPolicies, Namespaces, Leases, Pods,
+//! Services and EndpointSlices with list, watch (replaying from a resourceVersion; label and
+//! `metadata.name` field selectors), get, create, server-side apply and strategic merge
+//! patches (with field-manager conflicts on Lease holders) and delete (with preconditions).
+//! Resources can be forbidden (403) as RBAC would. Every request is recorded. Plug it into kube's `Client` with
 //! `tower::service_fn` or `tower_test::mock::pair`.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
@@ -32,6 +33,8 @@ struct Store {
     lease_owner: BTreeMap<String, String>,
     /// `METHOD path?query` of every request, in order.
     requests: Vec<String>,
+    /// Resources answered with 403 Forbidden.
+    forbidden: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -64,6 +67,13 @@ fn labels_match(object: &Value, selector: Option<&str>) -> bool {
         let (k, v) = term.split_once('=').unwrap();
         object["metadata"]["labels"][k] == v
     })
+}
+
+/// `metadata.name=X` field selectors, the only kind the guard sends.
+fn fields_match(object: &Value, selector: Option<&str>) -> bool {
+    selector
+        .and_then(|s| s.strip_prefix("metadata.name="))
+        .is_none_or(|name| object["metadata"]["name"] == name)
 }
 
 fn query_param(query: &str, key: &str) -> Option<String> {
@@ -156,6 +166,15 @@ impl FakeApi {
             .cloned()
     }
 
+    /// Answers every request for `resource` (URL plural) with 403 Forbidden from now on.
+    pub fn forbid(&self, resource: &str) {
+        self.store
+            .lock()
+            .unwrap()
+            .forbidden
+            .push(resource.to_string());
+    }
+
     /// Every request so far, as `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.store.lock().unwrap().requests.clone()
@@ -199,18 +218,32 @@ impl FakeApi {
         let (resource, ns, name): (&str, &str, Option<&str>) = match parts.as_slice() {
             ["api", "v1", "namespaces"] => ("namespaces", "", None),
             ["api", "v1", "namespaces", name] => ("namespaces", "", Some(*name)),
+            ["api", "v1", resource] => (*resource, "", None),
+            ["api", "v1", "namespaces", ns, resource] => (*resource, *ns, None),
+            ["api", "v1", "namespaces", ns, resource, name] => (*resource, *ns, Some(*name)),
             ["apis", _, "v1", "networkpolicies"] => ("networkpolicies", "", None),
             ["apis", _, "v1", "namespaces", ns, resource] => (*resource, *ns, None),
             ["apis", _, "v1", "namespaces", ns, resource, name] => (*resource, *ns, Some(*name)),
             _ => return status(404, "NotFound"),
         };
+        if self
+            .store
+            .lock()
+            .unwrap()
+            .forbidden
+            .iter()
+            .any(|r| r == resource)
+        {
+            return status(403, "Forbidden");
+        }
         let selector = query_param(&query, "labelSelector");
+        let fields = query_param(&query, "fieldSelector");
         match (method, name) {
             (Method::GET, None) if query_param(&query, "watch").as_deref() == Some("true") => {
                 let since: u64 = query_param(&query, "resourceVersion")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                self.watch(resource, ns, selector, since)
+                self.watch(resource, ns, (selector, fields), since)
             }
             (Method::GET, None) => {
                 let s = self.store.lock().unwrap();
@@ -221,6 +254,7 @@ impl FakeApi {
                         r == resource
                             && (ns.is_empty() || n == ns)
                             && labels_match(o, selector.as_deref())
+                            && fields_match(o, fields.as_deref())
                     })
                     .map(|(_, o)| o)
                     .collect();
@@ -325,13 +359,20 @@ impl FakeApi {
         reply(200, &self.put("leases", lease))
     }
 
-    fn watch(&self, resource: &str, ns: &str, selector: Option<String>, since: u64) -> Reply {
+    fn watch(
+        &self,
+        resource: &str,
+        ns: &str,
+        (selector, fields): (Option<String>, Option<String>),
+        since: u64,
+    ) -> Reply {
         let resource = resource.to_string();
         let ns = ns.to_string();
         let wanted = move |r: &str, event: &Value| {
             r == resource
                 && (ns.is_empty() || event["object"]["metadata"]["namespace"] == ns.as_str())
                 && labels_match(&event["object"], selector.as_deref())
+                && fields_match(&event["object"], fields.as_deref())
         };
         // subscribe before reading the log, so nothing falls between the two
         let live = self.events.subscribe();
