@@ -240,6 +240,8 @@ fn default_install_is_hardened_and_maps_onto_the_server_flags() {
             "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Secret",
             "Service",
@@ -410,12 +412,14 @@ fn rbac_is_least_privilege() {
     let objects = render(&helm, &[]);
     let role = find(&objects, "ClusterRole", FULLNAME);
     let rules = role["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules.len(), 3, "{rules:?}");
     for rule in rules {
         let resources = rule["resources"].to_string();
         assert!(!resources.contains('*') && !rule["verbs"].to_string().contains('*'));
         match rule["resources"][0].as_str().unwrap() {
             "namespaces" => assert_eq!(verbs(rule), ["get", "list", "watch"]),
+            // metadata reads need list/watch; no get, no writes
+            "pods" => assert_eq!(verbs(rule), ["list", "watch"]),
             "networkpolicies" => assert_eq!(
                 verbs(rule),
                 [
@@ -438,11 +442,32 @@ fn rbac_is_least_privilege() {
         }
     }
 
+    // DNS discovery: read-only Services and EndpointSlices, only where DNS runs
+    let dns_role = find(&objects, "Role", &format!("{FULLNAME}-dns-discovery"));
+    assert_eq!(dns_role["metadata"]["namespace"], "kube-system");
+    for rule in dns_role["rules"].as_array().unwrap() {
+        assert_eq!(verbs(rule), ["get", "list", "watch"]);
+        assert!(
+            rule["resources"] == json!(["services"])
+                || rule["resources"] == json!(["endpointslices"]),
+            "{rule}"
+        );
+    }
+    let objects_os = render(&helm, &["dnsDiscovery.namespaces={openshift-dns}"]);
+    let os_role = find(&objects_os, "Role", &format!("{FULLNAME}-dns-discovery"));
+    assert_eq!(os_role["metadata"]["namespace"], "openshift-dns");
+    let none = render(&helm, &["dnsDiscovery.namespaces=null"]);
+    assert!(try_find(&none, "Role", &format!("{FULLNAME}-dns-discovery")).is_none());
+
     // without the controller: read-only, no Lease
     let objects = render(&helm, &["controller.enabled=false"]);
     let role = find(&objects, "ClusterRole", FULLNAME);
     for rule in role["rules"].as_array().unwrap() {
-        assert_eq!(verbs(rule), ["get", "list", "watch"]);
+        assert!(
+            !verbs(rule)
+                .iter()
+                .any(|v| !["get", "list", "watch"].contains(&v.as_str()))
+        );
     }
     assert!(try_find(&objects, "Role", &format!("{FULLNAME}-leader-election")).is_none());
     assert_eq!(arg(&args(&objects), "--controller"), "off");
