@@ -25,6 +25,7 @@ cleanup() {
   kubectl delete validatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete mutatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete clusterrolebinding,clusterrole "$ns" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete rolebinding,role "$ns-dns-discovery" -n kube-system --ignore-not-found >/dev/null 2>&1 || true
   for n in "$ns" "$ns-protected" "$ns-companions" "$ns-guard"; do
     kubectl delete namespace "$n" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   done
@@ -33,7 +34,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() {
+  echo "FAIL: $*" >&2
+  [ -f "$work/serve.log" ] && { echo "--- last lines of the guard's log:" >&2; tail -n 20 "$work/serve.log" >&2; }
+  exit 1
+}
 pass() { echo "ok: $*"; }
 
 if [[ $host =~ ^[0-9.]+$ ]]; then san=(--ip "$host"); else san=(--dns "$host"); fi
@@ -58,6 +63,20 @@ metadata: {name: $ns}
 rules:
 - {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}
 - {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch, create, patch, update, delete]}
+- {apiGroups: [""], resources: [pods], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: $ns-dns-discovery, namespace: kube-system}
+rules:
+- {apiGroups: [""], resources: [services], verbs: [get, list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: $ns-dns-discovery, namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: $ns-dns-discovery}
+subjects: [{kind: ServiceAccount, name: netpol-guard, namespace: $ns-guard}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -174,8 +193,9 @@ grep -q '"netpol-guard.io/injected": "dns"' <<<"$stored" || fail "no injection a
 grep -q '"k8s-app": "kube-dns"' <<<"$stored" || fail "no DNS rule stored: $stored"
 pass "DNS rule injected and stored"
 
-# 4. a server-side dry run shows the injection and stores nothing
-out=$(policy dry '' "$missing_dns" | kubectl apply -n "$ns" --dry-run=server -o json -f -)
+# 4. a server-side dry run shows the injection and stores nothing (other pods than web's:
+#    the stored web policy now gives its pods DNS, and the cache knows it)
+out=$(policy dry '' "${missing_dns/app: web/app: batch}" | kubectl apply -n "$ns" --dry-run=server -o json -f -)
 grep -q '"netpol-guard.io/injected": "dns"' <<<"$out" || fail "dry run not mutated: $out"
 kubectl get networkpolicy dry -n "$ns" >/dev/null 2>&1 && fail "dry run stored an object"
 pass "dry run mutated, nothing stored"
@@ -209,7 +229,11 @@ kubectl get networkpolicy -n "$ns" -l app.kubernetes.io/managed-by=netpol-guard 
 pass "no companions outside the selector"
 
 # 7. an ordinary user (who may edit NetworkPolicies there) cannot delete one
-kubectl create rolebinding e2e-edit -n "$ns-companions" --clusterrole=edit \
+# (a Role of its own: the aggregated `edit` ClusterRole is empty on an API server without
+# the controller manager)
+kubectl create role e2e-netpol-edit -n "$ns-companions" --resource=networkpolicies.networking.k8s.io \
+  --verb=get,list,watch,create,update,patch,delete >/dev/null
+kubectl create rolebinding e2e-edit -n "$ns-companions" --role=e2e-netpol-edit \
   --user=e2e-tenant --user=e2e-admin >/dev/null
 if out=$(kubectl delete networkpolicy netpol-guard-default-deny -n "$ns-companions" \
   --as=e2e-tenant --as-group=system:authenticated 2>&1); then
@@ -226,6 +250,60 @@ wait_for_companions || fail "deleted companion not restored: '$(companions)'"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -q '^netpol_guard_companion_drift_corrections_total [1-9]' \
   || fail "drift not counted"
 pass "companion deleted by an administrator restored"
+
+# 9. the DNS target in use is exported (discovered from kube-system/kube-dns when the cluster
+#    has it with EndpointSlices, the configured one otherwise)
+target=$(curl -s "http://127.0.0.1:$metrics_port/metrics" | grep '^netpol_guard_dns_target_info{' | grep ' 1$') \
+  || fail "no DNS target exported"
+pass "DNS target: $target"
+
+# 10. pods decide label-composed policy sets (pods are metadata to the guard: they may stay
+#     Pending, only their labels matter)
+kubectl get serviceaccount default -n "$ns" >/dev/null 2>&1 || kubectl create serviceaccount default -n "$ns" >/dev/null
+policy allow-to-dns '' '  podSelector: {matchLabels: {to-dns: allowed}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+      podSelector: {matchLabels: {k8s-app: kube-dns}}
+    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]' | kubectl apply -n "$ns" -f - >/dev/null
+to_db() { # pod label value
+  policy "$2-to-db" '' "  podSelector: {matchLabels: {$1: $2}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: db}}}]
+    ports: [{port: 5432}]"
+}
+sleep 1
+out=$(to_db tier reporting | kubectl apply -n "$ns" --dry-run=server -f - 2>&1) || fail "label-composed policy refused with no pods: $out"
+grep -q "only if they also match to-dns=allowed (policy $ns/allow-to-dns)" <<<"$out" || fail "no 'depends' warning: $out"
+pass "label-composed policy with no pods yet: admitted with the condition named"
+# (tier labels: the policies above already give app=web and app=api pods DNS)
+kubectl run worker-1 -n "$ns" --image=registry.invalid/worker --restart=Never --labels=tier=worker >/dev/null
+# certain now: the mutating webhook injects the DNS rule, and where it may not (a GitOps-managed
+# object) validation refuses, naming the pod
+injected=""
+for _ in $(seq 50); do
+  out=$(to_db tier worker | kubectl apply -n "$ns" --dry-run=server -o json -f - 2>&1) || fail "refused: $out"
+  grep -q '"netpol-guard.io/injected": "dns"' <<<"$out" && { injected=1; break; }
+  sleep 0.2
+done
+[ -n "$injected" ] || fail "a pod without the DNS label did not make it certain: $out"
+if out=$(to_db tier worker | sed 's/  annotations: {}/  annotations: {"argocd.argoproj.io\/tracking-id": "app:x"}/' \
+  | kubectl apply -n "$ns" --dry-run=server -f - 2>&1); then
+  fail "GitOps-managed policy for an uncovered pod admitted: $out"
+fi
+grep -q "pod worker-1" <<<"$out" || fail "the denial does not name the pod: $out"
+pass "pod without the DNS label: DNS injected, or (GitOps-managed) refused naming the pod"
+kubectl label pod worker-1 -n "$ns" to-dns=allowed >/dev/null
+clean=""
+for _ in $(seq 50); do
+  out=$(to_db tier worker | kubectl apply -n "$ns" --dry-run=server -o json -f - 2>&1) \
+    && ! grep -q -e Warning -e 'netpol-guard.io/injected' <<<"$out" && { clean=1; break; }
+  sleep 0.2
+done
+[ -n "$clean" ] || fail "labelled pod still not covered: $out"
+pass "every selected pod carries the DNS label: clean"
 
 kubectl delete namespace "$ns-protected" --wait=false >/dev/null 2>&1 || true
 echo "cluster mode: all checks passed"

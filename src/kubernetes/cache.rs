@@ -433,7 +433,11 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
                     while let Some((source, event)) = next {
                         match event {
                             Ok(event) => {
-                                warned.remove(&source);
+                                // a relist starts (Init) before its list call can fail:
+                                // only objects mean the watch works again
+                                if !matches!(event, watcher::Event::Init) {
+                                    warned.remove(&source);
+                                }
                                 builder.apply(&source, event);
                             }
                             Err(e) if warned.insert(source.clone()) => {
