@@ -359,6 +359,51 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn config_file_dns_targets_count_as_dns() {
+    let policy = temp_file(
+        "to-unbound.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: to-unbound, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: dns-cache}}, podSelector: {matchLabels: {app: unbound}}}]\n    ports: [{port: 5300, protocol: UDP}, {port: 5300, protocol: TCP}]\n",
+    );
+    let rules = |out: &std::process::Output| -> Vec<String> {
+        json(out)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let out = run(&["check", "--format", "json", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(rules(&out), ["egress-missing-dns"]);
+    let config = temp_file(
+        "targets.yaml",
+        "dns:\n  targets:\n    - namespaceLabels: {kubernetes.io/metadata.name: dns-cache}\n      podLabels: {app: unbound}\n      ports: [{name: dns, port: 5300, protocol: UDP}, {name: dns-tcp, port: 5300, protocol: TCP}]\n",
+    );
+    let out = run(&[
+        "check",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(rules(&out).is_empty(), "{:?}", rules(&out));
+    let bad = temp_file(
+        "bad-target.yaml",
+        "dns:\n  targets: [{namespaceLabels: {a: b}, podLabels: {}, ports: []}]\n",
+    );
+    let out = run(&[
+        "check",
+        "--config",
+        bad.to_str().unwrap(),
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dns.targets[0].podLabels"));
+}
+
+#[test]
 fn config_file_changes_severities_and_bad_config_is_exit_2() {
     let config = temp_file("config.yaml", "rules:\n  egress-missing-dns: warn\n");
     let out = run(&[

@@ -413,6 +413,7 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
     let mut config_changes = state.config_changes();
     let mut dns = state.snapshot().config.dns.clone();
     let started = std::time::Instant::now();
+    let mut pods_were_synced = false;
     loop {
         let mut events = streams(&client, &dns);
         let mut warned: BTreeSet<Source> = BTreeSet::new();
@@ -446,6 +447,10 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
                             Err(e) => tracing::debug!(resource = source.resource(), error = %e, "watch still failing"),
                         }
                         next = events.next().now_or_never().flatten();
+                    }
+                    if pods_were_synced != builder.synced(&Source::Pods) {
+                        pods_were_synced = true;
+                        tracing::info!(pods = builder.snapshot().pod_count(), "pod list synced; verdicts now see the pods");
                     }
                     if builder.ready() {
                         if !was_ready {
