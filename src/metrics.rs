@@ -132,6 +132,15 @@ fn controller_metrics(
     ))
 }
 
+fn gauges(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    register(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
 /// `success` or `error`.
 fn result_label(ok: bool) -> &'static str {
     if ok { "success" } else { "error" }
@@ -191,25 +200,17 @@ impl Metrics {
             leader,
             leader_transitions,
             cache_synced,
-            cache_objects: register(
+            cache_objects: gauges(
                 r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "netpol_guard_cache_objects",
-                        "Objects in the cluster cache, by resource.",
-                    ),
-                    &["resource"],
-                )?,
+                "netpol_guard_cache_objects",
+                "Objects in the cluster cache, by resource.",
+                &["resource"],
             )?,
-            dns_target: register(
+            dns_target: gauges(
                 r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "netpol_guard_dns_target_info",
-                        "1 for the DNS target the rules and the injection use: its namespace, and whether it was discovered from the cluster's DNS Service or configured.",
-                    ),
-                    &["namespace", "source"],
-                )?,
+                "netpol_guard_dns_target_info",
+                "1 for the DNS target the rules and the injection use: its namespace, and whether it was discovered from the cluster's DNS Service or configured.",
+                &["namespace", "source"],
             )?,
             registry: registry.clone(),
         };

@@ -326,7 +326,8 @@ fn convert<K>(event: watcher::Event<K>, fact: impl Fn(K) -> Fact) -> watcher::Ev
     }
 }
 
-type Events = BoxStream<'static, (Source, Result<watcher::Event<Fact>, watcher::Error>)>;
+type Item = (Source, Result<watcher::Event<Fact>, watcher::Error>);
+type Events = BoxStream<'static, Item>;
 
 fn tagged<S>(source: Source, stream: S) -> Events
 where
@@ -406,17 +407,85 @@ fn degraded(source: &Source) -> &'static str {
     }
 }
 
+/// The cache task's state between batches of events.
+struct Feed {
+    builder: Builder,
+    /// Sources whose failure was logged (once, until they deliver objects again).
+    warned: BTreeSet<Source>,
+    pods_synced: bool,
+    started: std::time::Instant,
+}
+
+impl Feed {
+    /// Applies `first` and every event already waiting behind it.
+    fn apply_batch(&mut self, first: Item, events: &mut SelectAll<Events>) {
+        let mut next = Some(first);
+        while let Some((source, event)) = next {
+            match event {
+                Ok(event) => {
+                    // a relist starts (Init) before its list call can fail: only objects
+                    // mean the watch works again
+                    if !matches!(event, watcher::Event::Init) {
+                        self.warned.remove(&source);
+                    }
+                    self.builder.apply(&source, event);
+                }
+                Err(e) if self.warned.insert(source.clone()) => {
+                    tracing::warn!(resource = source.resource(), error = %e, "{}", degraded(&source));
+                }
+                Err(e) => {
+                    tracing::debug!(resource = source.resource(), error = %e, "watch still failing");
+                }
+            }
+            next = events.next().now_or_never().flatten();
+        }
+    }
+
+    /// Puts the inventory in service once the policy and namespace lists are complete.
+    fn publish(&mut self, state: &SharedState, was_ready: bool) {
+        let inv = self.builder.snapshot();
+        if !self.pods_synced && self.builder.synced(&Source::Pods) {
+            self.pods_synced = true;
+            tracing::info!(
+                pods = inv.pod_count(),
+                "pod list synced; verdicts now see the pods"
+            );
+        }
+        if !self.builder.ready() {
+            return;
+        }
+        if !was_ready {
+            tracing::info!(
+                policies = inv.policy_count(),
+                namespaces = inv.namespace_count(),
+                pods = inv.pod_count(),
+                pods_synced = self.pods_synced,
+                took_ms = self.started.elapsed().as_millis() as u64,
+                "cluster cache synced; admission now uses the cluster's policies, namespaces and pods"
+            );
+        }
+        state
+            .metrics
+            .cache_size(inv.policy_count(), inv.namespace_count(), inv.pod_count());
+        state.set_inventory(inv);
+        state.metrics.cache_synced.set(1);
+    }
+}
+
 /// Runs the watches and publishes snapshots until `stop`. The DNS Service candidates are
 /// read from the configuration; when a reload changes them, the watches restart.
 pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>) {
-    let mut builder = Builder::new();
+    let mut feed = Feed {
+        builder: Builder::new(),
+        warned: BTreeSet::new(),
+        pods_synced: false,
+        started: std::time::Instant::now(),
+    };
     let mut config_changes = state.config_changes();
     let mut dns = state.snapshot().config.dns.clone();
-    let started = std::time::Instant::now();
-    let mut pods_were_synced = false;
     loop {
         let mut events = streams(&client, &dns);
-        let mut warned: BTreeSet<Source> = BTreeSet::new();
+        feed.warned.clear();
         let restart = loop {
             tokio::select! {
                 () = super::stopped(stop.clone()) => break false,
@@ -428,54 +497,16 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
                     }
                 }
                 Some(first) = events.next() => {
-                    let was_ready = builder.ready();
-                    let mut next = Some(first);
-                    // apply everything already waiting, then publish once
-                    while let Some((source, event)) = next {
-                        match event {
-                            Ok(event) => {
-                                // a relist starts (Init) before its list call can fail:
-                                // only objects mean the watch works again
-                                if !matches!(event, watcher::Event::Init) {
-                                    warned.remove(&source);
-                                }
-                                builder.apply(&source, event);
-                            }
-                            Err(e) if warned.insert(source.clone()) => {
-                                tracing::warn!(resource = source.resource(), error = %e, "{}", degraded(&source));
-                            }
-                            Err(e) => tracing::debug!(resource = source.resource(), error = %e, "watch still failing"),
-                        }
-                        next = events.next().now_or_never().flatten();
-                    }
-                    if pods_were_synced != builder.synced(&Source::Pods) {
-                        pods_were_synced = true;
-                        tracing::info!(pods = builder.snapshot().pod_count(), "pod list synced; verdicts now see the pods");
-                    }
-                    if builder.ready() {
-                        if !was_ready {
-                            let inv = builder.snapshot();
-                            tracing::info!(
-                                policies = inv.policy_count(),
-                                namespaces = inv.namespace_count(),
-                                pods = inv.pod_count(),
-                                pods_synced = builder.synced(&Source::Pods),
-                                took_ms = started.elapsed().as_millis() as u64,
-                                "cluster cache synced; admission now uses the cluster's policies, namespaces and pods"
-                            );
-                        }
-                        let inv = builder.snapshot();
-                        state.metrics.cache_size(inv.policy_count(), inv.namespace_count(), inv.pod_count());
-                        state.set_inventory(inv);
-                        state.metrics.cache_synced.set(1);
-                    }
+                    let was_ready = feed.builder.ready();
+                    feed.apply_batch(first, &mut events);
+                    feed.publish(&state, was_ready);
                 }
             }
         };
         if !restart {
             break;
         }
-        tracing::info!("dns.discover or dns.services changed: restarting the DNS watches");
+        tracing::info!("dns.discover or dns.services changed: restarting the watches");
     }
     state.metrics.cache_synced.set(0);
 }
