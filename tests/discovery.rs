@@ -106,6 +106,20 @@ fn egress(ns: &str, name: &str, pods: Value, rules: Value) -> Value {
            "spec": {"podSelector": {"matchLabels": pods}, "policyTypes": ["Egress"], "egress": rules}})
 }
 
+/// DNS in a policy of its own, for the pods labelled `to-dns: allowed` (label-composed sets).
+fn allow_dns_by_label(api: &FakeApi) {
+    let dns_rule = json!([{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                   "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                           "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]);
+    let policy = egress(
+        "shop",
+        "allow-to-dns",
+        json!({"to-dns": "allowed"}),
+        dns_rule,
+    );
+    api.put("networkpolicies", policy);
+}
+
 fn to_db() -> Value {
     json!([{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 5432}]}])
 }
@@ -147,19 +161,7 @@ async fn pods_decide_label_composed_policy_sets() {
         53,
         &["10.96.0.10"],
     );
-    // DNS in its own policy, keyed on its own label
-    let dns_rule = json!([{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                                   "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                           "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]);
-    api.put(
-        "networkpolicies",
-        egress(
-            "shop",
-            "allow-to-dns",
-            json!({"to-dns": "allowed"}),
-            dns_rule,
-        ),
-    );
+    allow_dns_by_label(&api);
     api.put(
         "pods",
         pod("shop", "web-1", json!({"app": "web", "to-dns": "allowed"})),
@@ -316,18 +318,7 @@ async fn without_rbac_for_pods_and_services_pods_are_unknown_and_dns_is_configur
     for ns in ["shop", "kube-system"] {
         api.put("namespaces", namespace(ns));
     }
-    let dns_rule = json!([{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                                   "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                           "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]);
-    api.put(
-        "networkpolicies",
-        egress(
-            "shop",
-            "allow-to-dns",
-            json!({"to-dns": "allowed"}),
-            dns_rule,
-        ),
-    );
+    allow_dns_by_label(&api);
     api.put("pods", pod("shop", "web-1", json!({"app": "web"})));
     for resource in ["pods", "services", "endpointslices"] {
         api.forbid(resource);
