@@ -59,6 +59,7 @@ fn namespace_facts(i: usize, size: &Size) -> (Fact, Vec<Fact>, Vec<Fact>) {
     let ns = format!("team-{i:05}");
     let namespace = Fact::Namespace {
         name: ns.clone(),
+        terminating: false,
         labels: labels(&[("team", format!("t{}", i % 50)), ("env", "prod".into())]),
     };
     let policy = |name: &str, spec: serde_json::Value| {

@@ -34,8 +34,24 @@ pub struct Source {
     position: (usize, usize),
 }
 
+impl Source {
+    /// An object read from the cluster, not from a file: `networkpolicies/NAMESPACE/NAME`.
+    pub fn cluster(namespace: &str, name: &str) -> Self {
+        Self {
+            file: format!("networkpolicies/{namespace}/{name}"),
+            document: 0,
+            item: None,
+            line: 0,
+            position: (0, 0),
+        }
+    }
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.document == 0 {
+            return f.write_str("cluster:");
+        }
         write!(f, "{}:{} (document {}", self.file, self.line, self.document)?;
         if let Some(item) = self.item {
             write!(f, ", item {item}")?;

@@ -24,6 +24,7 @@ pub mod guard;
 pub mod config;
 
 pub mod admission;
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;

@@ -76,11 +76,17 @@ pub fn text(report: &Report) -> String {
             if resolved == 1 { " was" } else { "s were" }
         ));
     }
+    // objects audited in a cluster come from no file
+    let from_cluster = report.files == 0 && report.objects.iter().all(|o| o.source.document == 0);
+    let place = if from_cluster && !report.objects.is_empty() {
+        "the cluster".to_string()
+    } else {
+        counted(report.files, "file", "files")
+    };
     out.push_str(&format!(
-        "checked {} and {} in {}: {} deny, {} warn, {}{skipped}\n",
+        "checked {} and {} in {place}: {} deny, {} warn, {}{skipped}\n",
         counted(report.objects.len(), "NetworkPolicy", "NetworkPolicies"),
         counted(report.namespaces, "Namespace", "Namespaces"),
-        counted(report.files, "file", "files"),
         report.count(Severity::Deny),
         report.count(Severity::Warn),
         counted(report.problems.len(), "error", "errors"),

@@ -31,6 +31,10 @@ const SEPARATE: &[(&str, &[&str])] = &[
         &["server", "serve", "admission", "check", "cli"],
     ),
     ("check", &["server", "serve", "kubernetes", "admission"]),
+    (
+        "audit",
+        &["server", "serve", "kubernetes", "admission", "check", "cli"],
+    ),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

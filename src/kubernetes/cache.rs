@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -50,6 +51,8 @@ pub enum Fact {
     Namespace {
         name: String,
         labels: Labels,
+        /// Being deleted (`deletionTimestamp` set).
+        terminating: bool,
     },
     Pod {
         namespace: String,
@@ -168,7 +171,14 @@ impl Builder {
                     inv.insert_policy(&ns, p);
                 }
             }
-            Fact::Namespace { name, labels } => inv.insert_namespace(&name, labels),
+            Fact::Namespace {
+                name,
+                labels,
+                terminating,
+            } => {
+                inv.insert_namespace(&name, labels);
+                inv.mark_terminating(&name, terminating);
+            }
             Fact::Pod {
                 namespace,
                 name,
@@ -221,6 +231,7 @@ pub fn policy_fact(mut p: NetworkPolicy) -> Fact {
 pub fn namespace_fact(n: Namespace) -> Fact {
     Fact::Namespace {
         name: n.name_any(),
+        terminating: n.metadata.deletion_timestamp.is_some(),
         labels: n.metadata.labels.unwrap_or_default(),
     }
 }
@@ -389,6 +400,106 @@ fn streams(client: &Client, dns: &DnsConfig) -> SelectAll<Events> {
     futures::stream::select_all(streams)
 }
 
+/// Every object of `api` matching `params`, page by page (500 at a time); `progress` hears
+/// the running count after each page.
+async fn list_all<K>(
+    api: &Api<K>,
+    params: ListParams,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<K>, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut items = Vec::new();
+    let mut params = params.limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items);
+        progress(items.len());
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Lists what the cache watches, once, into an inventory: for `netpol-guard audit`.
+/// Policies and namespaces must be readable; pods and the DNS Services may be forbidden
+/// (then pods are unknown and the configured DNS target is used), which is returned as a
+/// note. `progress` hears (resource, count so far).
+pub async fn list_once(
+    client: &Client,
+    dns: &DnsConfig,
+    progress: &mut dyn FnMut(&str, usize),
+) -> Result<(Inventory, Vec<String>), kube::Error> {
+    let mut builder = Builder::new();
+    let mut notes = Vec::new();
+    let all = ListParams::default();
+    let policies = list_all(
+        &Api::<NetworkPolicy>::all(client.clone()),
+        all.clone(),
+        &mut |n| progress("networkpolicies", n),
+    )
+    .await?;
+    list_into(
+        &mut builder,
+        Source::Policies,
+        policies.into_iter().map(policy_fact),
+    );
+    let namespaces = list_all(
+        &Api::<Namespace>::all(client.clone()),
+        all.clone(),
+        &mut |n| progress("namespaces", n),
+    )
+    .await?;
+    list_into(
+        &mut builder,
+        Source::Namespaces,
+        namespaces.into_iter().map(namespace_fact),
+    );
+    let pods = Api::<PartialObjectMeta<Pod>>::all(client.clone());
+    match list_all(&pods, all, &mut |n| progress("pods", n)).await {
+        Ok(pods) => list_into(&mut builder, Source::Pods, pods.into_iter().map(pod_fact)),
+        Err(e) => notes.push(format!("pods not listed ({e}): pods count as unknown")),
+    }
+    if dns.discover == Discover::Auto {
+        for candidate in &dns.services {
+            let Some((ns, name)) = candidate.split_once('/') else {
+                continue;
+            };
+            let services = Api::<Service>::namespaced(client.clone(), ns);
+            let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+            let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns);
+            let by_service = ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
+            let found = async {
+                let s = list_all(&services, by_name, &mut |_| {}).await?;
+                let e = list_all(&slices, by_service, &mut |_| {}).await?;
+                Ok::<_, kube::Error>((s, e))
+            };
+            match found.await {
+                Ok((s, e)) => {
+                    let service = Source::Service(ns.into(), name.into());
+                    list_into(&mut builder, service, s.into_iter().map(service_fact));
+                    let slices = Source::Slices(ns.into(), name.into());
+                    list_into(&mut builder, slices, e.into_iter().map(slice_fact));
+                }
+                Err(e) => notes.push(format!(
+                    "DNS Service {candidate} not read ({e}): the configured DNS target applies"
+                )),
+            }
+        }
+    }
+    Ok((builder.snapshot(), notes))
+}
+
+fn list_into(builder: &mut Builder, source: Source, facts: impl Iterator<Item = Fact>) {
+    builder.apply(&source, watcher::Event::Init);
+    for fact in facts {
+        builder.apply(&source, watcher::Event::InitApply(fact));
+    }
+    builder.apply(&source, watcher::Event::InitDone);
+}
+
 /// What the cache does when a watch cannot list (RBAC, a missing API): policies and
 /// namespaces are needed and retried loudly; pods and DNS discovery degrade to "unknown"
 /// and say so once.
@@ -519,6 +630,7 @@ mod tests {
     fn ns(name: &str, labels: &[(&str, &str)]) -> Fact {
         Fact::Namespace {
             name: name.into(),
+            terminating: false,
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -71,6 +71,8 @@ pub struct Inventory {
     namespaces_complete: bool,
     /// Whether `pods` is every pod of the cluster.
     pods_complete: bool,
+    /// Namespaces being deleted.
+    terminating: OrdSet<String>,
     /// DNS Service candidates and their EndpointSlices, by (namespace, name).
     services: OrdMap<(String, String), Arc<ServiceFacts>>,
     slices: OrdMap<(String, String), Arc<SliceFacts>>,
@@ -140,6 +142,21 @@ impl Inventory {
     pub fn remove_namespace(&mut self, name: &str) {
         self.unindex_namespace(name);
         self.namespaces.remove(name);
+        self.terminating.remove(name);
+    }
+
+    /// Records whether a namespace is being deleted.
+    pub fn mark_terminating(&mut self, name: &str, terminating: bool) {
+        if terminating {
+            self.terminating.insert(name.to_string());
+        } else {
+            self.terminating.remove(name);
+        }
+    }
+
+    /// Whether a namespace is being deleted.
+    pub fn is_terminating(&self, name: &str) -> bool {
+        self.terminating.contains(name)
     }
 
     fn unindex_namespace(&mut self, name: &str) {
@@ -195,6 +212,7 @@ impl Inventory {
     pub fn clear_namespaces(&mut self) {
         self.namespaces = OrdMap::new();
         self.by_label = OrdMap::new();
+        self.terminating = OrdSet::new();
     }
 
     /// Declares the known pods to be all the cluster has.

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::check;
+
+mod audit;
 use crate::config::Config;
 use crate::netpol::dns::DnsPreset;
 use crate::report::{self, Format};
@@ -47,6 +49,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Check manifests offline with the webhook's rules (exit 0 ok, 1 denied, 2 bad input).
     Check(CheckArgs),
+    /// Audit the NetworkPolicies already in a cluster with the webhook's rules and the full
+    /// cluster context (exit 0 ok, 1 something denied, 2 the cluster could not be read).
+    Audit(AuditArgs),
     /// Write a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
     /// List the rule catalog.
@@ -101,6 +106,29 @@ pub struct CheckArgs {
     pub paths: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Kubeconfig of the cluster [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
+    #[arg(long, env = "NETPOL_GUARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Rule configuration (YAML); the embedded default when absent.
+    #[arg(long, env = "NETPOL_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text", env = "NETPOL_GUARD_FORMAT")]
+    pub format: Format,
+    /// Audit one namespace (the whole cluster is still read for context) [default: all].
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// The namespace netpol-guard runs in (it gets no companions).
+    #[arg(
+        long,
+        default_value = "netpol-guard",
+        env = "NETPOL_GUARD_POD_NAMESPACE"
+    )]
+    pub guard_namespace: String,
+}
+
 /// `--dns-preset`: where well-known distributions run cluster DNS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DnsPresetArg {
@@ -132,6 +160,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => run_check(args),
+        Command::Audit(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(audit::run(args))
+        }
         Command::Rules => {
             let mut out = std::io::stdout().lock();
             for rule in CATALOG {

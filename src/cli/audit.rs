@@ -1,0 +1,157 @@
+//! `netpol-guard audit`: one list of each resource the cache watches, the audit over it, and
+//! the report in `check`'s formats with a summary per namespace.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use super::AuditArgs;
+use crate::audit::{self, Audit};
+use crate::check::{ObjectReport, Problem, Report, Source};
+use crate::config::Config;
+use crate::kubernetes::cache;
+use crate::report::{self, Format};
+
+/// The client for `--kubeconfig`, else kube's usual discovery ($KUBECONFIG, ~/.kube/config,
+/// in-cluster).
+async fn client(args: &AuditArgs) -> anyhow::Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer().await.context(
+            "finding a cluster (--kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster)",
+        )?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// The audit as a check report: the same text, JSON and SARIF output and exit codes.
+pub fn report_of(audit: &Audit) -> Report {
+    Report {
+        objects: audit
+            .results
+            .iter()
+            .map(|r| ObjectReport {
+                source: Source::cluster(&r.namespace, &r.name),
+                kind: "NetworkPolicy",
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                findings: r.findings.clone(),
+                resolved: Vec::new(),
+            })
+            .collect(),
+        namespaces: audit.namespaces.len(),
+        ..Report::default()
+    }
+}
+
+/// The namespaces that need attention, one line each.
+fn summary_text(audit: &Audit) -> String {
+    let mut out = String::new();
+    let notable: Vec<_> = audit
+        .namespaces
+        .iter()
+        .filter(|(_, s)| s.notable())
+        .collect();
+    if !notable.is_empty() {
+        out.push_str("namespaces that need attention:\n");
+    }
+    for (ns, s) in &notable {
+        let mut parts = vec![format!("{} deny, {} warn", s.deny, s.warn)];
+        if s.pods_without_dns {
+            parts.push("existing pods egress-isolated without DNS".into());
+        }
+        if s.protected_isolated {
+            parts.push("protected namespace isolated".into());
+        }
+        if !s.missing_companions.is_empty() {
+            parts.push(format!(
+                "companions missing: {}",
+                s.missing_companions.join(", ")
+            ));
+        }
+        out.push_str(&format!("  {ns}: {}\n", parts.join("; ")));
+    }
+    out.push_str(&format!(
+        "audited {} namespaces: {} need attention\n",
+        audit.namespaces.len(),
+        notable.len()
+    ));
+    out
+}
+
+pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => Config::default(),
+    };
+    let fail = |message: String| {
+        let report = Report {
+            problems: vec![Problem {
+                file: "cluster".into(),
+                document: None,
+                line: None,
+                message,
+            }],
+            ..Report::default()
+        };
+        print!("{}", report::render(&report, args.format));
+        Ok(ExitCode::from(report.exit_code()))
+    };
+    let client = match client(&args).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    // a progress line for large clusters, on a terminal only
+    let live = std::io::stderr().is_terminal();
+    let mut progress = |resource: &str, n: usize| {
+        if live {
+            eprint!("\rlisting {resource}: {n}          ");
+        }
+    };
+    let listed = cache::list_once(&client, &config.dns, &mut progress).await;
+    if live {
+        eprint!("\r{:40}\r", "");
+    }
+    let (inventory, notes) = match listed {
+        Ok(listed) => listed,
+        Err(e) => return fail(format!("listing the cluster: {e}")),
+    };
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    let audit = audit::audit(
+        &inventory,
+        &config,
+        &args.guard_namespace,
+        args.namespace.as_deref(),
+    );
+    let report = report_of(&audit);
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Text => {
+            out.write_all(report::render(&report, Format::Text).as_bytes())?;
+            out.write_all(summary_text(&audit).as_bytes())?;
+        }
+        Format::Json => {
+            let mut value = report::json_value(&report);
+            value["namespaces"] = serde_json::to_value(&audit.namespaces)?;
+            out.write_all((serde_json::to_string_pretty(&value)? + "\n").as_bytes())?;
+        }
+        Format::Sarif => out.write_all(report::render(&report, Format::Sarif).as_bytes())?,
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
