@@ -8,7 +8,7 @@ use prometheus::{
 
 use std::time::Duration;
 
-use crate::rules::{CATALOG, Finding};
+use crate::rules::{CATALOG, Finding, Severity};
 
 /// Every metric netpol-guard exports.
 #[derive(Debug, Clone)]
@@ -39,6 +39,12 @@ pub struct Metrics {
     pub cache_objects: IntGaugeVec,
     /// `{namespace, source}`: 1 for the DNS target in use.
     pub dns_target: IntGaugeVec,
+    /// `{rule, severity}`: findings of the last background audit.
+    pub audit_findings: IntGaugeVec,
+    /// When the last background audit finished.
+    pub audit_last_run: Gauge,
+    /// `{operation, result}`: PolicyReport writes (apply, delete).
+    pub report_writes: IntCounterVec,
 }
 
 /// Results of a namespace reconcile: companions applied (created or restored), already as
@@ -212,6 +218,25 @@ impl Metrics {
                 "1 for the DNS target the rules and the injection use: its namespace, and whether it was discovered from the cluster's DNS Service or configured.",
                 &["namespace", "source"],
             )?,
+            audit_findings: gauges(
+                r,
+                "netpol_guard_audit_findings",
+                "Findings of the last background audit of the cluster's existing policies, by rule and severity.",
+                &["rule", "severity"],
+            )?,
+            audit_last_run: register(
+                r,
+                Gauge::new(
+                    "netpol_guard_audit_last_run_timestamp_seconds",
+                    "Unix time at which the last background audit finished (0: none on this replica).",
+                )?,
+            )?,
+            report_writes: counters(
+                r,
+                "netpol_guard_audit_report_writes_total",
+                "PolicyReport writes of the background audit, by operation (apply, delete) and result.",
+                &["operation", "result"],
+            )?,
             registry: registry.clone(),
         };
         register_process_facts(&registry)?;
@@ -225,6 +250,34 @@ impl Metrics {
         self.dns_target
             .with_label_values(&[namespace, source])
             .set(1);
+    }
+
+    /// Records the findings of an audit (every rule and severity, zero where none).
+    pub fn audited(&self, counts: &std::collections::BTreeMap<(&'static str, Severity), usize>) {
+        for rule in CATALOG {
+            for severity in [Severity::Deny, Severity::Warn] {
+                let n = counts.get(&(rule.id, severity)).copied().unwrap_or(0);
+                self.audit_findings
+                    .with_label_values(&[rule.id, severity.as_str()])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.audit_last_run.set(now.as_secs_f64());
+    }
+
+    /// Clears the audit's gauges (this replica no longer audits).
+    pub fn audit_reset(&self) {
+        self.audit_findings.reset();
+    }
+
+    /// Counts one PolicyReport write.
+    pub fn report_write(&self, operation: &str, ok: bool) {
+        self.report_writes
+            .with_label_values(&[operation, result_label(ok)])
+            .inc();
     }
 
     /// Records the size of the cluster cache.

@@ -23,6 +23,10 @@ pub struct Shared {
     draining: AtomicBool,
     /// Ticks when a new configuration goes into service.
     config_changes: tokio::sync::watch::Sender<()>,
+    /// Ticks when a new view of the cluster goes into service.
+    inventory_changes: tokio::sync::watch::Sender<()>,
+    /// Whether this replica holds the leader Lease (runs the controller and the audit).
+    leading: tokio::sync::watch::Sender<bool>,
 }
 
 /// Handle to the shared state.
@@ -45,6 +49,8 @@ impl Shared {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             config_changes: tokio::sync::watch::Sender::new(()),
+            inventory_changes: tokio::sync::watch::Sender::new(()),
+            leading: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -95,6 +101,23 @@ impl Shared {
     /// Puts a new view of the cluster in service.
     pub fn set_inventory(&self, inventory: Inventory) {
         self.update(|s| Snapshot::new(s.config.clone(), Arc::new(inventory), s.identity.clone()));
+        self.inventory_changes.send_replace(());
+    }
+
+    /// Notified whenever a new view of the cluster goes into service.
+    pub fn inventory_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.inventory_changes.subscribe()
+    }
+
+    /// Records whether this replica leads (holds a fresh leader Lease).
+    pub fn set_leading(&self, leading: bool) {
+        self.leading
+            .send_if_modified(|l| std::mem::replace(l, leading) != leading);
+    }
+
+    /// Whether this replica leads, and its changes.
+    pub fn leading(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leading.subscribe()
     }
 
     /// Whether the process serves (listeners bound, not draining).

@@ -144,6 +144,7 @@ pub async fn run(
                 tracing::info!(identity = %election.identity, lease = %election.lease, "acquired the leader Lease: reconciling companions");
                 state.metrics.leader.set(1);
                 state.metrics.leader_transitions.inc();
+                state.set_leading(true);
                 let (tx, rx) = watch::channel(false);
                 let task = tokio::spawn(controller::run(companions.clone(), rx));
                 running = Some((tx, task));
@@ -198,6 +199,7 @@ async fn stop_controller(
     running: &mut Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     state: &SharedState,
 ) {
+    state.set_leading(false);
     if let Some((tx, task)) = running.take() {
         let _ = tx.send(true);
         let _ = task.await;

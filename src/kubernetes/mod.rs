@@ -3,6 +3,7 @@
 //! and the companions controller ([`controller`]). Nothing here runs on the request path:
 //! admission reads the last snapshot the cache published and never waits for the API.
 
+pub mod audit;
 pub mod cache;
 pub mod controller;
 pub mod leader;
@@ -54,7 +55,42 @@ pub struct ClusterArgs {
         default_value = "netpol-guard-controller"
     )]
     pub lease_name: String,
+    /// Audit the cluster's existing policies in the background (on the leader replica).
+    #[arg(long, env = "NETPOL_GUARD_AUDIT", value_enum, default_value = "on")]
+    pub audit: Switch,
+    /// How often the background audit runs besides after changes.
+    #[arg(long, env = "NETPOL_GUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub audit_interval: Duration,
+    /// Write the audit's results as PolicyReports (wgpolicyk8s.io/v1alpha2) when the CRD
+    /// is installed.
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_POLICY_REPORTS",
+        value_enum,
+        default_value = "on"
+    )]
+    pub policy_reports: Switch,
 }
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// A duration in Go's notation (`10m`, `30s`).
+fn duration(text: &str) -> Result<Duration, String> {
+    go_parse_duration::parse_duration(text)
+        .ok()
+        .and_then(|nanos| u64::try_from(nanos).ok())
+        .filter(|&nanos| nanos > 0)
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("{text:?} is not a positive duration like 10m or 30s"))
+}
+
+/// After a change in the cluster, the background audit waits this long for more.
+const AUDIT_DEBOUNCE: Duration = Duration::from_secs(10);
 
 /// How the process found (or did not find) the API server.
 async fn client_config(args: &ClusterArgs) -> anyhow::Result<Option<KubeConfig>> {
@@ -130,6 +166,19 @@ pub async fn start(
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("netpol-guard-{}", std::process::id()));
+    if args.audit == Switch::On {
+        let settings = audit::Settings {
+            interval: args.audit_interval,
+            debounce: AUDIT_DEBOUNCE,
+            reports: args.policy_reports == Switch::On,
+        };
+        tasks.push(tokio::spawn(audit::run(
+            client.clone(),
+            state.clone(),
+            settings,
+            stop.clone(),
+        )));
+    }
     let guard_namespace = state.snapshot().identity.namespace.clone();
     let companions = controller::Companions::new(client.clone(), state.clone());
     tasks.push(tokio::spawn(leader::run(

@@ -2,7 +2,8 @@
 //! Services and EndpointSlices with list, watch (replaying from a resourceVersion; label and
 //! `metadata.name` field selectors), get, create, server-side apply and strategic merge
 //! patches (with field-manager conflicts on Lease holders) and delete (with preconditions).
-//! Resources can be forbidden (403) as RBAC would. Every request is recorded. Plug it into kube's `Client` with
+//! PolicyReports once their CRD is "installed". Resources can be forbidden (403) as RBAC
+//! would. Every request is recorded. Plug it into kube's `Client` with
 //! `tower::service_fn` or `tower_test::mock::pair`.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
@@ -35,6 +36,8 @@ struct Store {
     requests: Vec<String>,
     /// Resources answered with 403 Forbidden.
     forbidden: Vec<String>,
+    /// Whether the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is installed.
+    policy_reports: bool,
 }
 
 #[derive(Clone)]
@@ -166,6 +169,11 @@ impl FakeApi {
             .cloned()
     }
 
+    /// Installs the PolicyReport CRD (wgpolicyk8s.io/v1alpha2): before, its URLs are 404.
+    pub fn install_policy_reports(&self) {
+        self.store.lock().unwrap().policy_reports = true;
+    }
+
     /// Answers every request for `resource` (URL plural) with 403 Forbidden from now on.
     pub fn forbid(&self, resource: &str) {
         self.store
@@ -221,6 +229,19 @@ impl FakeApi {
             ["api", "v1", resource] => (*resource, "", None),
             ["api", "v1", "namespaces", ns, resource] => (*resource, *ns, None),
             ["api", "v1", "namespaces", ns, resource, name] => (*resource, *ns, Some(*name)),
+            ["apis", "wgpolicyk8s.io", "v1alpha2", rest @ ..] => {
+                if !self.store.lock().unwrap().policy_reports {
+                    return status(404, "NotFound");
+                }
+                match rest {
+                    ["policyreports"] => ("policyreports", "", None),
+                    ["namespaces", ns, "policyreports"] => ("policyreports", *ns, None),
+                    ["namespaces", ns, "policyreports", name] => {
+                        ("policyreports", *ns, Some(*name))
+                    }
+                    _ => return status(404, "NotFound"),
+                }
+            }
             ["apis", _, "v1", "networkpolicies"] => ("networkpolicies", "", None),
             ["apis", _, "v1", "namespaces", ns, resource] => (*resource, *ns, None),
             ["apis", _, "v1", "namespaces", ns, resource, name] => (*resource, *ns, Some(*name)),
@@ -293,8 +314,12 @@ impl FakeApi {
                     Some("true"),
                     "{query}"
                 );
-                assert_eq!(patch["apiVersion"], "networking.k8s.io/v1");
-                assert_eq!(patch["kind"], "NetworkPolicy");
+                let (api_version, kind) = match resource {
+                    "policyreports" => ("wgpolicyk8s.io/v1alpha2", "PolicyReport"),
+                    _ => ("networking.k8s.io/v1", "NetworkPolicy"),
+                };
+                assert_eq!(patch["apiVersion"], api_version);
+                assert_eq!(patch["kind"], kind);
                 assert_eq!(patch["metadata"]["name"], name);
                 let mut object = patch;
                 object["metadata"]["namespace"] = json!(ns);

@@ -1,0 +1,302 @@
+//! The background audit: on the leader replica, the existing policies judged from the
+//! cache, after a change (debounced) and on a period. Results go to metrics and, when the
+//! `wgpolicyk8s.io/v1alpha2` PolicyReport CRD is installed, to one PolicyReport per
+//! namespace, written by server-side apply only when its results change.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::FutureExt;
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::audit::{self, Audit, PolicyResult};
+use crate::rules::Severity;
+use crate::state::SharedState;
+
+/// The PolicyReports' name in each namespace, their field manager and label value.
+pub const REPORT_NAME: &str = "netpol-guard";
+const MANAGER: &str = "netpol-guard";
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// Pause between two report writes, so a first run over thousands of namespaces does not
+/// flood the API server (at most 20 writes a second).
+const WRITE_PAUSE: Duration = Duration::from_millis(50);
+
+/// How the background audit runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A full run at least this often.
+    pub interval: Duration,
+    /// After a change in the cluster, wait this long for more before running.
+    pub debounce: Duration,
+    /// Write PolicyReports (when the CRD is installed).
+    pub reports: bool,
+}
+
+fn report_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+        "policyreports",
+    )
+}
+
+/// The result of one finding, in the report's words.
+fn result_of(severity: Severity) -> (&'static str, &'static str) {
+    match severity {
+        Severity::Deny => ("fail", "high"),
+        Severity::Warn => ("warn", "medium"),
+    }
+}
+
+fn resource_ref(r: &PolicyResult) -> Value {
+    json!([{
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "namespace": r.namespace,
+        "name": r.name,
+        "uid": r.policy.metadata.uid.clone().unwrap_or_default(),
+    }])
+}
+
+/// The `summary` and `results` of one namespace's report: one result per finding, and a
+/// `pass` for a policy without any.
+pub fn report_content(results: &[&PolicyResult]) -> Value {
+    let (mut pass, mut fail, mut warn) = (0, 0, 0);
+    let mut out = Vec::new();
+    for r in results {
+        if r.findings.is_empty() {
+            pass += 1;
+            out.push(json!({
+                "policy": REPORT_NAME, "rule": "catalog", "result": "pass", "severity": "info",
+                "source": REPORT_NAME, "category": "NetworkPolicy", "scored": true,
+                "message": "no finding", "resources": resource_ref(r),
+            }));
+        }
+        for f in &r.findings {
+            let (result, severity) = result_of(f.severity);
+            match f.severity {
+                Severity::Deny => fail += 1,
+                Severity::Warn => warn += 1,
+            }
+            out.push(json!({
+                "policy": REPORT_NAME, "rule": f.rule, "result": result, "severity": severity,
+                "source": REPORT_NAME, "category": "NetworkPolicy", "scored": true,
+                "message": f.message, "resources": resource_ref(r),
+                "properties": {"path": f.path},
+            }));
+        }
+    }
+    json!({
+        "summary": {"pass": pass, "fail": fail, "warn": warn, "error": 0, "skip": 0},
+        "results": out,
+    })
+}
+
+/// Every namespace's report content, for the namespaces that have policies.
+pub fn desired_reports(audit: &Audit) -> BTreeMap<String, Value> {
+    let mut by_namespace: BTreeMap<String, Vec<&PolicyResult>> = BTreeMap::new();
+    for r in &audit.results {
+        by_namespace.entry(r.namespace.clone()).or_default().push(r);
+    }
+    by_namespace
+        .into_iter()
+        .map(|(ns, results)| (ns, report_content(&results)))
+        .collect()
+}
+
+/// What the audit last wrote, by namespace, and whether the CRD is there.
+#[derive(Debug, Default)]
+struct Reports {
+    /// Content of the reports in the cluster; `None` until read.
+    written: Option<BTreeMap<String, Value>>,
+    missing_logged: bool,
+}
+
+impl Reports {
+    /// Reads the reports this guard wrote, once per leadership. `false` when the CRD is not
+    /// installed (logged once) or they cannot be read.
+    async fn load(&mut self, client: &Client) -> bool {
+        if self.written.is_some() {
+            return true;
+        }
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &report_resource());
+        let params = ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
+        match api.list(&params).await {
+            Ok(list) => {
+                let written = list
+                    .items
+                    .into_iter()
+                    .filter_map(|r| {
+                        let ns = r.metadata.namespace.clone()?;
+                        let content = json!({
+                            "summary": r.data.get("summary").cloned().unwrap_or(Value::Null),
+                            "results": r.data.get("results").cloned().unwrap_or(Value::Null),
+                        });
+                        Some((ns, content))
+                    })
+                    .collect();
+                self.written = Some(written);
+                self.missing_logged = false;
+                true
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                if !self.missing_logged {
+                    tracing::info!(
+                        "the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is not installed: audit results go to metrics only"
+                    );
+                    self.missing_logged = true;
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read PolicyReports; trying again on the next audit");
+                false
+            }
+        }
+    }
+
+    /// Applies the reports whose content changed and deletes those of namespaces without
+    /// policies. Returns (applied, deleted).
+    async fn sync(
+        &mut self,
+        client: &Client,
+        state: &SharedState,
+        desired: BTreeMap<String, Value>,
+    ) -> (usize, usize) {
+        let Some(written) = self.written.as_mut() else {
+            return (0, 0);
+        };
+        let resource = report_resource();
+        let (mut applied, mut deleted) = (0, 0);
+        for (ns, content) in &desired {
+            if written.get(ns) == Some(content) {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+            let mut report = json!({
+                "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+                "metadata": {"name": REPORT_NAME, "namespace": ns, "labels": {MANAGED_BY: MANAGER}},
+            });
+            report["summary"] = content["summary"].clone();
+            report["results"] = content["results"].clone();
+            let params = PatchParams::apply(MANAGER).force();
+            let ok = api
+                .patch(REPORT_NAME, &params, &Patch::Apply(&report))
+                .await
+                .inspect_err(|e| tracing::warn!(namespace = %ns, error = %e, "writing a PolicyReport failed"))
+                .is_ok();
+            state.metrics.report_write("apply", ok);
+            if ok {
+                written.insert(ns.clone(), content.clone());
+                applied += 1;
+            }
+            tokio::time::sleep(WRITE_PAUSE).await;
+        }
+        let stale: Vec<String> = written
+            .keys()
+            .filter(|ns| !desired.contains_key(*ns))
+            .cloned()
+            .collect();
+        for ns in stale {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+            let result = api.delete(REPORT_NAME, &DeleteParams::default()).await;
+            let ok = match result {
+                Ok(_) => true,
+                Err(kube::Error::Api(e)) => e.code == 404,
+                Err(_) => false,
+            };
+            state.metrics.report_write("delete", ok);
+            if ok {
+                written.remove(&ns);
+                deleted += 1;
+            }
+            tokio::time::sleep(WRITE_PAUSE).await;
+        }
+        (applied, deleted)
+    }
+}
+
+/// One audit of the current snapshot: metrics, then reports.
+async fn run_once(
+    client: &Client,
+    state: &SharedState,
+    settings: &Settings,
+    reports: &mut Reports,
+) {
+    let snapshot = state.snapshot();
+    let started = std::time::Instant::now();
+    let audit = audit::audit(
+        &snapshot.inventory,
+        &snapshot.config,
+        &snapshot.identity.namespace,
+        None,
+    );
+    let took = started.elapsed();
+    state.metrics.audited(&audit.counts());
+    let notable = audit.namespaces.values().filter(|s| s.notable()).count();
+    let (applied, deleted) = if settings.reports && reports.load(client).await {
+        reports.sync(client, state, desired_reports(&audit)).await
+    } else {
+        (0, 0)
+    };
+    tracing::info!(
+        policies = audit.results.len(),
+        namespaces = audit.namespaces.len(),
+        notable,
+        took_ms = took.as_millis() as u64,
+        reports_applied = applied,
+        reports_deleted = deleted,
+        "audit done"
+    );
+}
+
+/// Runs the background audit until `stop`: only while this replica leads, once the cache
+/// has synced; after a change (debounced) and every `interval`.
+pub async fn run(
+    client: Client,
+    state: SharedState,
+    settings: Settings,
+    stop: watch::Receiver<bool>,
+) {
+    let mut leading = state.leading();
+    let mut changes = state.inventory_changes();
+    loop {
+        // idle until elected
+        tokio::select! {
+            ok = leading.wait_for(|l| *l).map(|r| r.is_ok()) => if !ok { return },
+            () = super::stopped(stop.clone()) => return,
+        }
+        let mut reports = Reports::default();
+        let mut period = tokio::time::interval(settings.interval);
+        // the first tick is at once: a new leader audits right away
+        period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = period.tick() => {}
+                r = changes.changed() => {
+                    if r.is_err() { return }
+                    // let a burst of changes settle
+                    tokio::select! {
+                        () = tokio::time::sleep(settings.debounce) => {}
+                        () = super::stopped(stop.clone()) => return,
+                    }
+                    changes.borrow_and_update();
+                }
+                ok = leading.wait_for(|l| !*l).map(|r| r.is_ok()) => {
+                    if !ok { return }
+                    tracing::info!("not leading: background audit idle");
+                    state.metrics.audit_reset();
+                    break;
+                }
+                () = super::stopped(stop.clone()) => return,
+            }
+            if state.metrics.cache_synced.get() == 1 {
+                run_once(&client, &state, &settings, &mut reports).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The background audit against the in-memory API server of `common::fake_api`: findings of
+//! the existing policies in metrics and PolicyReports, reports rewritten only when their
+//! results change, removed where nothing is left to report, metrics only without the CRD.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::http::Request;
+use common::fake_api::FakeApi;
+use kube::client::Body;
+use netpol_guard::config::Config;
+use netpol_guard::kubernetes::{audit, cache};
+use netpol_guard::state::SharedState;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+fn client(api: &FakeApi) -> kube::Client {
+    let api = api.clone();
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(api.handle(req).await) }
+    });
+    kube::Client::new(service, "default")
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+           "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
+}
+
+fn policy(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+fn web_egress(with_dns: bool) -> Value {
+    let mut egress = vec![
+        json!({"to": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 5432}]}),
+    ];
+    if with_dns {
+        egress.push(json!({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                   "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                           "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}));
+    }
+    policy(
+        "shop",
+        "web-egress",
+        json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Egress"], "egress": egress}),
+    )
+}
+
+/// A cluster with known broken policies: an egress policy without DNS in `shop`, a clean
+/// ingress policy beside it, a deny-all in `kube-system`.
+fn cluster() -> FakeApi {
+    let api = FakeApi::new();
+    for ns in ["shop", "kube-system", "netpol-guard"] {
+        api.put("namespaces", namespace(ns));
+    }
+    api.put("networkpolicies", web_egress(false));
+    api.put(
+        "networkpolicies",
+        policy(
+            "shop",
+            "web-ingress",
+            json!({"podSelector": {"matchLabels": {"app": "web"}},
+                   "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "gateway"}}}], "ports": [{"port": 8080}]}]}),
+        ),
+    );
+    api.put(
+        "networkpolicies",
+        policy(
+            "kube-system",
+            "deny-all",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+        ),
+    );
+    api
+}
+
+/// The cache and the audit of a replica that leads.
+struct Replica {
+    state: SharedState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn start(api: &FakeApi) -> Replica {
+    start_as(api, true)
+}
+
+fn start_as(api: &FakeApi, leading: bool) -> Replica {
+    let state = common::state_with(Config::default());
+    let (stop, rx) = watch::channel(false);
+    let settings = audit::Settings {
+        interval: Duration::from_secs(3600),
+        debounce: Duration::from_millis(100),
+        reports: true,
+    };
+    let tasks = vec![
+        tokio::spawn(cache::run(client(api), state.clone(), rx.clone())),
+        tokio::spawn(audit::run(client(api), state.clone(), settings, rx)),
+    ];
+    state.set_leading(leading);
+    Replica { state, stop, tasks }
+}
+
+impl Replica {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for t in self.tasks {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("stops")
+                .unwrap();
+        }
+    }
+
+    fn finding_gauge(&self, rule: &str, severity: &str) -> i64 {
+        self.state
+            .metrics
+            .audit_findings
+            .with_label_values(&[rule, severity])
+            .get()
+    }
+
+    fn writes(&self, operation: &str) -> u64 {
+        self.state
+            .metrics
+            .report_writes
+            .with_label_values(&[operation, "success"])
+            .get()
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// (rule, result, policy name) of every result of a report.
+fn results(report: &Value) -> Vec<(String, String, String)> {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap().to_string(),
+                r["result"].as_str().unwrap().to_string(),
+                r["resources"][0]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
+    let api = cluster();
+    api.install_policy_reports();
+    let replica = start(&api);
+    eventually("the shop report", || {
+        api.get("policyreports", "shop", "netpol-guard").is_some()
+            && api
+                .get("policyreports", "kube-system", "netpol-guard")
+                .is_some()
+    })
+    .await;
+    assert_eq!(replica.finding_gauge("egress-missing-dns", "deny"), 1);
+    assert_eq!(
+        replica.finding_gauge("protected-namespace-deny-all", "deny"),
+        1
+    );
+    assert_eq!(
+        replica.finding_gauge("allow-all-rule", "warn"),
+        0,
+        "series exist at zero"
+    );
+    assert!(replica.state.metrics.audit_last_run.get() > 0.0);
+
+    let shop = api.get("policyreports", "shop", "netpol-guard").unwrap();
+    assert_eq!(
+        shop["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "netpol-guard"
+    );
+    let shop_results = results(&shop);
+    assert!(
+        shop_results.contains(&(
+            "egress-missing-dns".into(),
+            "fail".into(),
+            "web-egress".into()
+        )),
+        "{shop_results:?}"
+    );
+    assert!(
+        shop_results.contains(&("catalog".into(), "pass".into(), "web-ingress".into())),
+        "{shop_results:?}"
+    );
+    assert_eq!(shop["summary"]["fail"], 1);
+    assert_eq!(shop["summary"]["pass"], 1);
+    let system = results(
+        &api.get("policyreports", "kube-system", "netpol-guard")
+            .unwrap(),
+    );
+    assert!(
+        system.contains(&(
+            "protected-namespace-deny-all".into(),
+            "fail".into(),
+            "deny-all".into()
+        )),
+        "{system:?}"
+    );
+    // no report where there is no policy
+    assert!(
+        api.get("policyreports", "netpol-guard", "netpol-guard")
+            .is_none()
+    );
+
+    // a change that changes no result: the audit runs, nothing is written
+    let applied = replica.writes("apply");
+    assert_eq!(applied, 2);
+    let last = replica.state.metrics.audit_last_run.get();
+    api.put("namespaces", namespace("payments"));
+    eventually("another audit", || {
+        replica.state.metrics.audit_last_run.get() > last
+    })
+    .await;
+    assert_eq!(
+        replica.writes("apply"),
+        applied,
+        "unchanged results were rewritten"
+    );
+
+    // fixing the policy updates its report
+    api.put("networkpolicies", web_egress(true));
+    eventually("the fixed report", || {
+        let shop = api.get("policyreports", "shop", "netpol-guard").unwrap();
+        shop["summary"]["fail"] == 0
+    })
+    .await;
+    assert_eq!(replica.finding_gauge("egress-missing-dns", "deny"), 0);
+    let fixed = results(&api.get("policyreports", "shop", "netpol-guard").unwrap());
+    assert!(
+        !fixed
+            .iter()
+            .any(|(rule, _, _)| rule == "egress-missing-dns"),
+        "{fixed:?}"
+    );
+
+    // nothing left to report in kube-system: its report goes
+    api.delete("networkpolicies", "kube-system", "deny-all");
+    eventually("the kube-system report removed", || {
+        api.get("policyreports", "kube-system", "netpol-guard")
+            .is_none()
+    })
+    .await;
+    assert_eq!(replica.writes("delete"), 1);
+
+    // not leading any more: idle, gauges cleared
+    replica.state.set_leading(false);
+    eventually("gauges cleared", || {
+        replica.finding_gauge("egress-missing-dns", "deny") == 0
+    })
+    .await;
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_crd_only_metrics() {
+    let api = cluster();
+    let replica = start(&api);
+    eventually("an audit", || {
+        replica.state.metrics.audit_last_run.get() > 0.0
+    })
+    .await;
+    assert_eq!(replica.finding_gauge("egress-missing-dns", "deny"), 1);
+    let report_requests: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("policyreports"))
+        .collect();
+    assert!(
+        report_requests.iter().all(|r| r.starts_with("GET ")),
+        "{report_requests:?}"
+    );
+    assert_eq!(replica.writes("apply"), 0);
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_does_not_lead_stays_idle() {
+    let api = cluster();
+    api.install_policy_reports();
+    let replica = start_as(&api, false);
+    eventually("cache synced", || {
+        replica.state.metrics.cache_synced.get() == 1
+    })
+    .await;
+    api.put("networkpolicies", web_egress(true));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(replica.state.metrics.audit_last_run.get(), 0.0);
+    assert!(!api.requests().iter().any(|r| r.contains("policyreports")));
+    // elected: it audits at once
+    replica.state.set_leading(true);
+    eventually("an audit", || {
+        replica.state.metrics.audit_last_run.get() > 0.0
+    })
+    .await;
+    replica.stop().await;
+}
