@@ -254,6 +254,14 @@ impl Metrics {
 
     /// Records the findings of an audit (every rule and severity, zero where none).
     pub fn audited(&self, counts: &std::collections::BTreeMap<(&'static str, Severity), usize>) {
+        self.audited_counts(counts);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.audit_last_run.set(now.as_secs_f64());
+    }
+
+    fn audited_counts(&self, counts: &std::collections::BTreeMap<(&'static str, Severity), usize>) {
         for rule in CATALOG {
             for severity in [Severity::Deny, Severity::Warn] {
                 let n = counts.get(&(rule.id, severity)).copied().unwrap_or(0);
@@ -262,15 +270,12 @@ impl Metrics {
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.audit_last_run.set(now.as_secs_f64());
     }
 
-    /// Clears the audit's gauges (this replica no longer audits).
+    /// Sets the audit's gauges to zero (before any audit, or when this replica stops
+    /// auditing), so that summing over replicas counts the leader's findings only.
     pub fn audit_reset(&self) {
-        self.audit_findings.reset();
+        self.audited_counts(&std::collections::BTreeMap::new());
     }
 
     /// Counts one PolicyReport write.
@@ -301,6 +306,14 @@ impl Metrics {
         }
         for result in RECONCILE_RESULTS {
             self.companion_reconciles.with_label_values(&[*result]);
+        }
+        self.audit_reset();
+        self.cache_size(0, 0, 0);
+        for operation in ["apply", "delete"] {
+            for ok in [true, false] {
+                self.report_writes
+                    .with_label_values(&[operation, result_label(ok)]);
+            }
         }
         for rule in CATALOG {
             self.findings

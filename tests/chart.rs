@@ -412,7 +412,7 @@ fn rbac_is_least_privilege() {
     let objects = render(&helm, &[]);
     let role = find(&objects, "ClusterRole", FULLNAME);
     let rules = role["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 3, "{rules:?}");
+    assert_eq!(rules.len(), 4, "{rules:?}");
     for rule in rules {
         let resources = rule["resources"].to_string();
         assert!(!resources.contains('*') && !rule["verbs"].to_string().contains('*'));
@@ -420,6 +420,16 @@ fn rbac_is_least_privilege() {
             "namespaces" => assert_eq!(verbs(rule), ["get", "list", "watch"]),
             // metadata reads need list/watch; no get, no writes
             "pods" => assert_eq!(verbs(rule), ["list", "watch"]),
+            // the audit's reports, its own API group only
+            "policyreports" => {
+                assert_eq!(rule["apiGroups"], json!(["wgpolicyk8s.io"]));
+                assert_eq!(
+                    verbs(rule),
+                    [
+                        "create", "delete", "get", "list", "patch", "update", "watch"
+                    ]
+                );
+            }
             "networkpolicies" => assert_eq!(
                 verbs(rule),
                 [
@@ -441,6 +451,27 @@ fn rbac_is_least_privilege() {
             assert_eq!(rule["resourceNames"], json!(["netpol-guard-controller"]));
         }
     }
+
+    // without reports: no report verbs; the CRD only on request, kept on uninstall
+    let no_reports = render(&helm, &["policyReports.enabled=false"]);
+    let role = find(&no_reports, "ClusterRole", FULLNAME);
+    assert!(!role["rules"].to_string().contains("policyreports"));
+    assert!(!kinds(&objects).contains(&"CustomResourceDefinition".to_string()));
+    let with_crd = render(&helm, &["policyReports.installCRD=true"]);
+    let crd = find(
+        &with_crd,
+        "CustomResourceDefinition",
+        "policyreports.wgpolicyk8s.io",
+    );
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    assert_eq!(crd["spec"]["versions"][0]["name"], "v1alpha2");
+    assert!(
+        arg(&args(&objects), "--policy-reports") == "on" && arg(&args(&objects), "--audit") == "on"
+    );
+    assert_eq!(arg(&args(&objects), "--audit-interval"), "10m");
 
     // DNS discovery: read-only Services and EndpointSlices, only where DNS runs
     let dns_role = find(&objects, "Role", &format!("{FULLNAME}-dns-discovery"));
