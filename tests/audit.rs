@@ -271,6 +271,16 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     })
     .await;
     replica.stop().await;
+
+    // a new leader (a restart) reads the reports back and rewrites none of them
+    let next = start(&api);
+    eventually("the new leader's audit", || {
+        next.state.metrics.audit_last_run.get() > 0.0
+    })
+    .await;
+    assert_eq!(next.writes("apply"), 0);
+    assert_eq!(next.writes("delete"), 0);
+    next.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,10 +318,20 @@ async fn a_replica_that_does_not_lead_stays_idle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(replica.state.metrics.audit_last_run.get(), 0.0);
     assert!(!api.requests().iter().any(|r| r.contains("policyreports")));
-    // elected: it audits at once
+    // elected: it audits at once (the fixed policy leaves the deny-all in kube-system)
     replica.state.set_leading(true);
     eventually("an audit", || {
         replica.state.metrics.audit_last_run.get() > 0.0
+    })
+    .await;
+    assert_eq!(
+        replica.finding_gauge("protected-namespace-deny-all", "deny"),
+        1
+    );
+    // not leading any more: idle, its gauges back at zero (dashboards sum over replicas)
+    replica.state.set_leading(false);
+    eventually("gauges cleared", || {
+        replica.finding_gauge("protected-namespace-deny-all", "deny") == 0
     })
     .await;
     replica.stop().await;

@@ -96,23 +96,57 @@ pub fn report_content(results: &[&PolicyResult]) -> Value {
     })
 }
 
-/// Every namespace's report content, for the namespaces that have policies.
-pub fn desired_reports(audit: &Audit) -> BTreeMap<String, Value> {
-    let mut by_namespace: BTreeMap<String, Vec<&PolicyResult>> = BTreeMap::new();
+/// The audited policies by namespace (the namespaces that have policies).
+fn by_namespace(audit: &Audit) -> BTreeMap<&str, Vec<&PolicyResult>> {
+    let mut grouped: BTreeMap<&str, Vec<&PolicyResult>> = BTreeMap::new();
     for r in &audit.results {
-        by_namespace.entry(r.namespace.clone()).or_default().push(r);
+        grouped.entry(r.namespace.as_str()).or_default().push(r);
     }
-    by_namespace
+    grouped
+}
+
+/// A fingerprint of a report's content that does not depend on the order of object keys
+/// (a report read back from the API server may order them differently).
+pub fn fingerprint(content: &Value) -> u64 {
+    fn feed(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        use std::hash::Hash;
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for k in keys {
+                    k.hash(h);
+                    feed(&map[k], h);
+                }
+                '}'.hash(h);
+            }
+            Value::Array(items) => {
+                for item in items {
+                    feed(item, h);
+                }
+                ']'.hash(h);
+            }
+            other => other.to_string().hash(h),
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(content, &mut h);
+    std::hash::Hasher::finish(&h)
+}
+
+/// The fingerprint of every namespace's report, for the namespaces that have policies.
+pub fn report_fingerprints(audit: &Audit) -> BTreeMap<String, u64> {
+    by_namespace(audit)
         .into_iter()
-        .map(|(ns, results)| (ns, report_content(&results)))
+        .map(|(ns, results)| (ns.to_string(), fingerprint(&report_content(&results))))
         .collect()
 }
 
 /// What the audit last wrote, by namespace, and whether the CRD is there.
 #[derive(Debug, Default)]
 struct Reports {
-    /// Content of the reports in the cluster; `None` until read.
-    written: Option<BTreeMap<String, Value>>,
+    /// Fingerprints of the reports in the cluster; `None` until read.
+    written: Option<BTreeMap<String, u64>>,
     missing_logged: bool,
 }
 
@@ -136,7 +170,7 @@ impl Reports {
                             "summary": r.data.get("summary").cloned().unwrap_or(Value::Null),
                             "results": r.data.get("results").cloned().unwrap_or(Value::Null),
                         });
-                        Some((ns, content))
+                        Some((ns, fingerprint(&content)))
                     })
                     .collect();
                 self.written = Some(written);
@@ -160,20 +194,23 @@ impl Reports {
     }
 
     /// Applies the reports whose content changed and deletes those of namespaces without
-    /// policies. Returns (applied, deleted).
+    /// policies, one namespace at a time. Returns (applied, deleted).
     async fn sync(
         &mut self,
         client: &Client,
         state: &SharedState,
-        desired: BTreeMap<String, Value>,
+        audit: &Audit,
     ) -> (usize, usize) {
         let Some(written) = self.written.as_mut() else {
             return (0, 0);
         };
         let resource = report_resource();
         let (mut applied, mut deleted) = (0, 0);
-        for (ns, content) in &desired {
-            if written.get(ns) == Some(content) {
+        let grouped = by_namespace(audit);
+        for (ns, results) in &grouped {
+            let content = report_content(results);
+            let print = fingerprint(&content);
+            if written.get(*ns) == Some(&print) {
                 continue;
             }
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
@@ -191,14 +228,14 @@ impl Reports {
                 .is_ok();
             state.metrics.report_write("apply", ok);
             if ok {
-                written.insert(ns.clone(), content.clone());
+                written.insert(ns.to_string(), print);
                 applied += 1;
             }
             tokio::time::sleep(WRITE_PAUSE).await;
         }
         let stale: Vec<String> = written
             .keys()
-            .filter(|ns| !desired.contains_key(*ns))
+            .filter(|ns| !grouped.contains_key(ns.as_str()))
             .cloned()
             .collect();
         for ns in stale {
@@ -239,7 +276,7 @@ async fn run_once(
     state.metrics.audited(&audit.counts());
     let notable = audit.namespaces.values().filter(|s| s.notable()).count();
     let (applied, deleted) = if settings.reports && reports.load(client).await {
-        reports.sync(client, state, desired_reports(&audit)).await
+        reports.sync(client, state, &audit).await
     } else {
         (0, 0)
     };
