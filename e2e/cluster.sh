@@ -64,6 +64,7 @@ rules:
 - {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}
 - {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch, create, patch, update, delete]}
 - {apiGroups: [""], resources: [pods], verbs: [list, watch]}
+- {apiGroups: [wgpolicyk8s.io], resources: [policyreports], verbs: [get, list, watch, create, patch, update, delete]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -304,6 +305,32 @@ for _ in $(seq 50); do
 done
 [ -n "$clean" ] || fail "labelled pod still not covered: $out"
 pass "every selected pod carries the DNS label: clean"
+
+# 11. netpol-guard audit: the existing policies with the cluster as context
+out=$("$bin" audit --kubeconfig "$work/kubeconfig" -n "$ns" --format json 2>/dev/null) \
+  || [ $? -eq 1 ] || fail "audit failed: $out"
+# (the stored web policy still selects namespaces by a `name` label)
+grep -q '"rule": "namespace-selector-name-label"' <<<"$out" || fail "audit misses the web policy's finding: $out"
+grep -q '"name": "web"' <<<"$out" || fail "audit does not name the policy: $out"
+pass "netpol-guard audit lists the namespace's findings"
+
+# 12. the background audit on the leader: PolicyReports when their CRD is installed
+if kubectl get crd policyreports.wgpolicyk8s.io >/dev/null 2>&1; then
+  report=""
+  for _ in $(seq 100); do
+    report=$(kubectl get policyreport netpol-guard -n "$ns" -o json 2>/dev/null) \
+      && grep -q '"rule": "namespace-selector-name-label"' <<<"$report" && break
+    report=""
+    sleep 0.3
+  done
+  [ -n "$report" ] || fail "no PolicyReport with the audit's findings in $ns"
+  pass "background audit wrote the namespace's PolicyReport"
+else
+  echo "skipped: PolicyReport CRD not installed (helm template --set policyReports.installCRD=true)"
+fi
+curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -q '^netpol_guard_audit_last_run_timestamp_seconds [1-9]' \
+  || fail "no background audit ran"
+pass "background audit metrics exported"
 
 kubectl delete namespace "$ns-protected" --wait=false >/dev/null 2>&1 || true
 echo "cluster mode: all checks passed"

@@ -200,6 +200,7 @@ impl Reports {
         client: &Client,
         state: &SharedState,
         audit: &Audit,
+        terminating: impl Fn(&str) -> bool,
     ) -> (usize, usize) {
         let Some(written) = self.written.as_mut() else {
             return (0, 0);
@@ -208,6 +209,10 @@ impl Reports {
         let (mut applied, mut deleted) = (0, 0);
         let grouped = by_namespace(audit);
         for (ns, results) in &grouped {
+            // the API server refuses new objects in a namespace being deleted
+            if terminating(ns) {
+                continue;
+            }
             let content = report_content(results);
             let print = fingerprint(&content);
             if written.get(*ns) == Some(&print) {
@@ -276,7 +281,9 @@ async fn run_once(
     state.metrics.audited(&audit.counts());
     let notable = audit.namespaces.values().filter(|s| s.notable()).count();
     let (applied, deleted) = if settings.reports && reports.load(client).await {
-        reports.sync(client, state, &audit).await
+        let inventory = &snapshot.inventory;
+        let terminating = |ns: &str| inventory.is_terminating(ns);
+        reports.sync(client, state, &audit, terminating).await
     } else {
         (0, 0)
     };
