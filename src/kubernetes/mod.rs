@@ -158,7 +158,10 @@ pub async fn start(
         stop.clone(),
     ))];
     if args.controller == ControllerMode::Off {
-        tracing::info!("companions controller off (--controller off)");
+        tracing::info!(
+            "companions controller off (--controller off); no background audit either (it runs \
+             on the replica elected for the controller: use `netpol-guard audit`)"
+        );
         return Ok(tasks);
     }
     let identity = args
