@@ -17,6 +17,7 @@ use crate::guard::dns_patch::dns_allowance_patch_in;
 use crate::manifest::{self, Manifest, Object};
 use crate::netpol::cluster::Inventory;
 use crate::netpol::policy::Subject;
+use crate::positions::Positions;
 use crate::rules::{self, Finding, Severity};
 
 /// Where an object came from.
@@ -72,6 +73,17 @@ pub struct ObjectReport {
     /// file of the same scope resolved: the covering policies are named.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<Resolved>,
+    /// The (line, column) in the file of each finding's field, or of its nearest parent
+    /// there; `None` where the file does not say (objects from a cluster).
+    #[serde(skip)]
+    pub at: Vec<Option<(usize, usize)>>,
+}
+
+impl ObjectReport {
+    /// The (line, column) of finding `i`, when known.
+    pub fn position(&self, i: usize) -> Option<(usize, usize)> {
+        self.at.get(i).copied().flatten()
+    }
 }
 
 /// A finding that policies in other files of the scope resolved.
@@ -488,6 +500,7 @@ pub fn analyze_scoped(
                 let alone = rules::evaluate(&config.rule_context(alone), &subject);
                 resolved_by_others(&findings, alone, inventory, &subject, &files, file)
             };
+            let at = positions_of(manifests, &located.source, &findings);
             ObjectReport {
                 source: located.source.clone(),
                 kind: "NetworkPolicy",
@@ -495,6 +508,7 @@ pub fn analyze_scoped(
                 name: subject.name.to_string(),
                 findings,
                 resolved,
+                at,
             }
         })
         .collect();
@@ -505,6 +519,33 @@ pub fn analyze_scoped(
         namespaces: g.namespaces,
         files: manifests.len(),
     }
+}
+
+/// Where each finding's field is in the object's file (the nearest parent present there).
+fn positions_of(
+    manifests: &[Manifest],
+    source: &Source,
+    findings: &[Finding],
+) -> Vec<Option<(usize, usize)>> {
+    let (m, d) = source.position;
+    let Some(doc) = manifests.get(m).and_then(|m| m.docs.get(d)) else {
+        return Vec::new();
+    };
+    if findings.is_empty() {
+        return Vec::new();
+    }
+    let positions = Positions::of(&doc.raw);
+    let prefix = source
+        .item
+        .map_or_else(String::new, |i| format!("items[{}].", i - 1));
+    findings
+        .iter()
+        .map(|f| {
+            positions
+                .find(&format!("{prefix}{}", f.path))
+                .map(|p| (doc.start + p.line - 1, p.column))
+        })
+        .collect()
 }
 
 /// The findings the object would get with its own file as context that the scope's

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod kubernetes;
 pub mod manifest;
 pub mod metrics;
+pub(crate) mod positions;
 pub(crate) mod reload;
 pub(crate) mod report;
 pub mod serve;

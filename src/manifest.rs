@@ -20,6 +20,8 @@ pub struct Doc {
     pub index: usize,
     /// 1-based line the document starts on.
     pub line: usize,
+    /// 1-based line of the first line of `raw` (before leading comments).
+    pub start: usize,
     /// The document's text, kept to write it back untouched when it cannot be parsed.
     pub raw: String,
     /// The parsed document (`None` for an empty one), or why it could not be parsed.
@@ -103,6 +105,7 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
         docs.push(Doc {
             index: docs.len() + 1,
             line: line + leading,
+            start: line,
             raw,
             parsed,
         });
@@ -174,6 +177,7 @@ fn parse_json(text: &str) -> Vec<Doc> {
         docs.push(Doc {
             index: docs.len() + 1,
             line: line_of(start),
+            start: line_of(start),
             raw,
             parsed,
         });

@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::check::Report;
-use crate::rules::{CATALOG, Severity};
+use crate::check::{ObjectReport, Report};
+use crate::rules::{CATALOG, Finding, Severity};
 
 /// Output formats of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -11,6 +11,8 @@ pub enum Format {
     Text,
     Json,
     Sarif,
+    /// GitHub Actions workflow commands: annotations on the changed lines of a pull request.
+    Github,
 }
 
 /// Renders a report.
@@ -21,7 +23,58 @@ pub fn render(report: &Report, format: Format) -> String {
             serde_json::to_string_pretty(&json_value(report)).unwrap_or_default() + "\n"
         }
         Format::Sarif => serde_json::to_string_pretty(&sarif(report)).unwrap_or_default() + "\n",
+        Format::Github => github(report),
     }
+}
+
+/// Escapes a workflow command's message (`%`, line breaks) or, with `property`, one of its
+/// properties (also `:` and `,`).
+fn escape(text: &str, property: bool) -> String {
+    let mut out = text
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
+    if property {
+        out = out.replace(':', "%3A").replace(',', "%2C");
+    }
+    out
+}
+
+/// `::error file=F,line=L,col=C,title=T::message` per finding (`::warning` for warn), and
+/// per unreadable input; then the text summary line.
+pub fn github(report: &Report) -> String {
+    let mut out = String::new();
+    for (o, f) in report.findings() {
+        let command = match f.severity {
+            Severity::Deny => "error",
+            Severity::Warn => "warning",
+        };
+        let (line, column) = at(o, f).map_or((o.source.line.max(1), 1), |p| p);
+        out.push_str(&format!(
+            "::{command} file={},line={line},col={column},title={}::{}\n",
+            escape(&o.source.file, true),
+            escape(&format!("netpol-guard {}", f.rule), true),
+            escape(
+                &format!(
+                    "{} {}/{} at {}: {}\nfix: {}",
+                    o.kind, o.namespace, o.name, f.path, f.message, f.fix
+                ),
+                false
+            ),
+        ));
+    }
+    for p in &report.problems {
+        out.push_str(&format!(
+            "::error file={},line={},title=netpol-guard::{}\n",
+            escape(&p.file, true),
+            p.line.unwrap_or(1),
+            escape(&p.message, false)
+        ));
+    }
+    let summary = text(report);
+    out.push_str(summary.lines().last().unwrap_or_default());
+    out.push('\n');
+    out
 }
 
 fn indent(text: &str, prefix: &str) -> String {
@@ -44,8 +97,14 @@ pub fn text(report: &Report) -> String {
             "{} {} {}/{}\n",
             object.source, object.kind, object.namespace, object.name
         ));
-        for f in &object.findings {
-            out.push_str(&format!("  {:<4}  {}  at {}\n", f.severity, f.rule, f.path));
+        for (i, f) in object.findings.iter().enumerate() {
+            let line = object
+                .position(i)
+                .map_or_else(String::new, |(l, c)| format!(" (line {l}, column {c})"));
+            out.push_str(&format!(
+                "  {:<4}  {}  at {}{line}\n",
+                f.severity, f.rule, f.path
+            ));
             out.push_str(&indent(&f.message, "        "));
             out.push('\n');
             out.push_str(&indent(&format!("fix: {}", f.fix), "        "));
@@ -99,13 +158,16 @@ pub fn json_value(report: &Report) -> Value {
     let findings: Vec<Value> = report
         .findings()
         .map(|(o, f)| {
+            let (line, column) = at(o, f).map_or((o.source.line, None), |(l, c)| (l, Some(c)));
             json!({
                 "rule": f.rule,
                 "severity": f.severity,
                 "file": o.source.file,
                 "document": o.source.document,
                 "item": o.source.item,
-                "line": o.source.line,
+                // the finding's field, or the document's first line when the file does not say
+                "line": line,
+                "column": column,
                 "kind": o.kind,
                 "namespace": o.namespace,
                 "name": o.name,
@@ -183,7 +245,10 @@ pub fn sarif(report: &Report) -> Value {
                     "{} {}/{}: {}: {} Fix: {}",
                     o.kind, o.namespace, o.name, f.path, f.message, f.fix
                 )},
-                "locations": [location(&o.source.file, o.source.line)],
+                "locations": [match at(o, f) {
+                    Some((line, column)) => location_at(&o.source.file, line, Some(column)),
+                    None => location(&o.source.file, o.source.line),
+                }],
                 "partialFingerprints": {
                     "netpolGuard/v1": format!("{}/{}/{}/{}/{}", f.rule, o.kind, o.namespace, o.name, f.path),
                 },
@@ -250,15 +315,33 @@ fn resolved_results(report: &Report) -> impl Iterator<Item = Value> + '_ {
 }
 
 fn location(file: &str, line: usize) -> Value {
+    location_at(file, line, None)
+}
+
+/// A SARIF location: the file, relative as given, and the region's start.
+fn location_at(file: &str, line: usize, column: Option<usize>) -> Value {
     let uri = if file == "-" {
         "stdin"
     } else {
         file.trim_start_matches("./")
     };
+    let mut region = json!({"startLine": line.max(1)});
+    if let Some(column) = column {
+        region["startColumn"] = json!(column.max(1));
+    }
     json!({
         "physicalLocation": {
             "artifactLocation": {"uri": uri},
-            "region": {"startLine": line.max(1)},
+            "region": region,
         }
     })
+}
+
+/// The (line, column) of a finding of `object` in its file, when known.
+fn at(object: &ObjectReport, finding: &Finding) -> Option<(usize, usize)> {
+    let i = object
+        .findings
+        .iter()
+        .position(|f| std::ptr::eq(f, finding))?;
+    object.position(i)
 }

@@ -199,10 +199,101 @@ fn sarif_is_2_1_0_with_rules_and_levels() {
                 .unwrap()
                 .ends_with(".yaml")
         );
-        assert_eq!(loc["region"]["startLine"], 5);
+        assert!(loc["region"]["startColumn"].as_u64().is_some(), "{loc}");
     }
+    // each result at its own field's line and column, not the document's first line
+    let region = |rule: &str| {
+        let r = results.iter().find(|r| r["ruleId"] == rule).unwrap();
+        let region = &r["locations"][0]["physicalLocation"]["region"];
+        (
+            region["startLine"].as_u64().unwrap(),
+            region["startColumn"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(region("egress-missing-dns"), (15, 3));
+    assert_eq!(region("dns-peer-too-broad"), (17, 7));
+    assert_eq!(region("namespace-selector-name-label"), (19, 11));
     assert_eq!(results[0]["level"], "error");
     assert_eq!(results[1]["level"], "warning");
+}
+
+#[test]
+fn findings_point_at_their_field_in_multi_document_and_list_files() {
+    // comments, a first document, then a List whose second item has the mistake
+    let text = "# header comment\n\
+apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n\
+---\n\
+# the list\n\
+apiVersion: v1\nkind: List\nitems:\n\
+- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: fine, namespace: shop}\n  spec: {podSelector: {}}\n\
+- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: bad, namespace: shop}\n  spec:\n    podSelector: {}\n    ingress:\n    - from:\n      - namespaceSelector:\n          matchLabels: {name: monitoring}\n";
+    let path = temp_file("list.yaml", text);
+    let out = run(&["check", "--format", "json", path.to_str().unwrap()]);
+    let v = json(&out);
+    let finding = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "namespace-selector-name-label")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    // line 22 of the file: `          matchLabels: {name: monitoring}`, the key `name` in column 25
+    assert_eq!(
+        text.lines().nth(21).unwrap().trim(),
+        "matchLabels: {name: monitoring}"
+    );
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(22), Some(25))
+    );
+    // text says it too; GitHub annotations carry it
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("(line 22, column 25)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["check", "--format", "github", path.to_str().unwrap()]);
+    let annotation = stdout(&out)
+        .lines()
+        .find(|l| l.contains("namespace-selector-name-label"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(annotation.starts_with("::warning file="), "{annotation}");
+    assert!(
+        annotation.contains(",line=22,col=25,title=netpol-guard namespace-selector-name-label::"),
+        "{annotation}"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn github_annotations_escape_and_fail_like_the_other_formats() {
+    let out = run(&[
+        "check",
+        "--format",
+        "github",
+        &fixture("broken/kyverno-add-networkpolicy-dns.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("::error ")).count(),
+        1
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("::warning ")).count(),
+        2
+    );
+    // one line per annotation: the message's line breaks are escaped
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("::"))
+            .all(|l| l.contains("%0A"))
+    );
+    assert!(lines.last().unwrap().starts_with("checked 1 NetworkPolicy"));
 }
 
 #[test]

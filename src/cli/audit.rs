@@ -45,6 +45,7 @@ pub fn report_of(audit: &Audit) -> Report {
                 name: r.name.clone(),
                 findings: r.findings.clone(),
                 resolved: Vec::new(),
+                at: Vec::new(),
             })
             .collect(),
         namespaces: audit.namespaces.len(),
@@ -151,7 +152,9 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             value["namespaces"] = serde_json::to_value(&audit.namespaces)?;
             out.write_all((serde_json::to_string_pretty(&value)? + "\n").as_bytes())?;
         }
-        Format::Sarif => out.write_all(report::render(&report, Format::Sarif).as_bytes())?,
+        Format::Sarif | Format::Github => {
+            out.write_all(report::render(&report, args.format).as_bytes())?;
+        }
     }
     Ok(ExitCode::from(report.exit_code()))
 }
