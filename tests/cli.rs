@@ -706,3 +706,56 @@ fn dns_preset_openshift_recognizes_openshift_dns() {
     assert_eq!(missing(&v), 0, "{v}");
     assert_eq!(out.status.code(), Some(0), "{v}");
 }
+
+#[test]
+fn the_pre_commit_hook_runs_check_on_the_staged_files() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.pre-commit-hooks.yaml"
+    ))
+    .expect("hook file");
+    let hooks: serde_json::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let hook = hooks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == "netpol-guard-check")
+        .expect("the hook");
+    assert_eq!(hook["language"], "rust");
+    let entry: Vec<&str> = hook["entry"].as_str().unwrap().split_whitespace().collect();
+    assert_eq!(entry, ["netpol-guard", "check"]);
+    let files = regex_lite_match(hook["files"].as_str().unwrap());
+    assert!(
+        files("deploy/policy.yaml") && files("a.yml") && files("b.json") && !files("README.md")
+    );
+    // pre-commit runs: entry + args + the staged files
+    let mut args: Vec<String> = entry[1..].iter().map(|s| s.to_string()).collect();
+    args.extend(
+        hook["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string()),
+    );
+    args.push(fixture("broken/kyverno-add-networkpolicy-dns.yaml"));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(
+        run(&refs).status.code(),
+        Some(1),
+        "a deny finding fails the commit"
+    );
+    let values = temp_file("values.yaml", "replicaCount: 2\n");
+    let mut args = refs[..refs.len() - 1].to_vec();
+    args.push(values.to_str().unwrap());
+    assert_eq!(
+        run(&args).status.code(),
+        Some(0),
+        "a file without policies passes"
+    );
+}
+
+/// The hook's `files` pattern (`\.(ya?ml|json)$`) as a predicate.
+fn regex_lite_match(pattern: &str) -> impl Fn(&str) -> bool {
+    assert_eq!(pattern, r"\.(ya?ml|json)$");
+    |path: &str| path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".json")
+}
