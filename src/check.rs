@@ -590,64 +590,52 @@ fn resolved_by_others(
         .collect()
 }
 
-/// Injects the DNS allowance into every policy that lacks it (judged with the same
-/// context as [`analyze`]). Returns how many objects were changed.
-pub fn fix(
-    manifests: &mut [Manifest],
+/// A policy of the input that lacks the DNS allowance, and the rule that adds it.
+#[derive(Debug, Clone)]
+pub struct Missing {
+    /// Index of its manifest, of its document there, and its 1-based `List` item.
+    pub manifest: usize,
+    pub document: usize,
+    pub item: Option<usize>,
+    pub namespace: String,
+    pub name: String,
+    /// The egress rule to append (as JSON).
+    pub rule: serde_json::Value,
+}
+
+/// Every policy that restricts egress without DNS, judged with the same context as
+/// [`analyze_scoped`], with the rule the webhook would inject.
+pub fn missing_dns(
+    manifests: &[Manifest],
     config: &Config,
     default_namespace: &str,
     scope: Scope,
-) -> usize {
+) -> Vec<Missing> {
     let g = gather(manifests, default_namespace);
     let scoped = g.inventories(scope);
     let empty = Inventory::new();
-    let mut changed = 0;
+    let mut out = Vec::new();
     for located in &g.policies {
         let subject = Subject::new(&located.policy, default_namespace);
         let inventory = scoped
             .get(&scope.key(&located.source.file))
             .unwrap_or(&empty);
         let ctx = config.rule_context(inventory);
-        let Some(patch) = dns_allowance_patch_in(&ctx, &subject) else {
+        if dns_allowance_patch_in(&ctx, &subject).is_none() {
+            continue;
+        }
+        let Ok(rule) = serde_json::to_value(ctx.dns.allowance_rule()) else {
             continue;
         };
-        let (m, d) = located.source.position;
-        let Some(Ok(Some(doc))) = manifests
-            .get_mut(m)
-            .and_then(|m| m.docs.get_mut(d))
-            .map(|d| d.parsed.as_mut())
-        else {
-            continue;
-        };
-        let target = match located.source.item {
-            Some(i) => doc.get_mut("items").and_then(|items| items.get_mut(i - 1)),
-            None => Some(doc),
-        };
-        if let Some(target) = target
-            && json_patch::patch(target, &patch).is_ok()
-        {
-            changed += 1;
-        }
-    }
-    changed
-}
-
-/// Writes the manifests back as one YAML stream. Documents that could not be parsed are
-/// written as they were read, so nothing is lost.
-pub fn render_yaml(manifests: &[Manifest]) -> String {
-    let mut out = String::new();
-    for doc in manifests.iter().flat_map(|m| &m.docs) {
-        out.push_str("---\n");
-        match &doc.parsed {
-            Ok(Some(value)) => match serde_yaml_ng::to_string(value) {
-                Ok(yaml) => out.push_str(&yaml),
-                Err(_) => out.push_str(&doc.raw),
-            },
-            _ => out.push_str(&doc.raw),
-        }
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
+        let (manifest, document) = located.source.position;
+        out.push(Missing {
+            manifest,
+            document,
+            item: located.source.item,
+            namespace: subject.namespace.to_string(),
+            name: subject.name.to_string(),
+            rule,
+        });
     }
     out
 }

@@ -28,6 +28,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub(crate) mod fix;
 pub mod kubernetes;
 pub mod manifest;
 pub mod metrics;

@@ -11,6 +11,8 @@ pub struct Manifest {
     /// The path as given, or `-` for stdin.
     pub file: String,
     pub docs: Vec<Doc>,
+    /// The file's text as read, for edits that keep every other byte.
+    pub text: String,
 }
 
 /// One document of a manifest.
@@ -42,13 +44,18 @@ impl Manifest {
     /// YAML documents separated by `---` lines.
     pub fn parse(file: impl Into<String>, text: &str) -> Self {
         let file = file.into();
+        let original = text.to_string();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let docs = if file.ends_with(".json") || text.trim_start().starts_with(['{', '[']) {
             parse_json(text)
         } else {
             parse_yaml(text)
         };
-        Self { file, docs }
+        Self {
+            file,
+            docs,
+            text: original,
+        }
     }
 }
 

@@ -14,10 +14,19 @@ pub struct Position {
     pub column: usize,
 }
 
+/// A collection node: where it starts and where the parser saw its end (for a flow
+/// collection, the closing bracket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: Position,
+    pub end: Position,
+}
+
 /// The positions of every field of one document, by path (`spec.egress[0].ports`).
 #[derive(Debug, Default)]
 pub struct Positions {
     by_path: HashMap<String, Position>,
+    spans: HashMap<String, Span>,
 }
 
 impl Positions {
@@ -29,7 +38,18 @@ impl Positions {
         }
         Self {
             by_path: walker.by_path,
+            spans: walker.spans,
         }
+    }
+
+    /// The position of exactly `path` (its key, or its item).
+    pub fn get(&self, path: &str) -> Option<Position> {
+        self.by_path.get(path).copied()
+    }
+
+    /// The span of the mapping or sequence at exactly `path`.
+    pub fn span(&self, path: &str) -> Option<Span> {
+        self.spans.get(path).copied()
     }
 
     /// The position of `path`, or of its nearest parent present in the document.
@@ -51,10 +71,12 @@ enum Frame {
         path: String,
         /// The key just read, whose value comes next.
         key: Option<String>,
+        start: Position,
     },
     Seq {
         path: String,
         next: usize,
+        start: Position,
     },
 }
 
@@ -63,6 +85,7 @@ enum Frame {
 struct Walker {
     stack: Vec<Frame>,
     by_path: HashMap<String, Position>,
+    spans: HashMap<String, Span>,
     /// Depth of a complex (non-scalar) mapping key being skipped.
     skipping_key: usize,
 }
@@ -83,12 +106,12 @@ impl Walker {
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Map { key: None, .. }) => None,
-            Some(Frame::Map { path, key }) => {
+            Some(Frame::Map { path, key, .. }) => {
                 let full = join(path, key.as_deref().unwrap_or_default());
                 *key = None;
                 Some(full)
             }
-            Some(Frame::Seq { path, next }) => {
+            Some(Frame::Seq { path, next, .. }) => {
                 let full = format!("{path}[{next}]");
                 *next += 1;
                 if !mapping {
@@ -123,7 +146,7 @@ impl MarkedEventReceiver for Walker {
         match event {
             Event::Scalar(text, ..) => {
                 if self.value_path(mark, false).is_none()
-                    && let Some(Frame::Map { path, key }) = self.stack.last_mut()
+                    && let Some(Frame::Map { path, key, .. }) = self.stack.last_mut()
                 {
                     // a key: the field's position is the key's
                     let position = Position {
@@ -143,15 +166,35 @@ impl MarkedEventReceiver for Walker {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(event, Event::MappingStart(..));
+                let start = Position {
+                    line: mark.line(),
+                    column: mark.col() + 1,
+                };
                 match self.value_path(mark, is_map) {
-                    Some(path) if is_map => self.stack.push(Frame::Map { path, key: None }),
-                    Some(path) => self.stack.push(Frame::Seq { path, next: 0 }),
+                    Some(path) if is_map => self.stack.push(Frame::Map {
+                        path,
+                        key: None,
+                        start,
+                    }),
+                    Some(path) => self.stack.push(Frame::Seq {
+                        path,
+                        next: 0,
+                        start,
+                    }),
                     // a mapping used as a key: not a field name
                     None => self.skipping_key = 1,
                 }
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
+                let end = Position {
+                    line: mark.line(),
+                    column: mark.col() + 1,
+                };
+                if let Some(Frame::Map { path, start, .. } | Frame::Seq { path, start, .. }) =
+                    self.stack.pop()
+                {
+                    self.spans.insert(path, Span { start, end });
+                }
             }
             _ => {}
         }

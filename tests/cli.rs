@@ -56,6 +56,14 @@ fn temp_file(name: &str, content: &str) -> PathBuf {
     path
 }
 
+/// A fresh directory of its own.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netpol-guard-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 const MISSING_DNS: &str = "apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -352,31 +360,28 @@ fn stdin_and_default_namespace() {
 
 #[test]
 fn fix_injects_dns_and_the_fixed_output_passes() {
-    let out = run_stdin(
-        &["check", "--fix", "-"],
-        &format!(
-            "# a comment\n{MISSING_DNS}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kept}}\n"
-        ),
+    let input = format!(
+        "# a comment\n{MISSING_DNS}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kept}}  # keep me\n"
     );
-    // the report (stderr) judges the fixed manifests
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_stdin(&["check", "--fix", "-"], &input);
+    // the report (stderr) judges the fixed manifests and lists the fix
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("fixed -: NetworkPolicy "), "{stderr}");
     let fixed = stdout(&out);
+    // only lines were added: every line of the input is there, in order
+    let mut rest = fixed.lines();
+    for line in input.lines() {
+        assert!(rest.any(|l| l == line), "{line:?} lost in\n{fixed}");
+    }
+    assert!(fixed.starts_with("# a comment\n"));
+    assert!(fixed.ends_with("metadata: {name: kept}  # keep me\n"));
     let docs: Vec<Value> = fixed
         .split("---\n")
         .filter(|d| !d.trim().is_empty())
         .map(|d| serde_yaml_ng::from_str(d).expect("fixed output parses"))
         .collect();
     assert_eq!(docs.len(), 2);
-    assert_eq!(docs[1]["metadata"]["name"], "kept");
-    assert_eq!(
-        docs[0]["metadata"]["annotations"]["netpol-guard.io/injected"],
-        "dns"
-    );
     let egress = docs[0]["spec"]["egress"].as_array().unwrap();
     assert_eq!(egress.len(), 2);
     assert_eq!(
@@ -391,13 +396,91 @@ fn fix_injects_dns_and_the_fixed_output_passes() {
 }
 
 #[test]
+fn fix_edits_keep_comments_anchors_flow_style_and_crlf_and_write_or_diff() {
+    let block = "# team policies\r\napiVersion: networking.k8s.io/v1\r\nkind: NetworkPolicy\r\nmetadata:\r\n  name: web  # the web tier\r\n  namespace: shop\r\n  labels: &common {team: shop}\r\nspec:\r\n  podSelector:\r\n    matchLabels: *common\r\n  policyTypes: [Egress]\r\n  egress:\r\n    - to:\r\n        - podSelector: {matchLabels: {app: db}}\r\n      ports: [{port: 5432}]\r\n\r\n# trailing comment\r\n";
+    let flow = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec: {podSelector: {matchLabels: {app: api}}, policyTypes: [Egress], egress: [{to: [{podSelector: {}}], ports: [{port: 443}]}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: batch, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: batch}}\n  policyTypes:\n  - Egress\n";
+    let dir = temp_dir("fix-edits");
+    let (a, b) = (dir.join("block.yaml"), dir.join("flow.yaml"));
+    std::fs::write(&a, block).unwrap();
+    std::fs::write(&b, flow).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    // several files: --write or --diff must say what to do with them
+    assert_eq!(run(&["check", "--fix", a, b]).status.code(), Some(2));
+    // --diff: one unified diff per file, nothing written
+    let out = run(&["check", "--fix", "--diff", a, b]);
+    let diff = stdout(&out);
+    assert!(
+        diff.contains(&format!("--- a/{a}")) && diff.contains(&format!("+++ b/{b}")),
+        "{diff}"
+    );
+    assert_eq!(std::fs::read_to_string(a).unwrap(), block);
+    // --write: in place; only additions, CRLF kept, comments and anchors untouched
+    let out = run(&["check", "--fix", "--write", a, b]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["shop/web", "shop/api", "shop/batch"] {
+        assert!(
+            stderr.contains(&format!("NetworkPolicy {name} (egress-missing-dns")),
+            "{stderr}"
+        );
+    }
+    let fixed_block = std::fs::read_to_string(a).unwrap();
+    assert!(
+        !fixed_block.replace("\r\n", "").contains('\n'),
+        "LF crept in: {fixed_block:?}"
+    );
+    assert!(fixed_block.starts_with(&block[..block.find("\r\n\r\n# trailing").unwrap()]));
+    assert!(fixed_block.ends_with("\r\n\r\n# trailing comment\r\n"));
+    // the new item is indented like its sibling
+    assert!(
+        fixed_block.contains("      ports: [{port: 5432}]\r\n    - ports:\r\n"),
+        "{fixed_block}"
+    );
+    let fixed_flow = std::fs::read_to_string(b).unwrap();
+    let first = fixed_flow.lines().nth(3).unwrap();
+    assert!(
+        first.starts_with("spec: {podSelector: {matchLabels: {app: api}}")
+            && first.ends_with("]}]}"),
+        "{first}"
+    );
+    assert!(
+        fixed_flow.contains("  - Egress\n  egress:\n  - ports:\n"),
+        "{fixed_flow}"
+    );
+    // clean now, and a second --fix changes nothing
+    assert_eq!(run(&["check", a, b]).status.code(), Some(0));
+    let again = run(&["check", "--fix", "--write", a, b]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(a).unwrap(), fixed_block);
+    assert_eq!(std::fs::read_to_string(b).unwrap(), fixed_flow);
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("fixed "));
+}
+
+#[test]
 fn fix_keeps_unparsable_documents() {
     let out = run_stdin(
         &["check", "--fix", "-"],
-        "key: [unclosed\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+        &format!(
+            "key: [unclosed\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\n---\n{MISSING_DNS}"
+        ),
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stdout(&out).contains("key: [unclosed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("key: [unclosed\n---\n"),
+        "{}",
+        stdout(&out)
+    );
+    // the policy beside it is still fixed
+    assert!(
+        stdout(&out).contains("k8s-app: kube-dns"),
+        "{}",
+        stdout(&out)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: -:2 (document 1): invalid YAML"));
 }
 
@@ -657,10 +740,10 @@ fn no_silent_passes_on_empty_input_or_unrendered_templates() {
 fn fix_injects_only_where_dns_is_certainly_missing() {
     // invalid ports: the API server rejects the object, --fix does not dress it up
     let out = run(&["check", "--fix", &fixture("real-world/invalid-ports.yaml")]);
-    assert!(
-        !stdout(&out).contains("netpol-guard.io/injected"),
-        "{}",
-        stdout(&out)
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("fixed "));
+    assert_eq!(
+        stdout(&out),
+        std::fs::read_to_string(fixture("real-world/invalid-ports.yaml")).unwrap()
     );
     // DNS through a private range is conditional: no injection; the public resolver's
     // policy certainly lacks DNS: injected
@@ -669,11 +752,15 @@ fn fix_injects_only_where_dns_is_certainly_missing() {
         "--fix",
         &fixture("real-world/dns-through-private-cidr.yaml"),
     ]);
-    let fixed = stdout(&out);
-    let docs: Vec<&str> = fixed.split("\n---\n").collect();
-    assert_eq!(docs.len(), 2, "{fixed}");
-    assert!(!docs[0].contains("netpol-guard.io/injected"), "{}", docs[0]);
-    assert!(docs[1].contains("netpol-guard.io/injected"), "{}", docs[1]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/egress-public-resolver (egress-missing-dns"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("/egress-cluster-range (egress-missing-dns"),
+        "{stderr}"
+    );
 }
 
 #[test]

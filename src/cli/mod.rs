@@ -12,6 +12,7 @@ use crate::check;
 
 mod audit;
 use crate::config::Config;
+use crate::manifest::Manifest;
 use crate::netpol::dns::DnsPreset;
 use crate::report::{self, Format};
 use crate::rules::CATALOG;
@@ -82,10 +83,18 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text", env = "NETPOL_GUARD_FORMAT")]
     pub format: Format,
-    /// Write the manifests to stdout with the DNS allowance injected where it is missing;
-    /// the report goes to stderr and judges the fixed manifests.
+    /// Add the DNS allowance where it is missing, as text edits that keep everything else
+    /// of the file. Alone (one input file): prints the fixed file; with --write: writes the
+    /// files in place; with --diff: prints a unified diff per file. The report goes to
+    /// stderr and judges the fixed files.
     #[arg(long)]
     pub fix: bool,
+    /// With --fix: write each fixed file in place.
+    #[arg(long, requires = "fix", conflicts_with = "diff")]
+    pub write: bool,
+    /// With --fix: print a unified diff per fixed file instead of the files.
+    #[arg(long, requires = "fix")]
+    pub diff: bool,
     /// Which manifests are one context: all (the default: as the cluster sees them once all
     /// is applied), directory (each directory of a monorepo on its own) or file.
     #[arg(long, value_enum, default_value = "all", env = "NETPOL_GUARD_SCOPE")]
@@ -127,6 +136,56 @@ pub struct AuditArgs {
         env = "NETPOL_GUARD_POD_NAMESPACE"
     )]
     pub guard_namespace: String,
+}
+
+/// Applies the DNS fixes as text edits, emits them as asked (the fixed file, the files
+/// written in place, or diffs) and lists each fix on stderr. Returns the manifests as
+/// fixed, for the report.
+fn fix_and_emit(
+    manifests: &[Manifest],
+    config: &Config,
+    args: &CheckArgs,
+) -> anyhow::Result<Vec<Manifest>> {
+    let missing = check::missing_dns(manifests, config, &args.namespace, args.scope);
+    let fixes = crate::fix::fix_files(manifests, &missing);
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    for fix in &fixes {
+        for object in &fix.applied {
+            writeln!(
+                stderr,
+                "fixed {}: NetworkPolicy {object} (egress-missing-dns: DNS rule added)",
+                fix.file
+            )?;
+        }
+        for (object, why) in &fix.refused {
+            writeln!(
+                stderr,
+                "not fixed {}: NetworkPolicy {object}: {why}",
+                fix.file
+            )?;
+        }
+        if args.write && fix.fixed != fix.original && fix.file != "-" {
+            std::fs::write(&fix.file, &fix.fixed)
+                .with_context(|| format!("writing {}", fix.file))?;
+        }
+        if args.diff {
+            stdout.write_all(crate::fix::diff(fix).as_bytes())?;
+        }
+    }
+    let fixed: Vec<Manifest> = manifests
+        .iter()
+        .map(|m| match fixes.iter().find(|f| f.file == m.file) {
+            Some(f) if f.fixed != f.original => Manifest::parse(m.file.clone(), &f.fixed),
+            _ => m.clone(),
+        })
+        .collect();
+    if !args.write && !args.diff {
+        for m in &fixed {
+            stdout.write_all(m.text.as_bytes())?;
+        }
+    }
+    Ok(fixed)
 }
 
 /// `--dns-preset`: where well-known distributions run cluster DNS.
@@ -214,11 +273,15 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if args.fix {
-        check::fix(&mut manifests, &config, &args.namespace, args.scope);
-        std::io::stdout()
-            .lock()
-            .write_all(check::render_yaml(&manifests).as_bytes())
-            .context("writing the fixed manifests")?;
+        if !args.write && !args.diff && manifests.len() > 1 {
+            eprintln!(
+                "error: --fix prints one fixed file; for {} files use --fix --write (in place) \
+                 or --fix --diff",
+                manifests.len()
+            );
+            return Ok(ExitCode::from(2));
+        }
+        manifests = fix_and_emit(&manifests, &config, &args)?;
     }
     let mut report = check::analyze_scoped(&manifests, &config, &args.namespace, args.scope);
     report.problems.splice(0..0, problems);
