@@ -846,3 +846,22 @@ fn regex_lite_match(pattern: &str) -> impl Fn(&str) -> bool {
     assert_eq!(pattern, r"\.(ya?ml|json)$");
     |path: &str| path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".json")
 }
+
+#[test]
+fn the_readme_quick_start_checks_run_as_documented() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for (folder, code) in [("recipes", 0), ("real-world", 2)] {
+        assert!(
+            readme.contains(&format!("-- check policies/{folder}/")),
+            "the quick start no longer shows policies/{folder}/"
+        );
+        let out = run(&["check", &fixture(folder)]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "policies/{folder}: {}",
+            stdout(&out)
+        );
+    }
+}
