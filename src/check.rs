@@ -201,13 +201,35 @@ impl Report {
 
 /// Reads the given paths: files, directories (recursively, `*.yaml`, `*.yml`, `*.json`, in
 /// name order) and `-` for stdin.
+/// Inputs larger than this (bytes) are refused: parsing costs tens of times their size in
+/// memory, and no manifest file comes near it.
+pub const MAX_FILE_SIZE: u64 = 32 * 1024 * 1024;
+
+fn too_big(file: &str, size: u64) -> Problem {
+    Problem {
+        file: file.to_string(),
+        document: None,
+        line: None,
+        message: format!(
+            "{} MiB or more: larger than the {} MiB netpol-guard reads from one input; split it",
+            size / (1024 * 1024),
+            MAX_FILE_SIZE / (1024 * 1024)
+        ),
+    }
+}
+
 pub fn load(paths: &[String]) -> (Vec<Manifest>, Vec<Problem>) {
     let mut manifests = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
         if path == "-" {
             let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
+            // one byte more than allowed tells a too big input from one just at the limit
+            let read = std::io::stdin()
+                .take(MAX_FILE_SIZE + 1)
+                .read_to_string(&mut text);
+            match read {
+                Ok(n) if n as u64 > MAX_FILE_SIZE => problems.push(too_big("-", n as u64)),
                 Ok(_) => manifests.push(Manifest::parse("-", &text)),
                 Err(e) => problems.push(unreadable("-", &e)),
             }
@@ -219,6 +241,11 @@ pub fn load(paths: &[String]) -> (Vec<Manifest>, Vec<Problem>) {
         }
         for file in files {
             let name = file.display().to_string();
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            if size > MAX_FILE_SIZE {
+                problems.push(too_big(&name, size));
+                continue;
+            }
             match std::fs::read(&file).map(String::from_utf8) {
                 Ok(Ok(text)) => manifests.push(Manifest::parse(name, &text)),
                 Ok(Err(_)) => problems.push(Problem {
@@ -521,6 +548,9 @@ pub fn analyze_scoped(
     }
 }
 
+/// Findings of documents up to this size (bytes) point at their field's line and column.
+const MAX_POSITIONED_DOCUMENT: usize = 256 * 1024;
+
 /// Where each finding's field is in the object's file (the nearest parent present there).
 fn positions_of(
     manifests: &[Manifest],
@@ -531,18 +561,24 @@ fn positions_of(
     let Some(doc) = manifests.get(m).and_then(|m| m.docs.get(d)) else {
         return Vec::new();
     };
-    if findings.is_empty() {
+    // a document this big is no hand-written manifest, and the YAML scanner's cost grows
+    // faster than its size: its findings point at the document
+    if findings.is_empty() || doc.raw.len() > MAX_POSITIONED_DOCUMENT {
         return Vec::new();
     }
-    let positions = Positions::of(&doc.raw);
     let prefix = source
         .item
         .map_or_else(String::new, |i| format!("items[{}].", i - 1));
-    findings
+    let paths: Vec<String> = findings
         .iter()
-        .map(|f| {
+        .map(|f| format!("{prefix}{}", f.path))
+        .collect();
+    let positions = Positions::of_paths(&doc.raw, &paths);
+    paths
+        .iter()
+        .map(|path| {
             positions
-                .find(&format!("{prefix}{}", f.path))
+                .find(path)
                 .map(|p| (doc.start + p.line - 1, p.column))
         })
         .collect()

@@ -91,7 +91,15 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
         if blank {
             continue;
         }
-        let parsed = if let Some(at) = template_action(&raw) {
+        let parsed = if let Some(at) = too_deep(&raw) {
+            Err(DocError {
+                line: Some(line + at),
+                message: format!(
+                    "brackets nested deeper than {MAX_FLOW_DEPTH} levels: no Kubernetes object \
+                     needs that (a NetworkPolicy fewer than 10), so it is not parsed"
+                ),
+            })
+        } else if let Some(at) = template_action(&raw) {
             Err(DocError {
                 line: Some(line + at),
                 message: "this is an unrendered Helm or Go template ({{ ... }}): render it \
@@ -118,6 +126,38 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
         });
     }
     docs
+}
+
+/// Flow collections (`[`, `{`) nested deeper than this are refused before parsing: the YAML
+/// scanner's work grows with the square of the depth.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// The line (0-based, within the document) where brackets outside quotes and comments nest
+/// deeper than [`MAX_FLOW_DEPTH`].
+fn too_deep(raw: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (n, line) in raw.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(n);
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
 }
 
 /// The line (0-based, within the document) of a Go template action, if the document has

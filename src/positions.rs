@@ -32,7 +32,29 @@ pub struct Positions {
 impl Positions {
     /// Reads the positions of a document's fields. A document that does not parse has none.
     pub fn of(text: &str) -> Self {
-        let mut walker = Walker::default();
+        Self::read(text, None)
+    }
+
+    /// Reads the positions of `paths` and of their parents only: a document of thousands
+    /// of rules costs a walk, not a map of every field.
+    pub fn of_paths(text: &str, paths: &[String]) -> Self {
+        let mut wanted = std::collections::HashSet::new();
+        for path in paths {
+            let mut p = path.as_str();
+            wanted.insert(p.to_string());
+            while let Some(cut) = p.rfind(['.', '[']) {
+                p = &p[..cut];
+                wanted.insert(p.to_string());
+            }
+        }
+        Self::read(text, Some(wanted))
+    }
+
+    fn read(text: &str, wanted: Option<std::collections::HashSet<String>>) -> Self {
+        let mut walker = Walker {
+            wanted,
+            ..Walker::default()
+        };
         if Parser::new_from_str(text).load(&mut walker, false).is_err() {
             return Self::default();
         }
@@ -83,6 +105,8 @@ enum Frame {
 /// Builds the path → position map from parser events.
 #[derive(Debug, Default)]
 struct Walker {
+    /// Only these paths are kept, when set.
+    wanted: Option<std::collections::HashSet<String>>,
     stack: Vec<Frame>,
     by_path: HashMap<String, Position>,
     spans: HashMap<String, Span>,
@@ -99,6 +123,12 @@ fn join(parent: &str, key: &str) -> String {
 }
 
 impl Walker {
+    fn keep(&mut self, path: &str, position: Position) {
+        if self.wanted.as_ref().is_none_or(|w| w.contains(path)) {
+            self.by_path.insert(path.to_string(), position);
+        }
+    }
+
     /// The path of a value node starting now, recording sequence items' positions (a
     /// mapping item's is its first key's, where its text starts); `None` when the node is a
     /// mapping key instead.
@@ -119,7 +149,7 @@ impl Walker {
                         line: mark.line(),
                         column: mark.col() + 1,
                     };
-                    self.by_path.insert(full.clone(), position);
+                    self.keep(&full, position);
                 }
                 Some(full)
             }
@@ -153,12 +183,16 @@ impl MarkedEventReceiver for Walker {
                         line: mark.line(),
                         column: mark.col() + 1,
                     };
-                    self.by_path.insert(join(path, &text), position);
+                    let field = join(path, &text);
                     // the first key of a sequence item places the item
-                    if path.ends_with(']') {
-                        self.by_path.entry(path.clone()).or_insert(position);
-                    }
+                    let item = path.ends_with(']').then(|| path.clone());
                     *key = Some(text);
+                    self.keep(&field, position);
+                    if let Some(item) = item
+                        && !self.by_path.contains_key(&item)
+                    {
+                        self.keep(&item, position);
+                    }
                 }
             }
             Event::Alias(_) => {
@@ -192,6 +226,7 @@ impl MarkedEventReceiver for Walker {
                 };
                 if let Some(Frame::Map { path, start, .. } | Frame::Seq { path, start, .. }) =
                     self.stack.pop()
+                    && self.wanted.as_ref().is_none_or(|w| w.contains(&path))
                 {
                     self.spans.insert(path, Span { start, end });
                 }

@@ -865,3 +865,47 @@ fn the_readme_quick_start_checks_run_as_documented() {
         );
     }
 }
+
+#[test]
+fn yaml_bombs_deep_nesting_and_huge_inputs_end_in_a_clear_error() {
+    // billion laughs: ten aliases of ten aliases ... (10^12 nodes if expanded)
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let out = run_stdin(&["check", "-"], &bomb);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("repetition limit exceeded"),
+        "{}",
+        stdout(&out)
+    );
+    // 100,000 nested brackets: refused before the (quadratic) scanner sees them
+    let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let started = std::time::Instant::now();
+    let out = run_stdin(&["check", "-"], &deep);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("nested deeper than 64 levels"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // brackets in quotes and comments do not count
+    let quoted = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: q}}\ndata: {{a: \"{}\"}}  # {}\n",
+        "[".repeat(100),
+        "{".repeat(100)
+    );
+    assert_eq!(run_stdin(&["check", "-"], &quoted).status.code(), Some(0));
+    // more than 32 MiB: refused with the limit named
+    let huge = temp_file("huge.yaml", &"# padding\n".repeat(3_400_000));
+    let out = run(&["check", huge.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("larger than the 32 MiB"),
+        "{}",
+        stdout(&out)
+    );
+}
