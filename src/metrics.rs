@@ -147,6 +147,45 @@ fn gauges(
     register(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
+/// The cache's, the DNS target's and the audit's metrics.
+fn cluster_metrics(
+    r: &Registry,
+) -> Result<(IntGaugeVec, IntGaugeVec, IntGaugeVec, Gauge, IntCounterVec), prometheus::Error> {
+    Ok((
+        gauges(
+            r,
+            "netpol_guard_cache_objects",
+            "Objects in the cluster cache, by resource.",
+            &["resource"],
+        )?,
+        gauges(
+            r,
+            "netpol_guard_dns_target_info",
+            "1 for the DNS target the rules and the injection use: its namespace, and whether it was discovered from the cluster's DNS Service or configured.",
+            &["namespace", "source"],
+        )?,
+        gauges(
+            r,
+            "netpol_guard_audit_findings",
+            "Findings of the last background audit of the cluster's existing policies, by rule and severity.",
+            &["rule", "severity"],
+        )?,
+        register(
+            r,
+            Gauge::new(
+                "netpol_guard_audit_last_run_timestamp_seconds",
+                "Unix time at which the last background audit finished (0: none on this replica).",
+            )?,
+        )?,
+        counters(
+            r,
+            "netpol_guard_audit_report_writes_total",
+            "PolicyReport writes of the background audit, by operation (apply, delete) and result.",
+            &["operation", "result"],
+        )?,
+    ))
+}
+
 /// `success` or `error`.
 fn result_label(ok: bool) -> &'static str {
     if ok { "success" } else { "error" }
@@ -158,6 +197,8 @@ impl Metrics {
         let r = &registry;
         let (companion_reconciles, drift_corrections, leader, leader_transitions, cache_synced) =
             controller_metrics(r)?;
+        let (cache_objects, dns_target, audit_findings, audit_last_run, report_writes) =
+            cluster_metrics(r)?;
         let metrics = Self {
             requests: counters(
                 r,
@@ -206,37 +247,11 @@ impl Metrics {
             leader,
             leader_transitions,
             cache_synced,
-            cache_objects: gauges(
-                r,
-                "netpol_guard_cache_objects",
-                "Objects in the cluster cache, by resource.",
-                &["resource"],
-            )?,
-            dns_target: gauges(
-                r,
-                "netpol_guard_dns_target_info",
-                "1 for the DNS target the rules and the injection use: its namespace, and whether it was discovered from the cluster's DNS Service or configured.",
-                &["namespace", "source"],
-            )?,
-            audit_findings: gauges(
-                r,
-                "netpol_guard_audit_findings",
-                "Findings of the last background audit of the cluster's existing policies, by rule and severity.",
-                &["rule", "severity"],
-            )?,
-            audit_last_run: register(
-                r,
-                Gauge::new(
-                    "netpol_guard_audit_last_run_timestamp_seconds",
-                    "Unix time at which the last background audit finished (0: none on this replica).",
-                )?,
-            )?,
-            report_writes: counters(
-                r,
-                "netpol_guard_audit_report_writes_total",
-                "PolicyReport writes of the background audit, by operation (apply, delete) and result.",
-                &["operation", "result"],
-            )?,
+            cache_objects,
+            dns_target,
+            audit_findings,
+            audit_last_run,
+            report_writes,
             registry: registry.clone(),
         };
         register_process_facts(&registry)?;

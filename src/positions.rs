@@ -160,78 +160,78 @@ impl Walker {
 impl MarkedEventReceiver for Walker {
     fn on_event(&mut self, event: Event, mark: Marker) {
         if self.skipping_key > 0 {
-            match event {
-                Event::MappingStart(..) | Event::SequenceStart(..) => self.skipping_key += 1,
-                Event::MappingEnd | Event::SequenceEnd => self.skipping_key -= 1,
-                _ => {}
-            }
-            if self.skipping_key == 0
-                && let Some(Frame::Map { key, .. }) = self.stack.last_mut()
-            {
-                // its value follows, under a name no finding uses
-                *key = Some("?".into());
-            }
+            self.skip_key(&event);
             return;
         }
+        let at = Position {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
         match event {
-            Event::Scalar(text, ..) => {
-                if self.value_path(mark, false).is_none()
-                    && let Some(Frame::Map { path, key, .. }) = self.stack.last_mut()
-                {
-                    // a key: the field's position is the key's
-                    let position = Position {
-                        line: mark.line(),
-                        column: mark.col() + 1,
-                    };
-                    let field = join(path, &text);
-                    // the first key of a sequence item places the item
-                    let item = path.ends_with(']').then(|| path.clone());
-                    *key = Some(text);
-                    self.keep(&field, position);
-                    if let Some(item) = item
-                        && !self.by_path.contains_key(&item)
-                    {
-                        self.keep(&item, position);
-                    }
-                }
-            }
+            Event::Scalar(text, ..) if self.value_path(mark, false).is_none() => self.key(text, at),
             Event::Alias(_) => {
                 self.value_path(mark, false);
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(event, Event::MappingStart(..));
-                let start = Position {
-                    line: mark.line(),
-                    column: mark.col() + 1,
-                };
                 match self.value_path(mark, is_map) {
                     Some(path) if is_map => self.stack.push(Frame::Map {
                         path,
                         key: None,
-                        start,
+                        start: at,
                     }),
                     Some(path) => self.stack.push(Frame::Seq {
                         path,
                         next: 0,
-                        start,
+                        start: at,
                     }),
                     // a mapping used as a key: not a field name
                     None => self.skipping_key = 1,
                 }
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                let end = Position {
-                    line: mark.line(),
-                    column: mark.col() + 1,
-                };
                 if let Some(Frame::Map { path, start, .. } | Frame::Seq { path, start, .. }) =
                     self.stack.pop()
                     && self.wanted.as_ref().is_none_or(|w| w.contains(&path))
                 {
-                    self.spans.insert(path, Span { start, end });
+                    self.spans.insert(path, Span { start, end: at });
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Walker {
+    /// A mapping key at `at`: the field's position is the key's.
+    fn key(&mut self, text: String, at: Position) {
+        let Some(Frame::Map { path, key, .. }) = self.stack.last_mut() else {
+            return;
+        };
+        let field = join(path, &text);
+        // the first key of a sequence item places the item
+        let item = path.ends_with(']').then(|| path.clone());
+        *key = Some(text);
+        self.keep(&field, at);
+        if let Some(item) = item
+            && !self.by_path.contains_key(&item)
+        {
+            self.keep(&item, at);
+        }
+    }
+
+    /// Inside a complex (non-scalar) mapping key, until it ends.
+    fn skip_key(&mut self, event: &Event) {
+        match event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => self.skipping_key += 1,
+            Event::MappingEnd | Event::SequenceEnd => self.skipping_key -= 1,
+            _ => {}
+        }
+        if self.skipping_key == 0
+            && let Some(Frame::Map { key, .. }) = self.stack.last_mut()
+        {
+            // its value follows, under a name no finding uses
+            *key = Some("?".into());
         }
     }
 }

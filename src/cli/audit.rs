@@ -141,20 +141,26 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         args.namespace.as_deref(),
     );
     let report = report_of(&audit);
+    write(&audit, &report, args.format)?;
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The report in `format`; text and JSON add the summary per namespace.
+fn write(audit: &Audit, report: &Report, format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match format {
         Format::Text => {
-            out.write_all(report::render(&report, Format::Text).as_bytes())?;
-            out.write_all(summary_text(&audit).as_bytes())?;
+            out.write_all(report::render(report, Format::Text).as_bytes())?;
+            out.write_all(summary_text(audit).as_bytes())?;
         }
         Format::Json => {
-            let mut value = report::json_value(&report);
+            let mut value = report::json_value(report);
             value["namespaces"] = serde_json::to_value(&audit.namespaces)?;
             out.write_all((serde_json::to_string_pretty(&value)? + "\n").as_bytes())?;
         }
         Format::Sarif | Format::Github => {
-            out.write_all(report::render(&report, args.format).as_bytes())?;
+            out.write_all(report::render(report, format).as_bytes())?;
         }
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(())
 }

@@ -278,7 +278,6 @@ async fn run_once(
         None,
     );
     let took = started.elapsed();
-    state.metrics.audited(&audit.counts());
     let notable = audit.namespaces.values().filter(|s| s.notable()).count();
     let (applied, deleted) = if settings.reports && reports.load(client).await {
         let inventory = &snapshot.inventory;
@@ -287,6 +286,8 @@ async fn run_once(
     } else {
         (0, 0)
     };
+    // last: the run's timestamp marks the end of its writes too
+    state.metrics.audited(&audit.counts());
     tracing::info!(
         policies = audit.results.len(),
         namespaces = audit.namespaces.len(),

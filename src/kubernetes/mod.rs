@@ -117,6 +117,33 @@ async fn client_config(args: &ClusterArgs) -> anyhow::Result<Option<KubeConfig>>
     Ok(None)
 }
 
+/// The client for `config`, after one try at the API server: with `--controller on` an
+/// unreachable API is an error; otherwise it is logged and the watches keep retrying.
+async fn reach(config: KubeConfig, mode: ControllerMode) -> anyhow::Result<Client> {
+    let cluster_url = config.cluster_url.to_string();
+    let client = Client::try_from(config).context("building the Kubernetes client")?;
+    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            tracing::info!(url = %cluster_url, version = %version.git_version, "Kubernetes API reachable");
+        }
+        Ok(Err(e)) if mode == ControllerMode::On => {
+            return Err(e).context(format!("reaching the Kubernetes API at {cluster_url}"));
+        }
+        Err(_) if mode == ControllerMode::On => {
+            anyhow::bail!("the Kubernetes API at {cluster_url} did not answer within 5s");
+        }
+        // In a cluster the API may come up after us: the watches retry with backoff.
+        Ok(Err(e)) => {
+            tracing::warn!(url = %cluster_url, error = %e, "Kubernetes API not reachable yet; the cache and controller keep retrying");
+        }
+        Err(_) => {
+            tracing::warn!(url = %cluster_url, "Kubernetes API did not answer within 5s; the cache and controller keep retrying");
+        }
+    }
+
+    Ok(client)
+}
+
 /// Starts the cluster cache and, unless switched off, the leader election and the
 /// companions controller. Returns the tasks; they stop when `stop` turns true.
 pub async fn start(
@@ -131,27 +158,7 @@ pub async fn start(
         );
         return Ok(Vec::new());
     };
-    let cluster_url = config.cluster_url.to_string();
-    let client = Client::try_from(config).context("building the Kubernetes client")?;
-    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
-        Ok(Ok(version)) => {
-            tracing::info!(url = %cluster_url, version = %version.git_version, "Kubernetes API reachable");
-        }
-        Ok(Err(e)) if args.controller == ControllerMode::On => {
-            return Err(e).context(format!("reaching the Kubernetes API at {cluster_url}"));
-        }
-        Err(_) if args.controller == ControllerMode::On => {
-            anyhow::bail!("the Kubernetes API at {cluster_url} did not answer within 5s");
-        }
-        // In a cluster the API may come up after us: the watches retry with backoff.
-        Ok(Err(e)) => {
-            tracing::warn!(url = %cluster_url, error = %e, "Kubernetes API not reachable yet; the cache and controller keep retrying");
-        }
-        Err(_) => {
-            tracing::warn!(url = %cluster_url, "Kubernetes API did not answer within 5s; the cache and controller keep retrying");
-        }
-    }
-
+    let client = reach(config, args.controller).await?;
     let mut tasks = vec![tokio::spawn(cache::run(
         client.clone(),
         state.clone(),
