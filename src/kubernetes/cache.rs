@@ -24,8 +24,8 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::netpol::cluster::{Inventory, ServiceFacts, ServicePort, SliceFacts};
-use crate::netpol::dns::{Discover, DnsConfig, DnsPort};
-use crate::netpol::ports::Protocol;
+use crate::netpol::dns::{Discover, DnsConfig};
+use crate::netpol::ports::{NamedPort, Protocol};
 use crate::netpol::selector::Labels;
 use crate::state::SharedState;
 
@@ -300,7 +300,7 @@ pub fn slice_fact(s: EndpointSlice) -> Fact {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|p| {
-            Some(DnsPort {
+            Some(NamedPort {
                 name: p.name.unwrap_or_default(),
                 port: p.port?,
                 protocol: protocol(p.protocol.as_deref()),

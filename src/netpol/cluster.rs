@@ -11,9 +11,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::dns::DnsPort;
 use super::policy::Subject;
-use super::ports::Protocol;
+use super::ports::{NamedPort, Protocol};
 use super::selector::{Labels, Selector};
 
 /// The label Kubernetes puts on every namespace, holding its name.
@@ -46,7 +45,7 @@ pub struct SliceFacts {
     /// The Service it belongs to (`kubernetes.io/service-name`), in the same namespace.
     pub service: String,
     /// The pods' ports, with their names.
-    pub ports: Vec<DnsPort>,
+    pub ports: Vec<NamedPort>,
     /// The addresses of its ready endpoints (the DNS pods' IPs).
     pub addresses: Vec<IpAddr>,
 }

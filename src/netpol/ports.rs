@@ -18,6 +18,15 @@ pub enum Protocol {
     Sctp,
 }
 
+/// A named container port (the DNS pods', an EndpointSlice's).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedPort {
+    pub name: String,
+    pub port: i32,
+    pub protocol: Protocol,
+}
+
 impl Protocol {
     /// Reads a rule's protocol; absent means TCP. Unknown values yield `None`.
     pub fn of(port: &NetworkPolicyPort) -> Option<Self> {

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use super::cluster::Inventory;
+pub use super::coverage::Reach;
 use super::coverage::{PodsOutcome, pods_outcome};
 use super::policy::Subject;
 use super::ports::Protocol;
@@ -65,13 +66,7 @@ pub struct DnsEndpoint {
 pub const DEFAULT_DNS_SERVICES: &[&str] = &["kube-system/kube-dns", "openshift-dns/dns-default"];
 
 /// One named container port of the DNS pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DnsPort {
-    pub name: String,
-    pub port: i32,
-    pub protocol: Protocol,
-}
+pub type DnsPort = super::ports::NamedPort;
 
 impl Default for DnsConfig {
     fn default() -> Self {
@@ -146,31 +141,6 @@ impl DnsPreset {
 mod target;
 
 pub use target::{DnsSource, DnsTarget};
-
-/// Whether something reaches cluster DNS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    /// Certainly, under the configured semantics.
-    Yes,
-    /// Only if this condition holds, which the guard cannot see (pod IPs, the CNI).
-    Maybe(String),
-    /// Certainly not.
-    No,
-}
-
-impl Reach {
-    /// The better of two answers: yes beats maybe beats no.
-    pub(crate) fn or(self, other: impl FnOnce() -> Reach) -> Reach {
-        match self {
-            Reach::Yes => Reach::Yes,
-            Reach::Maybe(c) => match other() {
-                Reach::Yes => Reach::Yes,
-                _ => Reach::Maybe(c),
-            },
-            Reach::No => other(),
-        }
-    }
-}
 
 /// Who lets a policy's pods reach DNS on a protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
