@@ -85,11 +85,8 @@ impl Inventory {
     /// Records a policy as living in `namespace`, replacing a stored policy of the same
     /// name (unnamed ones, as `generateName` leaves them, are all kept).
     pub fn insert_policy(&mut self, namespace: &str, policy: Arc<NetworkPolicy>) {
-        let mut list = self
-            .policies
-            .get(namespace)
-            .map(|l| l.as_ref().clone())
-            .unwrap_or_default();
+        // in place unless a published snapshot shares the list (then copied once)
+        let list = Arc::make_mut(self.policies.entry(namespace.to_string()).or_default());
         let name = policy.metadata.name.clone().unwrap_or_default();
         let at = list.partition_point(|p| p.metadata.name.as_deref().unwrap_or("") < name.as_str());
         match list.get(at) {
@@ -98,7 +95,6 @@ impl Inventory {
             }
             _ => list.insert(at, policy),
         }
-        self.policies.insert(namespace.to_string(), Arc::new(list));
     }
 
     /// Forgets the policy `name` of `namespace`.
