@@ -5,31 +5,14 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::http::Request;
-use common::fake_api::FakeApi;
-use kube::client::Body;
+use common::fake_api::{FakeApi, client, eventually, namespace};
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::{audit, cache};
 use netpol_guard::state::SharedState;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-
-fn client(api: &FakeApi) -> kube::Client {
-    let api = api.clone();
-    let service = tower::service_fn(move |req: Request<Body>| {
-        let api = api.clone();
-        async move { Ok::<_, Infallible>(api.handle(req).await) }
-    });
-    kube::Client::new(service, "default")
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace",
-           "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
-}
 
 fn policy(ns: &str, name: &str, spec: Value) -> Value {
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -132,17 +115,6 @@ impl Replica {
             .report_writes
             .with_label_values(&[operation, "success"])
             .get()
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -5,33 +5,16 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::http::Request;
 use common::Review;
-use common::fake_api::FakeApi;
-use kube::client::Body;
+use common::fake_api::{FakeApi, client, eventually, namespace};
 use netpol_guard::admission::{Endpoint, review};
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::cache;
 use netpol_guard::state::SharedState;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-
-fn client(api: &FakeApi) -> kube::Client {
-    let api = api.clone();
-    let service = tower::service_fn(move |req: Request<Body>| {
-        let api = api.clone();
-        async move { Ok::<_, Infallible>(api.handle(req).await) }
-    });
-    kube::Client::new(service, "default")
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace",
-           "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
-}
 
 fn pod(ns: &str, name: &str, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -85,17 +68,6 @@ impl Cache {
             .await
             .expect("cache stops")
             .unwrap();
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -5,12 +5,10 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::AuditArgs;
 use crate::audit::{self, Audit};
 use crate::check::{ObjectReport, Problem, Report, Source};
-use crate::config::Config;
 use crate::kubernetes::cache;
 use crate::report::{self, Format};
 
@@ -18,13 +16,7 @@ use crate::report::{self, Format};
 /// in-cluster).
 async fn client(args: &AuditArgs) -> anyhow::Result<kube::Client> {
     let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?
-        }
+        Some(path) => crate::kubernetes::from_file(path).await?,
         None => kube::Config::infer().await.context(
             "finding a cluster (--kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster)",
         )?,
@@ -89,15 +81,9 @@ fn summary_text(audit: &Audit) -> String {
 }
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        },
-        None => Config::default(),
+    let config = match super::load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
     };
     let fail = |message: String| {
         let report = Report {

@@ -243,16 +243,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The rule configuration of `--config`, or the embedded default; an unusable file is
+/// reported on stderr and is exit code 2.
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    match path.map(Config::load) {
+        None => Ok(Config::default()),
+        Some(Ok(config)) => Ok(config),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        },
-        None => Config::default(),
+    let mut config = match load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
     };
     if let Some(preset) = args.dns_preset {
         let preset = match preset {

@@ -92,15 +92,19 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// After a change in the cluster, the background audit waits this long for more.
 const AUDIT_DEBOUNCE: Duration = Duration::from_secs(10);
 
+/// The client configuration of a kubeconfig file (its current context).
+pub async fn from_file(path: &std::path::Path) -> anyhow::Result<KubeConfig> {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    KubeConfig::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using kubeconfig {}", path.display()))
+}
+
 /// How the process found (or did not find) the API server.
 async fn client_config(args: &ClusterArgs) -> anyhow::Result<Option<KubeConfig>> {
     if let Some(path) = &args.kubeconfig {
-        let kubeconfig = Kubeconfig::read_from(path)
-            .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-        let config = KubeConfig::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .with_context(|| format!("using kubeconfig {}", path.display()))?;
-        return Ok(Some(config));
+        return from_file(path).await.map(Some);
     }
     if let Ok(config) = KubeConfig::incluster() {
         return Ok(Some(config));

@@ -442,3 +442,31 @@ fn tokio_stream_from(
         }
     })
 }
+
+/// A kube client whose every request the fake answers.
+pub fn client(api: &FakeApi) -> kube::Client {
+    let api = api.clone();
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(api.handle(req).await) }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// A Namespace object as the API server stores it (with its name label).
+pub fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+           "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
+}
+
+/// Waits until `check` holds, failing the test after 30 s.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
