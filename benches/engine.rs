@@ -253,5 +253,72 @@ fn cluster_cache(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, admission_mix, cluster_cache);
+/// `n` policies in one namespace, half of them with their own DNS rule, the others relying
+/// on one allow-DNS policy keyed on a pod label: every policy judged against all the others.
+fn crowded(n: usize) -> Inventory {
+    let mut inventory = Inventory::new();
+    inventory.insert_namespace(
+        "big",
+        [("kubernetes.io/metadata.name".to_string(), "big".to_string())].into(),
+    );
+    let dns_rule = serde_json::json!({
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    });
+    let policy = |name: String, selector: serde_json::Value, egress: Vec<serde_json::Value>| {
+        let value = serde_json::json!({
+            "metadata": {"name": name, "namespace": "big"},
+            "spec": {"podSelector": selector, "policyTypes": ["Ingress", "Egress"],
+                     "ingress": [{"ports": [{"port": 8080}]}], "egress": egress}
+        });
+        Arc::new(serde_json::from_value::<NetworkPolicy>(value).unwrap())
+    };
+    inventory.insert_policy(
+        "big",
+        policy(
+            "allow-dns".into(),
+            serde_json::json!({"matchLabels": {"to-dns": "allowed"}}),
+            vec![dns_rule.clone()],
+        ),
+    );
+    for i in 0..n {
+        let mut egress = vec![
+            serde_json::json!({"to": [{"podSelector": {"matchLabels": {"app": format!("a{}", (i + 3) % n)}}}]}),
+        ];
+        if i % 2 == 0 {
+            egress.push(dns_rule.clone());
+        }
+        let selector = serde_json::json!({"matchLabels": {"app": format!("a{i}"), "tier": format!("t{}", i % 7)}});
+        inventory.insert_policy("big", policy(format!("p{i}"), selector, egress));
+    }
+    inventory
+}
+
+/// The audit of one namespace of n policies: near-linear in n (policies per second stay
+/// about the same as n grows), where judging each policy against every other was quadratic.
+fn crowded_namespace(c: &mut Criterion) {
+    let config = Config::default();
+    let mut group = c.benchmark_group("one-namespace-audit");
+    group.sample_size(10);
+    for n in [1_000, 4_000, 16_000] {
+        let inventory = crowded(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("{n}-policies"), |b| {
+            b.iter(|| {
+                let audit = netpol_guard::audit::audit(&inventory, &config, "netpol-guard", None);
+                std::hint::black_box(audit.results.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench,
+    admission_mix,
+    cluster_cache,
+    crowded_namespace
+);
 criterion_main!(benches);

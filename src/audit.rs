@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::guard::companions;
 use crate::netpol::cluster::Inventory;
-use crate::netpol::dns::{Coverage, coverage};
+use crate::netpol::dns::Coverage;
 use crate::netpol::policy::Subject;
 use crate::netpol::ports::Protocol;
 use crate::rules::{self, Finding, Severity};
@@ -102,7 +102,7 @@ pub fn audit(
                 .iter()
                 .any(|f| f.rule == rules::dns::EGRESS_MISSING_DNS.id && f.condition.is_none())
                 && matches!(
-                    coverage(&ctx.dns, inventory, &subject, Protocol::Udp),
+                    ctx.dns_coverage.of(&subject, Protocol::Udp),
                     Coverage::Missing { pods: 1.., .. }
                 );
             out.results.push(PolicyResult {

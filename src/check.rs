@@ -18,7 +18,7 @@ use crate::manifest::{self, Manifest, Object};
 use crate::netpol::cluster::Inventory;
 use crate::netpol::policy::Subject;
 use crate::positions::Positions;
-use crate::rules::{self, Finding, Severity};
+use crate::rules::{self, Context, Finding, Severity};
 
 /// Where an object came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -504,6 +504,9 @@ pub fn analyze_scoped(
         BTreeMap::new()
     };
     let empty = Inventory::new();
+    // one context per inventory: what it prepares about the policies serves every subject
+    let (scoped_contexts, own_contexts) = (contexts(config, &scoped), contexts(config, &own));
+    let empty_context = config.rule_context(&empty);
     let files: BTreeMap<(&str, &str), &str> = g
         .policies
         .iter()
@@ -518,14 +521,16 @@ pub fn analyze_scoped(
         .map(|located| {
             let file = located.source.file.as_str();
             let subject = Subject::new(&located.policy, default_namespace);
-            let inventory = scoped.get(&scope.key(file)).unwrap_or(&empty);
-            let findings = rules::evaluate(&config.rule_context(inventory), &subject);
+            let ctx = scoped_contexts
+                .get(&scope.key(file))
+                .unwrap_or(&empty_context);
+            let findings = rules::evaluate(ctx, &subject);
             let resolved = if !shared(file) {
                 Vec::new()
             } else {
-                let alone = own.get(file).unwrap_or(&empty);
-                let alone = rules::evaluate(&config.rule_context(alone), &subject);
-                resolved_by_others(&findings, alone, inventory, &subject, &files, file)
+                let alone = own_contexts.get(file).unwrap_or(&empty_context);
+                let alone = rules::evaluate(alone, &subject);
+                resolved_by_others(&findings, alone, ctx.inventory, &subject, &files, file)
             };
             let at = positions_of(manifests, &located.source, &findings);
             ObjectReport {
@@ -626,6 +631,17 @@ fn resolved_by_others(
         .collect()
 }
 
+/// A rule context for each inventory, by the same key.
+fn contexts<'a>(
+    config: &'a Config,
+    inventories: &'a BTreeMap<String, Inventory>,
+) -> BTreeMap<String, Context<'a>> {
+    inventories
+        .iter()
+        .map(|(key, inventory)| (key.clone(), config.rule_context(inventory)))
+        .collect()
+}
+
 /// A policy of the input that lacks the DNS allowance, and the rule that adds it.
 #[derive(Debug, Clone)]
 pub struct Missing {
@@ -650,14 +666,15 @@ pub fn missing_dns(
     let g = gather(manifests, default_namespace);
     let scoped = g.inventories(scope);
     let empty = Inventory::new();
+    let contexts = contexts(config, &scoped);
+    let empty_context = config.rule_context(&empty);
     let mut out = Vec::new();
     for located in &g.policies {
         let subject = Subject::new(&located.policy, default_namespace);
-        let inventory = scoped
+        let ctx = contexts
             .get(&scope.key(&located.source.file))
-            .unwrap_or(&empty);
-        let ctx = config.rule_context(inventory);
-        if dns_allowance_patch_in(&ctx, &subject).is_none() {
+            .unwrap_or(&empty_context);
+        if dns_allowance_patch_in(ctx, &subject).is_none() {
             continue;
         }
         let Ok(rule) = serde_json::to_value(ctx.dns.allowance_rule()) else {

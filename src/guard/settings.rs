@@ -167,12 +167,7 @@ impl Config {
         inventory: &'a Inventory,
         dns: Arc<DnsTarget>,
     ) -> Context<'a> {
-        Context {
-            levels: &self.rules,
-            protected_namespaces: &self.protected_namespaces,
-            inventory,
-            dns,
-        }
+        Context::new(&self.rules, &self.protected_namespaces, inventory, dns)
     }
 
     /// The level a rule runs at: the configured override, or the rule's default.

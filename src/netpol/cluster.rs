@@ -351,6 +351,16 @@ impl Inventory {
         self.policies.get(namespace).map_or(&[], |l| l.as_slice())
     }
 
+    /// The known policies of a namespace, with the namespace's name as stored.
+    pub fn policies_with_namespace(
+        &self,
+        namespace: &str,
+    ) -> Option<(&str, &[Arc<NetworkPolicy>])> {
+        self.policies
+            .get_key_value(namespace)
+            .map(|(n, l)| (n.as_str(), l.as_slice()))
+    }
+
     /// The known labels of a namespace.
     pub fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
         self.namespaces.get(namespace).map(AsRef::as_ref)

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use super::cluster::Inventory;
+use super::index::{Lookup, NamespacePolicies};
 use super::policy::Subject;
 use super::selector::{self, Selector};
 
@@ -75,46 +76,47 @@ impl PodsOutcome {
     }
 }
 
-/// Judges the pods `subject` selects. `judge` answers for a set of policies that all apply
-/// to one pod (the subject first) whether together they serve it. The other policies of the
-/// namespace are read from `inventory`; a stored policy with the subject's name is the old
-/// version of it and left out.
+/// The policies of a namespace that may serve pods, prepared: positions into `policies`
+/// (all that can contribute, in any order) with a lookup over them.
+#[derive(Clone, Copy)]
+pub struct Candidates<'s, 'a> {
+    pub policies: &'s NamespacePolicies<'a>,
+    pub lookup: &'s Lookup,
+}
+
+/// Judges the pods `subject` (whose parsed pod selector is `own`) selects. `judge` answers
+/// for the positions of candidate policies that apply to one pod besides the subject
+/// whether together with it they serve the pod. The stored version of the subject (same
+/// name) is left out: the object under review replaces it.
 pub fn pods_outcome(
     inventory: &Inventory,
     subject: &Subject<'_>,
-    judge: impl Fn(&[Subject<'_>]) -> Reach,
+    own: &Selector<'_>,
+    candidates: Candidates<'_, '_>,
+    judge: impl Fn(&[usize]) -> Reach,
 ) -> PodsOutcome {
-    let own_selector = subject.pod_selector();
-    let Ok(own) = Selector::parse(&own_selector) else {
-        return PodsOutcome::Nobody;
-    };
-    let others: Vec<Subject<'_>> = inventory
-        .policies_in(subject.namespace)
-        .iter()
-        .map(|p| Subject::new(p, subject.namespace))
-        .filter(|o| subject.name.is_empty() || o.name != subject.name)
-        .collect();
-    let selectors: Vec<_> = others.iter().map(Subject::pod_selector).collect();
-    let parsed: Vec<Option<Selector<'_>>> =
-        selectors.iter().map(|s| Selector::parse(s).ok()).collect();
-
     if inventory.knows_all_pods()
-        && let Some(outcome) = judge_pods(inventory, subject, &own, &others, &parsed, &judge)
+        && let Some(outcome) = judge_pods(inventory, subject, own, candidates, &judge)
     {
         return outcome;
     }
     // No pod to look at: does another policy serve pods that may also be these?
-    others
-        .iter()
-        .zip(&parsed)
-        .zip(&selectors)
-        .filter(|((_, p), _)| p.as_ref().is_some_and(|p| !own.disjoint(p)))
-        .find(|((o, _), _)| judge(&[subject.clone(), (*o).clone()]) == Reach::Yes)
-        .map_or(PodsOutcome::Nobody, |((o, _), s)| {
-            PodsOutcome::IfAlsoMatched {
-                policy: o.name.to_string(),
-                selector: selector::describe(s),
-            }
+    let entries = &candidates.policies.entries;
+    candidates
+        .lookup
+        .may_overlap(own)
+        .into_iter()
+        .filter(|&i| !candidates.policies.is_itself(i, subject))
+        .filter(|&i| {
+            entries[i]
+                .selector
+                .as_ref()
+                .is_some_and(|p| !own.disjoint(p))
+        })
+        .find(|&i| judge(&[i]) == Reach::Yes)
+        .map_or(PodsOutcome::Nobody, |i| PodsOutcome::IfAlsoMatched {
+            policy: entries[i].subject.name.to_string(),
+            selector: selector::describe(entries[i].label_selector),
         })
 }
 
@@ -123,10 +125,10 @@ fn judge_pods(
     inventory: &Inventory,
     subject: &Subject<'_>,
     own: &Selector<'_>,
-    others: &[Subject<'_>],
-    parsed: &[Option<Selector<'_>>],
-    judge: &impl Fn(&[Subject<'_>]) -> Reach,
+    candidates: Candidates<'_, '_>,
+    judge: &impl Fn(&[usize]) -> Reach,
 ) -> Option<PodsOutcome> {
+    let entries = &candidates.policies.entries;
     // pods selected by the same set of policies share one answer
     let mut answers: HashMap<Vec<usize>, Reach> = HashMap::new();
     let (mut pods, mut total, mut examples, mut condition) = (0, 0, Vec::new(), None);
@@ -135,18 +137,17 @@ fn judge_pods(
             continue;
         }
         pods += 1;
-        let applying: Vec<usize> = parsed
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.matches(labels)))
-            .map(|(i, _)| i)
-            .collect();
-        let reach = answers.entry(applying).or_insert_with_key(|applying| {
-            let set: Vec<Subject<'_>> = std::iter::once(subject.clone())
-                .chain(applying.iter().map(|&i| others[i].clone()))
-                .collect();
-            judge(&set)
+        let mut applying = candidates.lookup.may_match(labels);
+        applying.retain(|&i| {
+            !candidates.policies.is_itself(i, subject)
+                && entries[i]
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| s.matches(labels))
         });
+        let reach = answers
+            .entry(applying)
+            .or_insert_with_key(|applying| judge(applying));
         match reach {
             Reach::Yes => {}
             Reach::Maybe(c) => {

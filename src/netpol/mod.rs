@@ -4,6 +4,7 @@
 pub mod cluster;
 pub(crate) mod coverage;
 pub(crate) mod dns;
+pub(crate) mod index;
 pub(crate) mod ipblock;
 pub(crate) mod names;
 pub(crate) mod openness;

@@ -171,6 +171,36 @@ impl<'a> Selector<'a> {
             .any(|r| both.constraint(r.key).contradictory())
     }
 
+    /// The keys whose value this selector fixes to one value (`app=web`, or `app in (a, b)`
+    /// with `app notin (b)`), with that value: every object it selects carries them.
+    pub fn pins(&self) -> Vec<(&'a str, &'a str)> {
+        let mut keys: Vec<&'a str> = self
+            .requirements
+            .iter()
+            .filter(|r| r.operator == Operator::In)
+            .map(|r| r.key)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|key| {
+                let values = self.constraint(key).possible_values()?;
+                let mut values = values.into_iter();
+                match (values.next(), values.next()) {
+                    (Some(value), None) => Some((key, value)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether no object can match: some key is constrained in contradictory ways.
+    pub fn selects_nothing(&self) -> bool {
+        self.requirements
+            .iter()
+            .any(|r| self.constraint(r.key).contradictory())
+    }
+
     /// Summarises what this selector says about one key.
     fn constraint(&self, key: &str) -> KeyConstraint<'a> {
         let mut c = KeyConstraint::default();
@@ -212,8 +242,8 @@ struct KeyConstraint<'a> {
     absent: bool,
 }
 
-impl KeyConstraint<'_> {
-    fn possible_values(&self) -> Option<BTreeSet<&str>> {
+impl<'a> KeyConstraint<'a> {
+    fn possible_values(&self) -> Option<BTreeSet<&'a str>> {
         self.allowed
             .as_ref()
             .map(|a| a.difference(&self.excluded).copied().collect())

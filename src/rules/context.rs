@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::netpol::cluster::Inventory;
-use crate::netpol::dns::DnsTarget;
+use crate::netpol::dns::{DnsCoverage, DnsTarget};
+use crate::netpol::index::PolicyIndex;
 
 use super::{Level, Rule};
 
@@ -20,6 +21,32 @@ pub struct Context<'a> {
     pub inventory: &'a Inventory,
     /// Resolved from the DNS settings and `inventory`.
     pub dns: Arc<DnsTarget>,
+    /// The inventory's policies, prepared once for every subject judged in this context.
+    pub policies: Arc<PolicyIndex<'a>>,
+    /// Which pods reach DNS, each stored policy judged once.
+    pub dns_coverage: Arc<DnsCoverage<'a>>,
+}
+
+impl<'a> Context<'a> {
+    /// A context for one analysis: keep it for all the subjects judged against the same
+    /// inventory, so that what is prepared about its policies is prepared once.
+    pub fn new(
+        levels: &'a BTreeMap<String, Level>,
+        protected_namespaces: &'a [String],
+        inventory: &'a Inventory,
+        dns: Arc<DnsTarget>,
+    ) -> Self {
+        let policies = Arc::new(PolicyIndex::new(inventory));
+        let dns_coverage = Arc::new(DnsCoverage::new(dns.clone(), policies.clone()));
+        Self {
+            levels,
+            protected_namespaces,
+            inventory,
+            dns,
+            policies,
+            dns_coverage,
+        }
+    }
 }
 
 impl Context<'_> {

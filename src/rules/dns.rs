@@ -6,7 +6,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::coverage::describe_examples;
-use crate::netpol::dns::{Coverage, coverage};
+use crate::netpol::dns::Coverage;
 use crate::netpol::ipblock::Block;
 use crate::netpol::peer::PeerKind;
 use crate::netpol::policy::{Direction, RuleView, Subject};
@@ -70,7 +70,7 @@ fn dns_judged(subject: &Subject<'_>) -> bool {
 /// Whether `egress-missing-dns` applies with certainty: judged, and no UDP DNS from the
 /// policy itself or a covering policy (nothing that may reach it either).
 pub fn needs_dns_allowance(ctx: &Context<'_>, subject: &Subject<'_>) -> bool {
-    dns_judged(subject) && coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp).is_missing()
+    dns_judged(subject) && ctx.dns_coverage.of(subject, Protocol::Udp).is_missing()
 }
 
 fn egress_path(subject: &Subject<'_>) -> &'static str {
@@ -85,7 +85,7 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     if !dns_judged(subject) {
         return Vec::new();
     }
-    match coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp) {
+    match ctx.dns_coverage.of(subject, Protocol::Udp) {
         Coverage::Missing { examples, pods } => {
             vec![missing_dns_hit(ctx, subject, &examples, pods)]
         }
@@ -161,7 +161,7 @@ fn missing_dns_hit(
             describe_examples(examples, pods)
         )
     };
-    let tcp_only = !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing();
+    let tcp_only = !ctx.dns_coverage.of(subject, Protocol::Tcp).is_missing();
     let target = format!(
         "the DNS pods ({} in namespaces {})",
         selector::describe(&selector::from_labels(ctx.dns.pod_labels())),
@@ -191,9 +191,8 @@ fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     if !dns_judged(subject) {
         return Vec::new();
     }
-    let udp = coverage(&ctx.dns, ctx.inventory, subject, Protocol::Udp);
-    if !udp.is_certain() || !coverage(&ctx.dns, ctx.inventory, subject, Protocol::Tcp).is_missing()
-    {
+    let udp = ctx.dns_coverage.of(subject, Protocol::Udp);
+    if !udp.is_certain() || !ctx.dns_coverage.of(subject, Protocol::Tcp).is_missing() {
         return Vec::new();
     }
     let (path, where_) = match &udp {

@@ -307,12 +307,12 @@ pub(crate) mod testing {
 
     impl Setup {
         pub(crate) fn context<'a>(&'a self, inventory: &'a Inventory) -> Context<'a> {
-            Context {
-                levels: &self.levels,
-                protected_namespaces: &self.protected,
+            Context::new(
+                &self.levels,
+                &self.protected,
                 inventory,
-                dns: Arc::new(DnsTarget::new(&self.dns, inventory)),
-            }
+                Arc::new(DnsTarget::new(&self.dns, inventory)),
+            )
         }
     }
 

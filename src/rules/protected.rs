@@ -2,11 +2,13 @@
 
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
-use crate::netpol::coverage::{PodsOutcome, describe_examples, pods_outcome};
+use crate::netpol::coverage::{Candidates, PodsOutcome, describe_examples, pods_outcome};
 use crate::netpol::dns::Reach;
+use crate::netpol::index::Lookup;
 use crate::netpol::openness::rules_open_everything;
 use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::selector;
+use crate::netpol::selector::Selector;
 
 pub const DENY_ALL: Rule = Rule {
     id: "protected-namespace-deny-all",
@@ -45,23 +47,53 @@ fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Optio
         return None;
     }
     let matches_pods = ctx.dns.ip_block_matches_pods();
-    let opens = |set: &[Subject<'_>], d: Direction| {
+    let opens = |set: &[&Subject<'_>], d: Direction| {
         let rules: Vec<RuleView<'_>> = set.iter().flat_map(|s| s.rules(d)).collect();
         rules_open_everything(&rules, matches_pods)
     };
-    let others = ctx.inventory.covering(subject);
+    let own_selector = subject.pod_selector();
+    let own = Selector::parse(&own_selector).ok();
+    let prepared = ctx.policies.namespace(subject.namespace);
+    let entries = &prepared.entries;
+    // the policies that select every pod this one selects add their rules to its own
+    let mut set: Vec<&Subject<'_>> = vec![subject];
+    set.extend(
+        (0..entries.len())
+            .filter(|&i| !prepared.is_itself(i, subject))
+            .filter(|&i| {
+                let broad = entries[i].selector.as_ref();
+                own.as_ref()
+                    .zip(broad)
+                    .is_some_and(|(own, broad)| own.implies(broad))
+            })
+            .map(|i| &entries[i].subject),
+    );
     let mut found = Restricted::default();
     let mut dirs = Vec::new();
     for d in Direction::BOTH {
-        let set: Vec<Subject<'_>> = std::iter::once(subject.clone())
-            .chain(others.iter().cloned())
-            .collect();
         if !subject.isolates(d) || opens(&set, d) {
             continue;
         }
-        if all_pods {
-            let judge = |set: &[Subject<'_>]| if opens(set, d) { Reach::Yes } else { Reach::No };
-            match pods_outcome(ctx.inventory, subject, judge) {
+        if let (true, Some(own)) = (all_pods, &own) {
+            let lookup = Lookup::new(
+                entries,
+                (0..entries.len()).filter(|&i| entries[i].subject.isolates(d)),
+            );
+            let candidates = Candidates {
+                policies: &prepared,
+                lookup: &lookup,
+            };
+            let judge = |ids: &[usize]| {
+                let set: Vec<&Subject<'_>> = std::iter::once(subject)
+                    .chain(ids.iter().map(|&i| &entries[i].subject))
+                    .collect();
+                if opens(&set, d) {
+                    Reach::Yes
+                } else {
+                    Reach::No
+                }
+            };
+            match pods_outcome(ctx.inventory, subject, own, candidates, judge) {
                 PodsOutcome::Served { .. } => continue,
                 PodsOutcome::Unserved { examples, total } => {
                     found.pods = Some(describe_examples(&examples, total));

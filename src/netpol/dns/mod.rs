@@ -6,14 +6,17 @@
 //! ([`DnsTarget`]). A rule reaches DNS on a protocol when one of its peers selects DNS pods
 //! (or an `ipBlock` holds a DNS address) and its ports admit their DNS port.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::cluster::Inventory;
 pub use super::coverage::Reach;
-use super::coverage::{PodsOutcome, pods_outcome};
+use super::coverage::{Candidates, PodsOutcome, pods_outcome};
+use super::index::{Lookup, NamespacePolicies, PolicyIndex};
 use super::policy::Subject;
 use super::ports::Protocol;
 use super::selector::Labels;
+use super::selector::Selector;
 use serde::{Deserialize, Serialize};
 
 /// The cluster DNS service as NetworkPolicy peers can see it.
@@ -176,62 +179,123 @@ impl Coverage {
     }
 }
 
-/// Whether the pods selected by `subject` can reach DNS on `protocol`: through its own
-/// rules, a policy of its namespace that provably selects all of its pods, or, pod by pod,
-/// the policies selecting each existing pod (see [`pods_outcome`]).
-pub fn coverage(
-    target: &DnsTarget,
-    inventory: &Inventory,
-    subject: &Subject<'_>,
-    protocol: Protocol,
-) -> Coverage {
-    let mut depends = match target.policy_reach(subject, protocol) {
-        Reach::Yes => return Coverage::Itself,
-        Reach::Maybe(condition) => Some(Coverage::Depends {
-            condition,
-            policy: None,
-        }),
-        Reach::No => None,
-    };
-    for other in inventory.covering(subject) {
-        match target.policy_reach(&other, protocol) {
-            Reach::Yes => return Coverage::Policy(other.name.to_string()),
-            Reach::Maybe(condition) if depends.is_none() => {
-                depends = Some(Coverage::Depends {
-                    condition,
-                    policy: Some(other.name.to_string()),
-                });
-            }
-            _ => {}
+/// The policies of a namespace that reach DNS on a protocol (for certain or under a
+/// condition): each policy judged once per analysis, not once per subject.
+#[derive(Debug)]
+struct Givers {
+    /// By position in the namespace's entries; `Reach::No` for the others.
+    reach: Vec<Reach>,
+    lookup: Lookup,
+}
+
+/// DNS coverage questions over one inventory and DNS target, for one analysis (a review,
+/// a `check` or audit run): what each stored policy reaches is computed once.
+#[derive(Debug)]
+pub struct DnsCoverage<'a> {
+    target: Arc<DnsTarget>,
+    policies: Arc<PolicyIndex<'a>>,
+    givers: Mutex<HashMap<(String, Protocol), Arc<Givers>>>,
+}
+
+impl<'a> DnsCoverage<'a> {
+    pub fn new(target: Arc<DnsTarget>, policies: Arc<PolicyIndex<'a>>) -> Self {
+        Self {
+            target,
+            policies,
+            givers: Mutex::new(HashMap::new()),
         }
     }
-    let outcome = pods_outcome(inventory, subject, |set| {
-        set.iter().fold(Reach::No, |best, s| {
-            best.or(|| target.policy_reach(s, protocol))
-        })
-    });
-    match outcome {
-        PodsOutcome::Served { pods } => Coverage::Pods(pods),
-        PodsOutcome::Unserved { examples, total } => Coverage::Missing {
-            examples,
-            pods: total,
-        },
-        PodsOutcome::Depends(condition) => Coverage::Depends {
-            condition,
-            policy: None,
-        },
-        // an ipBlock of its own (or of a covering policy) speaks before pod labels
-        _ if depends.is_some() => depends.unwrap_or(Coverage::Missing {
+
+    fn givers(
+        &self,
+        namespace: &str,
+        prepared: &NamespacePolicies<'_>,
+        protocol: Protocol,
+    ) -> Arc<Givers> {
+        let key = (namespace.to_string(), protocol);
+        let mut map = self.givers.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key)
+            .or_insert_with(|| {
+                let reach: Vec<Reach> = prepared
+                    .entries
+                    .iter()
+                    .map(|e| self.target.policy_reach(&e.subject, protocol))
+                    .collect();
+                let giving = reach.iter().enumerate().filter(|(_, r)| **r != Reach::No);
+                let lookup = Lookup::new(&prepared.entries, giving.map(|(i, _)| i));
+                Arc::new(Givers { reach, lookup })
+            })
+            .clone()
+    }
+
+    /// Whether the pods selected by `subject` can reach DNS on `protocol`: through its own
+    /// rules, a policy of its namespace that provably selects all of its pods, or, pod by
+    /// pod, the policies selecting each existing pod (see [`pods_outcome`]).
+    pub fn of(&self, subject: &Subject<'_>, protocol: Protocol) -> Coverage {
+        let own_reach = self.target.policy_reach(subject, protocol);
+        let mut depends = match &own_reach {
+            Reach::Yes => return Coverage::Itself,
+            Reach::Maybe(condition) => Some(Coverage::Depends {
+                condition: condition.clone(),
+                policy: None,
+            }),
+            Reach::No => None,
+        };
+        let missing = Coverage::Missing {
             examples: Vec::new(),
             pods: 0,
-        }),
-        PodsOutcome::IfAlsoMatched { ref policy, .. } => Coverage::Composed {
-            condition: outcome.condition(subject, "DNS").unwrap_or_default(),
-            policy: policy.clone(),
-        },
-        PodsOutcome::Nobody => Coverage::Missing {
-            examples: Vec::new(),
-            pods: 0,
-        },
+        };
+        let own_selector = subject.pod_selector();
+        let Ok(own) = Selector::parse(&own_selector) else {
+            return depends.unwrap_or(missing);
+        };
+        let prepared = self.policies.namespace(subject.namespace);
+        let givers = self.givers(subject.namespace, &prepared, protocol);
+        for i in givers.lookup.may_be_implied_by(&own) {
+            let entry = &prepared.entries[i];
+            if prepared.is_itself(i, subject)
+                || !entry.selector.as_ref().is_some_and(|s| own.implies(s))
+            {
+                continue;
+            }
+            match &givers.reach[i] {
+                Reach::Yes => return Coverage::Policy(entry.subject.name.to_string()),
+                Reach::Maybe(condition) if depends.is_none() => {
+                    depends = Some(Coverage::Depends {
+                        condition: condition.clone(),
+                        policy: Some(entry.subject.name.to_string()),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let candidates = Candidates {
+            policies: &prepared,
+            lookup: &givers.lookup,
+        };
+        let inventory = self.policies.inventory();
+        let outcome = pods_outcome(inventory, subject, &own, candidates, |ids| {
+            ids.iter().fold(own_reach.clone(), |best, &i| {
+                best.or(|| givers.reach[i].clone())
+            })
+        });
+        match outcome {
+            PodsOutcome::Served { pods } => Coverage::Pods(pods),
+            PodsOutcome::Unserved { examples, total } => Coverage::Missing {
+                examples,
+                pods: total,
+            },
+            PodsOutcome::Depends(condition) => Coverage::Depends {
+                condition,
+                policy: None,
+            },
+            // an ipBlock of its own (or of a covering policy) speaks before pod labels
+            _ if depends.is_some() => depends.unwrap_or(missing),
+            PodsOutcome::IfAlsoMatched { ref policy, .. } => Coverage::Composed {
+                condition: outcome.condition(subject, "DNS").unwrap_or_default(),
+                policy: policy.clone(),
+            },
+            PodsOutcome::Nobody => missing,
+        }
     }
 }
