@@ -29,6 +29,9 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub(crate) mod fix;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kubernetes;
 pub mod manifest;
 pub mod metrics;
