@@ -117,6 +117,15 @@ pub fn metrics_router(state: SharedState) -> Router {
             }),
         )
         .merge(health_routes())
+        .method_not_allowed_fallback(|| async {
+            reject(StatusCode::METHOD_NOT_ALLOWED, "this port takes GET")
+        })
+        .fallback(|| async {
+            reject(
+                StatusCode::NOT_FOUND,
+                "no such endpoint: GET /metrics, GET /healthz, GET /readyz",
+            )
+        })
         .with_state(state)
 }
 

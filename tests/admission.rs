@@ -1108,6 +1108,36 @@ async fn error_answers_say_why_in_the_clients_terms() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(String::from_utf8_lossy(&body).contains("POST /validate"));
+    // a value of the wrong type is named by its field path
+    let mut object = missing_dns();
+    object["spec"]["ingress"] = json!([{"ports": [{"port": {"number": 80}}]}]);
+    let (status, body) = send_raw(
+        router_of(&state),
+        "/validate",
+        "application/json",
+        serde_json::to_vec(&Review::policy("CREATE", object).json()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a review with a uid is answered");
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("request.object.spec.ingress[0].ports[0].port: invalid type: map"),
+        "{message}"
+    );
+    assert_eq!(answer["response"]["uid"], UID);
+    let (_, body) = send_raw(
+        router_of(&state),
+        "/validate",
+        "application/json",
+        br#"{"apiVersion": "admission.k8s.io/v1", "request": {"uid": 7}}"#.to_vec(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("request.uid: invalid type: integer"),
+        "{text}"
+    );
     let get = router_of(&state)
         .oneshot(Request::get("/validate").body(Body::empty()).unwrap())
         .await
@@ -1115,6 +1145,27 @@ async fn error_answers_say_why_in_the_clients_terms() {
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
     let body = get.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("POST"));
+    // the metrics port says why too
+    for (request, status, says) in [
+        (
+            Request::get("/nowhere").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+            "GET /metrics",
+        ),
+        (
+            Request::post("/metrics").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET",
+        ),
+    ] {
+        let resp = server::metrics_router(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains(says), "{body:?}");
+    }
 }
 
 #[tokio::test]

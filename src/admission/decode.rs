@@ -37,6 +37,25 @@ fn json_error(e: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", e.line(), e.column())
 }
 
+/// [`json_error`], led by the path of the field that failed to decode as `T` when the
+/// error is about a value (`request.object.spec.ingress[0].ports[0].port: invalid type:
+/// map ...`). The path is found by decoding again, on the error path only.
+fn json_error_at<T: serde::de::DeserializeOwned>(body: &[u8], e: &serde_json::Error) -> String {
+    let path = (e.classify() == serde_json::error::Category::Data)
+        .then(|| {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            serde_path_to_error::deserialize::<_, T>(&mut de)
+                .err()
+                .map(|e| e.path().to_string())
+        })
+        .flatten()
+        .filter(|p| p != ".");
+    match path {
+        Some(path) => format!("{path}: {}", json_error(e)),
+        None => json_error(e),
+    }
+}
+
 /// Just enough of a body to route it and to echo its uid whatever else is wrong.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,7 +98,10 @@ pub(super) fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8
         Err(e) => {
             return invalid(
                 None,
-                format!("the body is not an AdmissionReview: {}", json_error(&e)),
+                format!(
+                    "the body is not an AdmissionReview: {}",
+                    json_error_at::<Peek>(body, &e)
+                ),
                 true,
             );
         }
@@ -146,8 +168,12 @@ pub(super) fn decode<K>(body: &[u8]) -> Result<AdmissionRequest<K>, String>
 where
     K: Resource + serde::de::DeserializeOwned,
 {
-    let review: AdmissionReview<K> = serde_json::from_slice(body)
-        .map_err(|e| format!("cannot decode the AdmissionReview: {}", json_error(&e)))?;
+    let review: AdmissionReview<K> = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "cannot decode the AdmissionReview: {}",
+            json_error_at::<AdmissionReview<K>>(body, &e)
+        )
+    })?;
     review
         .try_into()
         .map_err(|_| "the AdmissionReview has no request".to_string())
