@@ -5,92 +5,17 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::http::Request;
-use common::fake_api::{FakeApi, status};
-use kube::client::Body;
-use netpol_guard::config::Config;
-use netpol_guard::kubernetes::{cache, controller, leader};
-use netpol_guard::state::SharedState as AppState;
+use common::fake_api::FakeApi;
+use common::replica::{Replica, replica, replica_with};
+use netpol_guard::kubernetes::leader;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-
-/// A client of the fake; while `cut` is set, its Lease requests fail as if the API server
-/// were unreachable for them.
-fn client(api: &FakeApi, cut: Arc<AtomicBool>) -> kube::Client {
-    let api = api.clone();
-    let service = tower::service_fn(move |req: Request<Body>| {
-        let api = api.clone();
-        let cut = cut.load(Ordering::SeqCst) && req.uri().path().contains("/leases");
-        async move {
-            if cut {
-                return Ok::<_, Infallible>(status(503, "ServiceUnavailable"));
-            }
-            Ok::<_, Infallible>(api.handle(req).await)
-        }
-    });
-    kube::Client::new(service, "default")
-}
 
 fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace",
            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
-}
-
-/// One replica: the cache, and the election that runs the controller.
-struct Replica {
-    state: AppState,
-    cut: Arc<AtomicBool>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn replica(api: &FakeApi, identity: &str) -> Replica {
-    replica_with(api, identity, leader::Timing::default())
-}
-
-fn replica_with(api: &FakeApi, identity: &str, timing: leader::Timing) -> Replica {
-    let state = common::state_with(Config::default());
-    let (stop, rx) = watch::channel(false);
-    let cut = Arc::new(AtomicBool::new(false));
-    let client = client(api, cut.clone());
-    let tasks = vec![
-        tokio::spawn(cache::run(client.clone(), state.clone(), rx.clone())),
-        tokio::spawn(leader::run(
-            leader::Election {
-                client: client.clone(),
-                namespace: "netpol-guard".into(),
-                lease: "netpol-guard-controller".into(),
-                identity: identity.into(),
-                timing,
-            },
-            state.clone(),
-            controller::Companions::new(client, state.clone()),
-            rx,
-        )),
-    ];
-    Replica {
-        state,
-        cut,
-        stop,
-        tasks,
-    }
-}
-
-impl Replica {
-    async fn shutdown(self) {
-        self.stop.send(true).unwrap();
-        for t in self.tasks {
-            tokio::time::timeout(Duration::from_secs(10), t)
-                .await
-                .expect("replica stops")
-                .unwrap();
-        }
-    }
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -231,7 +156,7 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     .await;
 
     // a can no longer reach the Lease (but still everything else)
-    a.cut.store(true, Ordering::SeqCst);
+    a.faults.cut_leases.store(true, Ordering::SeqCst);
     let started = tokio::time::Instant::now();
     let mut a_stopped = None;
     while b.state.metrics.leader.get() == 0 {
@@ -263,7 +188,7 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     })
     .await;
     b.shutdown().await;
-    a.cut.store(false, Ordering::SeqCst);
+    a.faults.cut_leases.store(false, Ordering::SeqCst);
     a.shutdown().await;
 }
 

@@ -241,6 +241,9 @@ async fn exempt_namespace_gets_none_and_loses_existing_ones() {
     let writes = h.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert!(writes.iter().all(|w| w.starts_with("DELETE ")));
+    // the default deny first: a removal cut short never leaves it without DNS
+    assert!(writes[0].contains(DEFAULT_DENY), "{writes:?}");
+    assert!(writes[1].contains(ALLOW_DNS), "{writes:?}");
     assert_eq!(
         h.metric("netpol_guard_companion_reconciles_total{result=\"removed\"}"),
         1.0

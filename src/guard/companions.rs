@@ -232,6 +232,22 @@ pub fn desired(config: &Config, namespace: &str, namespace_uid: &str) -> Vec<Net
     out
 }
 
+/// Whether a companion is the default deny (by its annotation, or a spec with no rules).
+pub fn is_default_deny(policy: &NetworkPolicy) -> bool {
+    let kind = policy
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(COMPANION_ANNOTATION));
+    match kind {
+        Some(kind) => kind == "default-deny",
+        None => policy
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.ingress.is_none() && s.egress.is_none()),
+    }
+}
+
 /// Whether a stored companion has drifted from what the guard wants: another spec, or the
 /// companion label gone.
 pub fn drifted(desired: &NetworkPolicy, current: &NetworkPolicy) -> bool {

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
@@ -518,6 +519,11 @@ fn degraded(source: &Source) -> &'static str {
     }
 }
 
+/// How long after a failing policy or namespace watch all watches start over with fresh
+/// lists, and at most how long while they keep failing.
+const RESYNC_FIRST: Duration = Duration::from_secs(5);
+const RESYNC_MAX: Duration = Duration::from_secs(60);
+
 /// The cache task's state between batches of events.
 struct Feed {
     builder: Builder,
@@ -525,6 +531,26 @@ struct Feed {
     warned: BTreeSet<Source>,
     pods_synced: bool,
     started: std::time::Instant,
+    /// When to start the watches over: a failed policy or namespace watch resumes silently
+    /// when the API server is back, so only a fresh list proves the cache in sync again.
+    resync_at: Option<tokio::time::Instant>,
+    resync_after: Duration,
+}
+
+impl Feed {
+    /// Whether the policy and namespace watches are healthy.
+    fn in_sync(&self) -> bool {
+        !self.warned.contains(&Source::Policies) && !self.warned.contains(&Source::Namespaces)
+    }
+
+    /// A policy or namespace watch failed: the cache is out of sync until a fresh list.
+    fn out_of_sync(&mut self, state: &SharedState) {
+        state.metrics.cache_synced.set(0);
+        if self.resync_at.is_none() {
+            self.resync_at = Some(tokio::time::Instant::now() + self.resync_after);
+            self.resync_after = (self.resync_after * 2).min(RESYNC_MAX);
+        }
+    }
 }
 
 impl Feed {
@@ -579,7 +605,13 @@ impl Feed {
             .metrics
             .cache_size(inv.policy_count(), inv.namespace_count(), inv.pod_count());
         state.set_inventory(inv);
-        state.metrics.cache_synced.set(1);
+        if self.in_sync() {
+            state.metrics.cache_synced.set(1);
+            self.resync_after = RESYNC_FIRST;
+        } else {
+            // admission goes on with this snapshot, the last the API server gave
+            self.out_of_sync(state);
+        }
     }
 }
 
@@ -591,33 +623,36 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
         warned: BTreeSet::new(),
         pods_synced: false,
         started: std::time::Instant::now(),
+        resync_at: None,
+        resync_after: RESYNC_FIRST,
     };
     let mut config_changes = state.config_changes();
     let mut dns = state.snapshot().config.dns.clone();
+    let mut events = streams(&client, &dns);
     loop {
-        let mut events = streams(&client, &dns);
-        feed.warned.clear();
-        let restart = loop {
-            tokio::select! {
-                () = super::stopped(stop.clone()) => break false,
-                Ok(()) = config_changes.changed() => {
-                    let now = state.snapshot().config.dns.clone();
-                    if (now.discover, &now.services) != (dns.discover, &dns.services) {
-                        dns = now;
-                        break true;
-                    }
-                }
-                Some(first) = events.next() => {
-                    let was_ready = feed.builder.ready();
-                    feed.apply_batch(first, &mut events);
-                    feed.publish(&state, was_ready);
+        let resync = feed.resync_at;
+        tokio::select! {
+            () = super::stopped(stop.clone()) => break,
+            Ok(()) = config_changes.changed() => {
+                let now = state.snapshot().config.dns.clone();
+                if (now.discover, &now.services) != (dns.discover, &dns.services) {
+                    dns = now;
+                    tracing::info!("dns.discover or dns.services changed: restarting the watches");
+                    feed.warned.clear();
+                    events = streams(&client, &dns);
                 }
             }
-        };
-        if !restart {
-            break;
+            () = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
+                tracing::info!("policy or namespace watches failed: listing everything again");
+                feed.resync_at = None;
+                events = streams(&client, &dns);
+            }
+            Some(first) = events.next() => {
+                let was_ready = feed.builder.ready();
+                feed.apply_batch(first, &mut events);
+                feed.publish(&state, was_ready);
+            }
         }
-        tracing::info!("dns.discover or dns.services changed: restarting the watches");
     }
     state.metrics.cache_synced.set(0);
 }

@@ -167,8 +167,12 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
             ctx.remember(&name, &policy, true);
         }
     }
-    // what is left is not wanted here (exempt namespace, disabled or renamed companion)
-    for (policy, existing) in current {
+    // what is left is not wanted here (exempt namespace, disabled or renamed companion);
+    // a default deny goes first, so that a removal cut short never leaves it without the
+    // DNS allowance
+    let mut unwanted: Vec<(String, NetworkPolicy)> = current.into_iter().collect();
+    unwanted.sort_by_key(|(_, p)| !companions::is_default_deny(p));
+    for (policy, existing) in unwanted {
         if remove(&api, &existing).await? {
             outcome = Outcome::Removed;
             tracing::info!(namespace = %name, policy = %policy, "companion removed");

@@ -111,32 +111,76 @@ async fn manager(election: &Election) -> LeaseManager {
     }
 }
 
-/// Campaigns for the Lease until `stop`; runs the controller while holding it.
+/// Campaigns for the Lease until `stop`; runs the controller while holding it. When the
+/// campaign itself ends (the Lease object deleted, say), a new one starts, re-creating it.
 pub async fn run(
     election: Election,
     state: SharedState,
     companions: std::sync::Arc<Companions>,
     stop: watch::Receiver<bool>,
 ) {
-    let manager = tokio::select! {
-        m = manager(&election) => m,
-        () = super::stopped(stop.clone()) => return,
-    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let manager = tokio::select! {
+            m = manager(&election) => m,
+            () = super::stopped(stop.clone()) => return,
+        };
+        if campaign(&election, &state, &companions, stop.clone(), manager).await {
+            return;
+        }
+        tracing::warn!(identity = %election.identity, lease = %election.lease, "the Lease campaign ended; starting a new one");
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = super::stopped(stop.clone()) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One campaign: runs the controller while the Lease is held and fresh. `true` when it
+/// ended because of `stop`, `false` when the campaign ended on its own.
+async fn campaign(
+    election: &Election,
+    state: &SharedState,
+    companions: &std::sync::Arc<Companions>,
+    stop: watch::Receiver<bool>,
+    manager: LeaseManager,
+) -> bool {
     let (mut leading, campaign) = manager.watch().await;
     let leases: Api<Lease> = Api::namespaced(election.client.clone(), &election.namespace);
     let mut running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
-    let mut stop_rx = stop.clone();
+    let mut stop_rx = stop;
     // Until when the last look at the Lease says we hold it (renewal + duration - grace).
     let mut held_until: Option<Timestamp> = None;
     let timing = election.timing;
     let mut confirm = tokio::time::interval(timing.confirm_every);
     confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    // the campaign never re-creates a deleted Lease: a replica that sees it gone starts a
+    // new campaign (the leader at its next confirmation, the others every Lease duration)
+    let mut looked = tokio::time::Instant::now();
+    let stopped = loop {
         let elected = *leading.borrow_and_update();
-        held_until = if elected {
-            confirm_held(&leases, &election, held_until).await
+        let look = if elected {
+            Some(leases.get_opt(&election.lease).await)
+        } else if looked.elapsed() >= Duration::from_secs(timing.duration) {
+            looked = tokio::time::Instant::now();
+            Some(leases.get_opt(&election.lease).await)
         } else {
             None
+        };
+        if let Some(Ok(None)) = look {
+            tracing::warn!(identity = %election.identity, lease = %election.lease, "the leader Lease was deleted");
+            break false;
+        }
+        held_until = match look {
+            _ if !elected => None,
+            Some(Ok(Some(lease))) => held_until_of(&lease, &election.identity, &election.timing),
+            Some(Err(e)) => {
+                // what was confirmed last still runs out on its own
+                tracing::debug!(error = %e, "cannot read the leader Lease");
+                held_until
+            }
+            _ => None,
         };
         let holds = elected && held_until.is_some_and(|t| Timestamp::now() < t);
         match (holds, running.is_some()) {
@@ -151,7 +195,7 @@ pub async fn run(
             }
             (false, true) => {
                 tracing::warn!(identity = %election.identity, elected, "not holding a fresh leader Lease: companions controller stopped");
-                stop_controller(&mut running, &state).await;
+                stop_controller(&mut running, state, &timing).await;
             }
             _ => {}
         }
@@ -161,48 +205,43 @@ pub async fn run(
             .and_then(|t| Duration::try_from(t.duration_since(Timestamp::now())).ok())
             .unwrap_or(timing.confirm_every);
         tokio::select! {
-            changed = leading.changed() => if changed.is_err() { break },
+            changed = leading.changed() => if changed.is_err() { break false },
             _ = confirm.tick() => {}
             () = tokio::time::sleep(fence) => {}
-            _ = stop_rx.wait_for(|s| *s) => break,
+            _ = stop_rx.wait_for(|s| *s) => break true,
         }
-    }
-    stop_controller(&mut running, &state).await;
+    };
+    stop_controller(&mut running, state, &timing).await;
     // dropping the receiver makes the campaign release the Lease and finish
     drop(leading);
     match tokio::time::timeout(Duration::from_secs(5), campaign).await {
-        Ok(Ok(Ok(_))) => tracing::info!("leader Lease released"),
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+        Ok(Ok(Ok(_))) if stopped => tracing::info!("leader Lease released"),
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the Lease campaign failed"),
         Ok(Err(e)) => tracing::warn!(error = %e, "the Lease campaign task failed"),
         Err(_) => tracing::warn!("releasing the leader Lease timed out"),
     }
+    stopped
 }
 
-/// The campaign says this replica is elected; the Lease itself must agree, and stay fresh.
-/// When the Lease cannot be read, what was confirmed last still runs out on its own.
-async fn confirm_held(
-    leases: &Api<Lease>,
-    election: &Election,
-    last: Option<Timestamp>,
-) -> Option<Timestamp> {
-    match leases.get_opt(&election.lease).await {
-        Ok(Some(lease)) => held_until_of(&lease, &election.identity, &election.timing),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot read the leader Lease");
-            last
-        }
-    }
-}
-
+/// Stops the controller: reconciles in flight get half the fence margin to finish.
 async fn stop_controller(
     running: &mut Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     state: &SharedState,
+    timing: &Timing,
 ) {
     state.set_leading(false);
-    if let Some((tx, task)) = running.take() {
+    if let Some((tx, mut task)) = running.take() {
         let _ = tx.send(true);
-        let _ = task.await;
+        // reconciles in flight get a moment to finish; past it they are cut off, so that
+        // no write of a fenced leader trails into another's term (a companion set cut in
+        // half is safe: the DNS allowance is always written before the default deny)
+        let grace = Duration::from_secs(timing.fence_margin) / 2;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!("reconciles still running at the fence: aborted");
+            task.abort();
+            let _ = task.await;
+        }
         state.metrics.leader_transitions.inc();
     }
     state.metrics.leader.set(0);

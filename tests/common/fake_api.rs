@@ -3,7 +3,7 @@
 //! `metadata.name` field selectors), get, create, server-side apply and strategic merge
 //! patches (with field-manager conflicts on Lease holders) and delete (with preconditions).
 //! PolicyReports once their CRD is "installed". Resources can be forbidden (403) as RBAC
-//! would. Every request is recorded. Plug it into kube's `Client` with
+//! would; watches can be ended and the history compacted (410 Gone). Every request is recorded. Plug it into kube's `Client` with
 //! `tower::service_fn` or `tower_test::mock::pair`.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
@@ -38,7 +38,12 @@ struct Store {
     forbidden: Vec<String>,
     /// Whether the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is installed.
     policy_reports: bool,
+    /// Watches from a resourceVersion before this one are answered 410 Gone (compacted).
+    compacted: u64,
 }
+
+/// The resource name of the marker that ends every open watch stream.
+const END_WATCHES: &str = "(end watches)";
 
 #[derive(Clone)]
 pub struct FakeApi {
@@ -172,6 +177,24 @@ impl FakeApi {
     /// Installs the PolicyReport CRD (wgpolicyk8s.io/v1alpha2): before, its URLs are 404.
     pub fn install_policy_reports(&self) {
         self.store.lock().unwrap().policy_reports = true;
+    }
+
+    /// Ends every open watch stream, as when the API server restarts or a connection drops.
+    pub fn end_watches(&self) {
+        let _ = self
+            .events
+            .send((u64::MAX, END_WATCHES.to_string(), Value::Null));
+    }
+
+    /// Compacts the history: open watches end, and watches resuming from an earlier
+    /// resourceVersion get `410 Gone` (an ERROR event), so clients must list again.
+    pub fn compact(&self) {
+        {
+            let mut s = self.store.lock().unwrap();
+            s.compacted = s.version;
+            s.log.clear();
+        }
+        self.end_watches();
     }
 
     /// Answers every request for `resource` (URL plural) with 403 Forbidden from now on.
@@ -399,6 +422,19 @@ impl FakeApi {
                 && labels_match(&event["object"], selector.as_deref())
                 && fields_match(&event["object"], fields.as_deref())
         };
+        let compacted = self.store.lock().unwrap().compacted;
+        if since != 0 && since < compacted {
+            let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                "status": "Failure", "code": 410, "reason": "Expired",
+                "message": format!("too old resource version: {since} ({compacted})")}});
+            let mut line = serde_json::to_vec(&gone).unwrap();
+            line.push(b'\n');
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(line)).boxed())
+                .unwrap();
+        }
         // subscribe before reading the log, so nothing falls between the two
         let live = self.events.subscribe();
         let replay: Vec<(u64, String, Value)> = self
@@ -415,6 +451,7 @@ impl FakeApi {
         let replayed = futures::stream::iter(replay)
             .filter(move |(_, r, e)| std::future::ready(wanted_replay(r, e)));
         let following = tokio_stream_from(live)
+            .take_while(|(_, r, _)| std::future::ready(r != END_WATCHES))
             .filter(move |(v, r, e)| std::future::ready(*v > last && wanted(r, e)));
         let frames = replayed.chain(following).map(|(_, _, event)| {
             let mut line = serde_json::to_vec(&event).unwrap();

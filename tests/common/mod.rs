@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_api;
+pub mod replica;
 
 #[allow(unused_imports)]
 pub use netpol_guard_testkit::*;
