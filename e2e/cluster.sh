@@ -332,5 +332,45 @@ curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -q '^netpol_guard_audit_
   || fail "no background audit ran"
 pass "background audit metrics exported"
 
+# 13. the API server goes away for a minute and comes back (only with commands that stop and
+#     start it: NETPOL_GUARD_E2E_API_DOWN / NETPOL_GUARD_E2E_API_UP, e.g. the rig's down.sh/up.sh)
+metric() { curl -s "http://127.0.0.1:$metrics_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+if [ -n "${NETPOL_GUARD_E2E_API_DOWN:-}" ] && [ -n "${NETPOL_GUARD_E2E_API_UP:-}" ]; then
+  bash -c "$NETPOL_GUARD_E2E_API_DOWN" >/dev/null
+  for _ in $(seq 150); do [ "$(metric netpol_guard_cache_synced)" = 0 ] && break; sleep 0.2; done
+  [ "$(metric netpol_guard_cache_synced)" = 0 ] || fail "cache_synced still 1 with the API server down"
+  pass "API server down: netpol_guard_cache_synced 0"
+  review=$(cat <<JSON
+{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+ "request": {"uid": "e2e-outage", "operation": "CREATE", "namespace": "$ns-protected", "name": "during-outage",
+  "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"},
+  "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "networkpolicies"},
+  "userInfo": {"username": "e2e"},
+  "object": {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+   "metadata": {"name": "during-outage", "namespace": "$ns-protected"},
+   "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}}}
+JSON
+)
+  for i in $(seq 20); do
+    out=$(curl -s --max-time 2 --cacert "$work/ca.crt" -H 'content-type: application/json' \
+      --data "$review" "https://$host:$port/validate?timeout=5s") || fail "no answer during the outage (request $i)"
+    if ! grep -q '"uid":"e2e-outage"' <<<"$out" || ! grep -q 'protected-namespace-deny-all' <<<"$out"; then
+      fail "unexpected answer during the outage: $out"
+    fi
+    sleep 3
+  done
+  pass "admission answered 20 reviews over a minute without the API server (deny-all refused from the last snapshot)"
+  bash -c "$NETPOL_GUARD_E2E_API_UP" >/dev/null
+  for _ in $(seq 600); do [ "$(metric netpol_guard_cache_synced)" = 1 ] && break; sleep 0.2; done
+  [ "$(metric netpol_guard_cache_synced)" = 1 ] || fail "cache_synced not back to 1 after the API server returned"
+  pass "API server back: netpol_guard_cache_synced 1 after a fresh list"
+  kubectl delete networkpolicy netpol-guard-allow-dns -n "$ns-companions" >/dev/null
+  for _ in $(seq 300); do [ "$(companions)" = "netpol-guard-allow-dns netpol-guard-default-deny " ] && break; sleep 0.2; done
+  wait_for_companions || fail "the controller did not resume: '$(companions)'"
+  pass "the controller resumed: a deleted companion restored after the outage"
+else
+  echo "skipped: API server outage (set NETPOL_GUARD_E2E_API_DOWN and NETPOL_GUARD_E2E_API_UP)"
+fi
+
 kubectl delete namespace "$ns-protected" --wait=false >/dev/null 2>&1 || true
 echo "cluster mode: all checks passed"

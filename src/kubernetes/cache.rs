@@ -523,6 +523,11 @@ fn degraded(source: &Source) -> &'static str {
 /// lists, and at most how long while they keep failing.
 const RESYNC_FIRST: Duration = Duration::from_secs(5);
 const RESYNC_MAX: Duration = Duration::from_secs(60);
+/// How often the API server is asked for its version while the watches are quiet: a server
+/// shutting down keeps open watches silent while refusing new connections, so only a request
+/// tells. Two failures in a row count as out of sync.
+const PROBE_EVERY: Duration = Duration::from_secs(10);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The cache task's state between batches of events.
 struct Feed {
@@ -535,12 +540,30 @@ struct Feed {
     /// when the API server is back, so only a fresh list proves the cache in sync again.
     resync_at: Option<tokio::time::Instant>,
     resync_after: Duration,
+    /// Probes of the API server that failed in a row.
+    probe_failures: u32,
 }
 
 impl Feed {
     /// Whether the policy and namespace watches are healthy.
     fn in_sync(&self) -> bool {
-        !self.warned.contains(&Source::Policies) && !self.warned.contains(&Source::Namespaces)
+        !self.warned.contains(&Source::Policies)
+            && !self.warned.contains(&Source::Namespaces)
+            && self.probe_failures < 2
+    }
+
+    /// Records a probe of the API server; two failures in a row put the cache out of sync.
+    fn probed(&mut self, state: &SharedState, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.probe_failures = 0,
+            Err(e) => {
+                self.probe_failures += 1;
+                if self.probe_failures == 2 && self.builder.ready() {
+                    tracing::warn!(error = %e, "the API server does not answer: admission goes on with the last snapshot");
+                    self.out_of_sync(state);
+                }
+            }
+        }
     }
 
     /// A policy or namespace watch failed: the cache is out of sync until a fresh list.
@@ -625,7 +648,10 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
         started: std::time::Instant::now(),
         resync_at: None,
         resync_after: RESYNC_FIRST,
+        probe_failures: 0,
     };
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut config_changes = state.config_changes();
     let mut dns = state.snapshot().config.dns.clone();
     let mut events = streams(&client, &dns);
@@ -645,7 +671,18 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
             () = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
                 tracing::info!("policy or namespace watches failed: listing everything again");
                 feed.resync_at = None;
+                // the fresh lists tell from now on
+                feed.probe_failures = 0;
                 events = streams(&client, &dns);
+            }
+            _ = probe.tick() => {
+                let answer = tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await;
+                let result = match answer {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer within 5 s".to_string()),
+                };
+                feed.probed(&state, result);
             }
             Some(first) = events.next() => {
                 let was_ready = feed.builder.ready();

@@ -2,9 +2,10 @@
 //! Services and EndpointSlices with list, watch (replaying from a resourceVersion; label and
 //! `metadata.name` field selectors), get, create, server-side apply and strategic merge
 //! patches (with field-manager conflicts on Lease holders) and delete (with preconditions).
-//! PolicyReports once their CRD is "installed". Resources can be forbidden (403) as RBAC
-//! would; watches can be ended and the history compacted (410 Gone). Every request is recorded. Plug it into kube's `Client` with
-//! `tower::service_fn` or `tower_test::mock::pair`.
+//! PolicyReports once their CRD is "installed"; `/version`. Resources can be forbidden (403)
+//! as RBAC would; watches can be ended and the history compacted (410 Gone). Every request
+//! is recorded. Plug it into kube's `Client` with `tower::service_fn` or
+//! `tower_test::mock::pair`.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -244,6 +245,14 @@ impl FakeApi {
                 format!("?{query}")
             }
         ));
+        if path == "/version" {
+            return reply(
+                200,
+                &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake",
+                        "gitCommit": "", "gitTreeState": "clean", "buildDate": "",
+                        "goVersion": "", "compiler": "gc", "platform": "linux/amd64"}),
+            );
+        }
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // (resource, namespace or "" for all, name)
         let (resource, ns, name): (&str, &str, Option<&str>) = match parts.as_slice() {

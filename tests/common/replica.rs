@@ -47,6 +47,11 @@ impl Faults {
         *self.delay.lock().unwrap() = delay;
     }
 
+    /// Forgets the writes recorded so far.
+    pub fn clear_writes(&self) {
+        self.writes.lock().unwrap().clear();
+    }
+
     pub fn failed(&self) -> u64 {
         *self.failed.lock().unwrap()
     }
