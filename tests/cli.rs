@@ -484,6 +484,39 @@ fn fix_keeps_unparsable_documents() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: -:2 (document 1): invalid YAML"));
 }
 
+/// Found by fuzzing: two documents with the same namespace and name, one editable, one
+/// not. Each is accounted for by its own position: one fixed, the other named as not fixed,
+/// and the fixed file still reports the one left.
+#[test]
+fn fix_accounts_for_each_of_two_policies_with_one_name() {
+    let policy = |egress: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: twin, namespace: shop}}\n\
+             spec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress:{egress}\n"
+        )
+    };
+    let text = format!(
+        "{}---\n{}",
+        policy(" null"),
+        policy("\n  - to: [{podSelector: {matchLabels: {app: db}}}]")
+    );
+    let out = run_stdin(&["check", "--fix", "-"], &text);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fixed -: NetworkPolicy shop/twin"), "{err}");
+    assert!(err.contains("not fixed -: NetworkPolicy shop/twin"), "{err}");
+    let fixed = stdout(&out);
+    let again = run_stdin(&["check", "--format", "json", "-"], &fixed);
+    let report = json(&again);
+    let missing: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "egress-missing-dns")
+        .collect();
+    assert_eq!(missing.len(), 1, "{report:#}");
+    assert_eq!(missing[0]["document"], 1, "{report:#}");
+}
+
 #[test]
 fn directories_are_searched_recursively() {
     let out = run(&["check", "--format", "json", &fixture("")]);
