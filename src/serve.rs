@@ -521,7 +521,7 @@ pub async fn serve_tls(
     stop: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls_config);
-    let router = server::admission_router(state, transport.limits.clone());
+    let router = server::admission_router(state.clone(), transport.limits.clone());
     let service = ServiceBuilder::new()
         .layer(ConcurrencyLimitLayer::new(
             transport.max_concurrent_reviews.max(1),
@@ -554,10 +554,22 @@ pub async fn serve_tls(
         });
     }
     drop(listener);
-    if tokio::time::timeout(transport.drain_timeout, graceful.shutdown())
+    // Connections accepted just before the listener closed may not have sent their first
+    // request yet, and keep-alive clients may be sending one now: closing them as idle
+    // would drop those requests. For a moment every request is still answered (asking the
+    // client to close), then the connections left idle are closed.
+    state.start_draining();
+    let settle = SETTLE.min(transport.drain_timeout);
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(settle).await;
+    let left = transport.drain_timeout.saturating_sub(started.elapsed());
+    if tokio::time::timeout(left, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("drain timeout: closing the remaining connections");
     }
 }
+
+/// How long a closed listener's connections are still served before idle ones are closed.
+const SETTLE: Duration = Duration::from_secs(1);

@@ -503,7 +503,10 @@ fn fix_accounts_for_each_of_two_policies_with_one_name() {
     let out = run_stdin(&["check", "--fix", "-"], &text);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fixed -: NetworkPolicy shop/twin"), "{err}");
-    assert!(err.contains("not fixed -: NetworkPolicy shop/twin"), "{err}");
+    assert!(
+        err.contains("not fixed -: NetworkPolicy shop/twin"),
+        "{err}"
+    );
     let fixed = stdout(&out);
     let again = run_stdin(&["check", "--format", "json", "-"], &fixed);
     let report = json(&again);

@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use netpol_guard::certs::{self, Bundle};
@@ -82,6 +84,7 @@ fn args(dir: &Path) -> ServeArgs {
 struct Running {
     addr: SocketAddr,
     metrics: SocketAddr,
+    state: netpol_guard::state::SharedState,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -89,6 +92,7 @@ struct Running {
 async fn start(args: ServeArgs) -> Running {
     let webhook = Webhook::bind(&args).await.unwrap();
     let (addr, metrics) = webhook.addresses().unwrap();
+    let state = webhook.state.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(webhook.serve(async move {
         let _ = rx.await;
@@ -96,6 +100,7 @@ async fn start(args: ServeArgs) -> Running {
     Running {
         addr,
         metrics,
+        state,
         stop: Some(tx),
         done,
     }
@@ -320,12 +325,12 @@ async fn shutdown_finishes_in_flight_requests_and_closes_keep_alive_connections(
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("b1f5c0de-0000-4000-8000-000000000001"));
-    // the idle keep-alive connection was closed by the server
-    assert!(idle.ready().await.is_err() || idle.is_closed());
     tokio::time::timeout(Duration::from_secs(5), &mut server.done)
         .await
         .expect("server stopped")
         .unwrap();
+    // the idle keep-alive connection was closed by the server
+    assert!(idle.ready().await.is_err() || idle.is_closed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,4 +414,187 @@ async fn idle_connections_to_the_metrics_port_cannot_starve_admission() {
     )
     .await;
     drop(idle);
+}
+
+/// What the load of [`under_load_certificates_rotate_both_ways_and_a_drain_loses_nothing`]
+/// saw, request by request.
+#[derive(Default)]
+struct Counts {
+    answered: AtomicU64,
+    connections: AtomicU64,
+    /// Connections refused once the listener had closed: expected.
+    refused_after_close: AtomicU64,
+    /// Connections reset in the TLS handshake as the listener closed (they were still in
+    /// its backlog, never accepted): expected, no request was sent.
+    reset_in_backlog: AtomicU64,
+    /// Anything else: a request without its answer, a refused connection before the close.
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+/// Sends reviews back to back over keep-alive connections, opening a new one whenever the
+/// server closes one, until a connection is refused after `closed`.
+async fn load_worker(
+    addr: SocketAddr,
+    trust: Arc<String>,
+    closed: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+) {
+    use http_body_util::BodyExt;
+    let body = bytes::Bytes::from(review("kubernetes.io/metadata.name"));
+    loop {
+        let mut sender = match client(addr, &trust).await {
+            Ok(s) => s,
+            // refused, or reset in the handshake: a connection left in the backlog of the
+            // listener that just closed; no request was sent on it
+            Err(e) if closed.load(Ordering::SeqCst) => {
+                match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => {
+                        counts.refused_after_close.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    std::io::ErrorKind::ConnectionReset => {
+                        counts.reset_in_backlog.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => counts
+                        .failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("connect: {e}")),
+                }
+                continue;
+            }
+            Err(e) => {
+                counts
+                    .failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("connect: {e}"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        counts.connections.fetch_add(1, Ordering::SeqCst);
+        // closed by the server between two requests: nothing was lost, connect again
+        while sender.ready().await.is_ok() {
+            let request = hyper::Request::post("/validate?timeout=10s")
+                .header("host", "localhost")
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(body.clone()))
+                .unwrap();
+            let response = match sender.send_request(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    counts
+                        .failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("request: {e}"));
+                    break;
+                }
+            };
+            let close = response
+                .headers()
+                .get("connection")
+                .is_some_and(|v| v == "close");
+            let status = response.status();
+            let answer = response.into_body().collect().await.map(|b| b.to_bytes());
+            match answer {
+                Ok(b) if status == 200 && b.windows(8).any(|w| w == b"b1f5c0de") => {
+                    counts.answered.fetch_add(1, Ordering::SeqCst);
+                }
+                other => {
+                    let what = format!("answer: {status} {other:?}");
+                    counts.failures.lock().unwrap().push(what);
+                }
+            }
+            if close {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_certificates_rotate_both_ways_and_a_drain_loses_nothing() {
+    let dir = temp_dir("rotation-load");
+    let (first, second, third) = (bundle(), bundle(), bundle());
+    publish(&dir, &first.cert_pem, &first.key_pem, 1);
+    let mut server = start(args(&dir)).await;
+    // the clients trust every CA, as the API server's caBundle does during a rotation
+    let trust = Arc::new(format!("{}{}{}", first.ca_pem, second.ca_pem, third.ca_pem));
+    let closed = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let workers: Vec<_> = (0..12)
+        .map(|_| {
+            tokio::spawn(load_worker(
+                server.addr,
+                trust.clone(),
+                closed.clone(),
+                counts.clone(),
+            ))
+        })
+        .collect();
+    let presents = |ca: String| {
+        let addr = server.addr;
+        move || {
+            let ca = ca.clone();
+            async move { client(addr, &ca).await.is_ok() }
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // rotation 1: the files rewritten in place, the key and then the certificate (a reload
+    // between the two sees a pair that does not fit and keeps the old one)
+    let data = dir.join("..data");
+    std::fs::write(data.join("tls.key"), &second.key_pem).unwrap();
+    std::fs::write(data.join("tls.crt"), &second.cert_pem).unwrap();
+    eventually(
+        "new connections get the second certificate",
+        Duration::from_secs(5),
+        presents(second.ca_pem.clone()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // rotation 2: the kubelet's `..data` symlink swap
+    publish(&dir, &third.cert_pem, &third.key_pem, 2);
+    eventually(
+        "new connections get the third certificate",
+        Duration::from_secs(5),
+        presents(third.ca_pem.clone()),
+    )
+    .await;
+    assert!(!presents(first.ca_pem.clone())().await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // SIGTERM: draining (every answer asks for the connection to close), then the listener
+    // closes after the shutdown delay, then the server drains what is in flight
+    server.state.start_draining();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    closed.store(true, Ordering::SeqCst);
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), &mut server.done)
+        .await
+        .expect("server stopped")
+        .unwrap();
+    for w in workers {
+        tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("worker ends once refused")
+            .unwrap();
+    }
+    let answered = counts.answered.load(Ordering::SeqCst);
+    let connections = counts.connections.load(Ordering::SeqCst);
+    let refused = counts.refused_after_close.load(Ordering::SeqCst);
+    let reset = counts.reset_in_backlog.load(Ordering::SeqCst);
+    let failures = counts.failures.lock().unwrap().clone();
+    eprintln!(
+        "rotation under load: {answered} reviews answered over {connections} connections, \
+         {} failed, {refused} connections refused after the listener closed, {reset} reset \
+         in its backlog",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(answered > 100, "{answered}");
+    assert_eq!(refused, 12, "every worker ends on a refusal");
 }
