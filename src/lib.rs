@@ -40,6 +40,7 @@ pub(crate) mod reload;
 pub(crate) mod report;
 pub mod serve;
 pub mod server;
+pub(crate) mod shedding;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

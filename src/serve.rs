@@ -16,8 +16,8 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceBuilder;
 use tower::limit::ConcurrencyLimitLayer;
+use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::certs;
 use crate::config::Config;
@@ -25,6 +25,7 @@ use crate::guard::Identity;
 use crate::metrics::Metrics;
 use crate::reload;
 use crate::server::{self, Limits};
+use crate::shedding;
 use crate::state::{Shared, SharedState};
 use crate::tls::{self, CertStore};
 
@@ -463,10 +464,19 @@ async fn next_connection<S: Future<Output = ()> + Unpin>(
         permit = connections.clone().acquire_owned() => permit.ok()?,
         () = &mut *stop => return None,
     };
+    let (tcp, peer) = accept(listener, stop).await?;
+    Some((permit, tcp, peer))
+}
+
+/// The next accepted connection; `None` when `stop` resolved.
+async fn accept<S: Future<Output = ()> + Unpin>(
+    listener: &TcpListener,
+    stop: &mut S,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => return Some((permit, tcp, peer)),
+                Ok(found) => return Some(found),
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -529,27 +539,48 @@ pub async fn serve_tls(
         .service(router);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(transport.max_connections.max(1)));
+    let unproductive = Arc::new(shedding::Unproductive::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(transport.header_timeout)
         .keep_alive(true);
     tokio::pin!(stop);
-    while let Some((permit, tcp, peer)) = next_connection(&listener, &connections, &mut stop).await
-    {
+    loop {
+        // at the limit, the oldest connection that has not sent a request makes room
+        let permit = tokio::select! {
+            permit = shedding::permit(&connections, &unproductive) => permit,
+            () = &mut stop => None,
+        };
+        let Some(permit) = permit else { break };
+        let Some((tcp, peer)) = accept(&listener, &mut stop).await else {
+            break;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = service.clone();
         let http = http.clone();
         let watcher = graceful.watcher();
         let handshake_timeout = transport.handshake_timeout;
+        let (pending, shed) = unproductive.register();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(tls) = handshake(&acceptor, tcp, peer, handshake_timeout).await else {
-                return;
+            let serve = async {
+                let tls = handshake(&acceptor, tcp, peer, handshake_timeout).await?;
+                let marker = pending.clone();
+                let service = service.map_request(move |req| {
+                    marker.productive();
+                    req
+                });
+                let conn =
+                    http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                Some(())
             };
-            let conn = http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                _ = serve => {}
+                Ok(()) = shed => tracing::debug!(%peer, "shed: no request yet at the connection limit"),
             }
         });
     }

@@ -598,3 +598,63 @@ async fn under_load_certificates_rotate_both_ways_and_a_drain_loses_nothing() {
     assert!(answered > 100, "{answered}");
     assert_eq!(refused, 12, "every worker ends on a refusal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_slow_connections_cannot_hold_the_door() {
+    let dir = temp_dir("slowloris");
+    let pair = bundle();
+    publish(&dir, &pair.cert_pem, &pair.key_pem, 1);
+    // timeouts far longer than the test, and room for 500 connections: only shedding the
+    // oldest connections without a request can let a real client in
+    let mut a = args(&dir);
+    a.handshake_timeout = Duration::from_secs(60);
+    a.header_timeout = Duration::from_secs(60);
+    a.max_connections = 500;
+    let server = start(a).await;
+    let mut c = client(server.addr, &pair.ca_pem).await.unwrap();
+    assert_eq!(post(&mut c, "/validate", review("name")).await.0, 200);
+    drop(c);
+
+    // 1,000 silent TCP connections and 1,000 TLS connections dripping a header byte
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        slow.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut dripping = Vec::new();
+    for _ in 0..1000 {
+        // the oldest are being shed meanwhile: a failed handshake is part of the attack
+        if let Ok(mut tls) = tls_connect(server.addr, &pair.ca_pem).await {
+            let _ = tls.write_all(b"POST /validate HTTP/1.1\r\nHost: l").await;
+            dripping.push(tls);
+        }
+    }
+    let drip = tokio::spawn(async move {
+        loop {
+            for tls in &mut dripping {
+                let _ = tls.write_all(b"o").await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    // real clients still get in and are answered, one after another
+    let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    for i in 0..20 {
+        let started = Instant::now();
+        let mut c = tokio::time::timeout(Duration::from_secs(5), client(server.addr, &pair.ca_pem))
+            .await
+            .unwrap_or_else(|_| panic!("client {i} not let in within 5 s"))
+            .unwrap();
+        let (status, v) = post(&mut c, "/validate?timeout=5s", review("name")).await;
+        assert_eq!(status, 200, "{v}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "client {i} answered after {:?}",
+            started.elapsed()
+        );
+    }
+    // the server side holds at most its 500 connections (2,000 client sockets are ours)
+    assert!(open_fds() < 2000 + 500 + 100, "{} descriptors", open_fds());
+    drip.abort();
+    drop(slow);
+}
