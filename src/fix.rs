@@ -127,7 +127,8 @@ pub fn plan(raw: &str, start: usize, item: Option<usize>, rule: &Value) -> Optio
         let key = positions.get(&egress)?;
         let key_line = key.line - 1;
         let end = block_end(&lines, key_line, key.column - 1);
-        let dash = lines[key_line + 1..=end]
+        let dash = lines
+            .get(key_line + 1..=end)?
             .iter()
             .find(|l| l.trim_start().starts_with('-'))
             .map(|l| indent(l))?;
@@ -273,20 +274,29 @@ pub fn fix_files(manifests: &[Manifest], missing: &[Missing]) -> Vec<FileFix> {
         };
         let mut planned = Vec::new();
         let mut insertions = Vec::new();
+        // YAML ends a line at a bare CR too; the edits count lines by LF (found by fuzzing)
+        let bare_cr = manifest
+            .text
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'\r' && w[1] != b'\n')
+            || manifest.text.ends_with('\r');
         for x in mine {
-            let Some(doc) = manifest.docs.get(x.document) else {
-                continue;
+            let planned_here = match manifest.docs.get(x.document) {
+                _ if bare_cr => {
+                    Err("its file ends lines with a bare CR, which netpol-guard does not edit")
+                }
+                Some(doc) => plan(&doc.raw, doc.start, x.item, &x.rule).ok_or(
+                    "its egress is not a list netpol-guard can edit in place (an alias or null)",
+                ),
+                None => Err("its document could not be found again"),
             };
-            match plan(&doc.raw, doc.start, x.item, &x.rule) {
-                Some(ins) => {
+            match planned_here {
+                Ok(ins) => {
                     insertions.push(ins);
                     planned.push(x);
                 }
-                None => fix.refused.push((
-                    name(x),
-                    "its egress is not a list netpol-guard can edit in place (an alias or null)"
-                        .into(),
-                )),
+                Err(why) => fix.refused.push((name(x), why.into())),
             }
         }
         let fixed = apply(&manifest.text, &insertions);
@@ -375,6 +385,14 @@ mod tests {
         assert!(out.ends_with("status: {}\n"));
         let v: Value = serde_yaml_ng::from_str(&out).expect("YAML");
         assert_eq!(v["spec"]["egress"], json!([rule()]));
+    }
+
+    /// Found by fuzzing: YAML ends lines at a bare CR, `str::lines` does not; the block
+    /// list's end was looked up past the document's lines and panicked.
+    #[test]
+    fn bare_cr_line_ends_are_not_planned_past_the_text() {
+        let text = "spec:\r  podSelector: {}\r  egress:\r  - to: []\r";
+        assert!(plan(text, 1, None, &rule()).is_none());
     }
 
     #[test]

@@ -520,6 +520,21 @@ fn fix_accounts_for_each_of_two_policies_with_one_name() {
     assert_eq!(missing[0]["document"], 1, "{report:#}");
 }
 
+/// Found by fuzzing: a file whose lines end with a bare CR (YAML reads them as line ends)
+/// is checked, and its policies are named as not fixed instead of edited at wrong lines.
+#[test]
+fn fix_leaves_files_with_bare_cr_line_ends_alone() {
+    let text = MISSING_DNS.replace('\n', "\r");
+    let out = run_stdin(&["check", "--fix", "-"], &text);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), text, "the file was changed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not fixed -:") && err.contains("bare CR"),
+        "{err}"
+    );
+}
+
 #[test]
 fn directories_are_searched_recursively() {
     let out = run(&["check", "--format", "json", &fixture("")]);
