@@ -127,7 +127,7 @@ fn controller_metrics(
     let cache_synced = gauge(
         r,
         "netpol_guard_cache_synced",
-        "1 once the cluster cache (NetworkPolicies, Namespaces) has synced; admission uses it then.",
+        "1 while the cluster cache (NetworkPolicies, Namespaces) is in sync with the API server; 0 before the first list and during an outage, when admission uses the last snapshot.",
     )?;
     Ok((
         companion_reconciles,
