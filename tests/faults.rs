@@ -314,3 +314,50 @@ fn now_micro() -> Value {
     );
     serde_json::to_value(now).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_deleted_while_reconciled_is_left_alone_without_an_error_loop() {
+    let api = FakeApi::new();
+    let a = started(&api).await;
+    api.put("namespaces", namespace("doomed"));
+    eventually("companions in doomed", || {
+        api.names("networkpolicies", "doomed") == COMPANIONS
+    })
+    .await;
+
+    // the namespace starts finalizing while a companion goes missing: the reconcile that
+    // follows still sees the old namespace (its event is not there yet), and the API server
+    // refuses the write
+    api.start_deleting_quietly("doomed");
+    api.delete("networkpolicies", "doomed", "netpol-guard-default-deny");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let errors = a
+        .state
+        .metrics
+        .companion_reconciles
+        .with_label_values(&["error"])
+        .get();
+    assert_eq!(
+        errors, 0,
+        "a finalizing namespace counted as a failed reconcile"
+    );
+    api.clear_requests();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/namespaces/doomed/") && !r.starts_with("GET"))
+        .collect();
+    assert!(writes.is_empty(), "still writing into doomed: {writes:?}");
+
+    // the event arrives; the namespace controller deletes what is left, then the namespace
+    let mut doomed = api.get("namespaces", "", "doomed").unwrap();
+    doomed["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    api.put("namespaces", doomed);
+    api.delete("networkpolicies", "doomed", "netpol-guard-allow-dns");
+    api.delete("namespaces", "", "doomed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(api.names("networkpolicies", "doomed").is_empty());
+    assert_eq!(api.names("networkpolicies", "shop"), COMPANIONS);
+    a.shutdown().await;
+}

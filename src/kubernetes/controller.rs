@@ -155,7 +155,15 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
             };
             if existing.is_none() || drift.is_some() {
                 let params = PatchParams::apply(MANAGER).force();
-                api.patch(&policy, &params, &Patch::Apply(&wanted)).await?;
+                match api.patch(&policy, &params, &Patch::Apply(&wanted)).await {
+                    Ok(_) => {}
+                    // deleted while this reconcile ran: nothing to keep, nothing to retry
+                    Err(kube::Error::Api(e)) if is_terminating(&e) => {
+                        tracing::debug!(namespace = %name, "namespace is being deleted");
+                        return Ok(Outcome::Skipped);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 outcome = Outcome::Applied;
                 if let Some(how) = drift {
                     ctx.state.metrics.drift_corrections.inc();
@@ -180,6 +188,11 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
         ctx.remember(&name, &policy, false);
     }
     Ok(outcome)
+}
+
+/// Whether the API server refused a write because the namespace is being deleted.
+fn is_terminating(e: &kube::core::Status) -> bool {
+    e.code == 403 && e.message.contains("because it is being terminated")
 }
 
 /// Deletes a companion, unless it changed since it was listed; `true` when it did.

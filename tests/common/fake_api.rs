@@ -180,6 +180,20 @@ impl FakeApi {
         self.store.lock().unwrap().policy_reports = true;
     }
 
+    /// Marks a namespace as being deleted without a watch event yet: what a client sees in
+    /// the moment before the event reaches it.
+    pub fn start_deleting_quietly(&self, namespace: &str) {
+        let mut s = self.store.lock().unwrap();
+        let key = (
+            "namespaces".to_string(),
+            String::new(),
+            namespace.to_string(),
+        );
+        if let Some(object) = s.objects.get_mut(&key) {
+            object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+    }
+
     /// Ends every open watch stream, as when the API server restarts or a connection drops.
     pub fn end_watches(&self) {
         let _ = self
@@ -288,6 +302,21 @@ impl FakeApi {
             .any(|r| r == resource)
         {
             return status(403, "Forbidden");
+        }
+        // as the namespace lifecycle admission does: no new content in a namespace being
+        // deleted
+        if matches!(method, Method::POST | Method::PATCH)
+            && resource != "namespaces"
+            && self
+                .get("namespaces", "", ns)
+                .is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null())
+        {
+            return status(
+                403,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            );
         }
         let selector = query_param(&query, "labelSelector");
         let fields = query_param(&query, "fieldSelector");
