@@ -1,15 +1,15 @@
 //! Decoding: a first look at a body (enough to route it and to echo its uid whatever else
 //! is wrong), the careful path for unusual bodies, and the guard's view of a request.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, Resource};
 use serde::Deserialize;
 
-use super::encode::{finish, invalid, operation};
+use super::encode::{finish, invalid};
 use super::objects::{NamespaceObject, PolicyObject};
+use super::request::{Decoded, LeanReview, Reviewable};
 use super::{Decision, Endpoint, REVIEW_API_VERSION, Reviewed, namespace, network_policy};
-use crate::guard::{Request, Snapshot};
+use crate::guard::Snapshot;
 
 /// A JSON error in words for the client: where it is, and what, without the names of this
 /// program's internal types (`expected struct Peek`).
@@ -128,15 +128,35 @@ pub(super) fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8
     };
     let kind = request.kind.as_ref();
     match kind.map(|k| (k.group.as_str(), k.kind.as_str())) {
-        Some(("networking.k8s.io", "NetworkPolicy")) => match decode::<PolicyObject>(body) {
-            Ok(req) => network_policy(snapshot, endpoint, req),
-            Err(e) => invalid(Some(uid), e, false),
+        Some(("networking.k8s.io", "NetworkPolicy")) => match lean::<PolicyObject>(body) {
+            Some(req) => network_policy(snapshot, endpoint, req),
+            None => invalid(Some(uid), why_not::<PolicyObject>(body), false),
         },
-        Some(("", "Namespace")) => match decode::<NamespaceObject>(body) {
-            Ok(req) => namespace(snapshot, endpoint, &req),
-            Err(e) => invalid(Some(uid), e, false),
+        Some(("", "Namespace")) => match lean::<NamespaceObject>(body) {
+            Some(req) => namespace(snapshot, endpoint, &req),
+            None => invalid(Some(uid), why_not::<NamespaceObject>(body), false),
         },
         _ => other_kind(kind, body, uid),
+    }
+}
+
+/// The body as the guard reads it, objects decoded as `T`.
+fn lean<T: Reviewable>(body: &[u8]) -> Option<Decoded<'_, T>> {
+    serde_json::from_slice::<LeanReview>(body)
+        .ok()?
+        .request?
+        .decoded()
+}
+
+/// Why a body of kind `T` does not decode, in the words of kube's full types (the lean
+/// decoding skips what no decision reads, so it refuses no more than these do).
+fn why_not<T>(body: &[u8]) -> String
+where
+    T: Resource + serde::de::DeserializeOwned,
+{
+    match decode::<T>(body) {
+        Err(e) => e,
+        Ok(_) => "cannot decode the AdmissionReview".to_string(),
     }
 }
 
@@ -150,7 +170,13 @@ fn other_kind(kind: Option<&PeekKind>, body: &[u8], uid: String) -> Reviewed {
             response.warnings = Some(vec![format!(
                 "netpol-guard does not review {what}: check the webhook configuration's rules"
             )]);
-            finish(&req, response, Decision::Allowed, "other", Vec::new())
+            finish(
+                (&req).into(),
+                response,
+                Decision::Allowed,
+                "other",
+                Vec::new(),
+            )
         }
         Err(e) => invalid(Some(uid), e, false),
     }
@@ -177,28 +203,6 @@ where
     review
         .try_into()
         .map_err(|_| "the AdmissionReview has no request".to_string())
-}
-
-/// The guard's view of a request: who, what, and the objects.
-pub(super) fn facts<'a, K: Resource, T>(
-    req: &'a AdmissionRequest<K>,
-    object: Option<&'a T>,
-    old_metadata: Option<&'a ObjectMeta>,
-    object_name: Option<&'a str>,
-) -> Request<'a, T> {
-    let name = Some(req.name.as_str())
-        .filter(|n| !n.is_empty())
-        .or(object_name)
-        .unwrap_or_default();
-    Request {
-        operation: operation(&req.operation),
-        namespace: req.namespace.as_deref().unwrap_or_default(),
-        name,
-        user: req.user_info.username.as_deref().unwrap_or_default(),
-        groups: req.user_info.groups.as_deref().unwrap_or_default(),
-        object,
-        old_metadata,
-    }
 }
 
 /// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,

@@ -5,27 +5,71 @@ use std::collections::{BTreeMap, HashMap};
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Resource};
-use serde_json::Value;
+use serde::Serialize;
 
+use super::request::Decoded;
 use super::{Decision, Reviewed};
 use crate::guard::{self, Verdict};
 use crate::rules::{Finding, Severity};
 
-/// Serializes a review for the API server. kube's `AdmissionResponse` serializes `patch`
-/// (Go `[]byte`) as an array of numbers (kube-rs issue #1781); the API documents base64,
-/// so the patch is written as a base64 string here.
+/// Serializes a review for the API server, written straight from the response (kube's own
+/// serialization goes through a flattened map, and writes `patch`, Go's `[]byte`, as an
+/// array of numbers, kube-rs issue #1781; the API documents base64).
 pub fn to_json(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
-    use base64::Engine as _;
-    if review.response.as_ref().is_none_or(|r| r.patch.is_none()) {
-        return serde_json::to_vec(review);
+    let answer = Answer {
+        api_version: super::REVIEW_API_VERSION,
+        kind: "AdmissionReview",
+        response: review.response.as_ref().map(|r| Response {
+            uid: &r.uid,
+            allowed: r.allowed,
+            status: &r.result,
+            patch: r.patch.as_deref().map(Base64),
+            patch_type: r.patch.as_ref().map(|_| "JSONPatch"),
+            audit_annotations: &r.audit_annotations,
+            warnings: r.warnings.as_deref(),
+        }),
+    };
+    let mut out = Vec::with_capacity(256);
+    serde_json::to_writer(&mut out, &answer)?;
+    Ok(out)
+}
+
+/// The AdmissionReview the API server reads back.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<Response<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a kube::core::Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<Base64<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    audit_annotations: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
+}
+
+/// Bytes written as a base64 string.
+struct Base64<'a>(&'a [u8]);
+
+impl Serialize for Base64<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&base64::display::Base64Display::new(
+            self.0,
+            &base64::engine::general_purpose::STANDARD,
+        ))
     }
-    let mut value = serde_json::to_value(review)?;
-    if let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref())
-        && let Some(field) = value.pointer_mut("/response/patch")
-    {
-        *field = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
-    }
-    serde_json::to_vec(&value)
 }
 
 pub(super) fn invalid(
@@ -51,8 +95,52 @@ pub(super) fn invalid(
     }
 }
 
-pub(super) fn finish<K: Resource>(
-    req: &AdmissionRequest<K>,
+/// What an answer repeats of its request.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    pub uid: &'a str,
+    pub operation: &'a Operation,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub dry_run: bool,
+}
+
+impl<'a> Origin<'a> {
+    pub fn of<T>(req: &'a Decoded<'_, T>) -> Self {
+        let r = &req.request;
+        Self {
+            uid: &r.uid,
+            operation: &r.operation,
+            namespace: req.namespace(),
+            name: &r.name,
+            dry_run: r.dry_run,
+        }
+    }
+}
+
+impl<'a, K: Resource> From<&'a AdmissionRequest<K>> for Origin<'a> {
+    fn from(req: &'a AdmissionRequest<K>) -> Self {
+        Self {
+            uid: &req.uid,
+            operation: &req.operation,
+            namespace: req.namespace.as_deref().unwrap_or_default(),
+            name: &req.name,
+            dry_run: req.dry_run,
+        }
+    }
+}
+
+/// An answer that admits, for the request `origin`, before the verdict is written into it.
+fn admitting(origin: Origin<'_>) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = origin.uid.to_string();
+    response.allowed = true;
+    response.result = Default::default();
+    response
+}
+
+pub(super) fn finish(
+    origin: Origin<'_>,
     response: AdmissionResponse,
     decision: Decision,
     kind: &'static str,
@@ -63,39 +151,35 @@ pub(super) fn finish<K: Resource>(
         bad_request: false,
         decision,
         kind,
-        operation: operation(&req.operation).as_str(),
-        uid: req.uid.clone(),
-        namespace: req.namespace.clone().unwrap_or_default(),
-        name: req.name.clone(),
-        dry_run: req.dry_run,
+        operation: operation(origin.operation).as_str(),
+        uid: origin.uid.to_string(),
+        namespace: origin.namespace.to_string(),
+        name: origin.name.to_string(),
+        dry_run: origin.dry_run,
         findings,
     }
 }
 
-/// Encodes the guard's verdict as the response to `req`.
-pub(super) fn encode<K: Resource>(
-    req: &AdmissionRequest<K>,
-    kind: &'static str,
-    verdict: Verdict,
-) -> Reviewed {
-    let response = AdmissionResponse::from(req);
+/// Encodes the guard's verdict as the response to the request `origin`.
+pub(super) fn encode(origin: Origin<'_>, kind: &'static str, verdict: Verdict) -> Reviewed {
+    let response = admitting(origin);
     match verdict {
         Verdict::Allow { findings } => {
             let response = with_findings(response, &findings);
-            finish(req, response, Decision::Allowed, kind, findings)
+            finish(origin, response, Decision::Allowed, kind, findings)
         }
         Verdict::Deny { message, findings } => {
             let response = deny(with_findings(response, &findings), message);
-            finish(req, response, Decision::Denied, kind, findings)
+            finish(origin, response, Decision::Denied, kind, findings)
         }
         Verdict::Patch(patch) => match response.clone().with_patch(patch) {
-            Ok(patched) => finish(req, patched, Decision::Mutated, kind, Vec::new()),
+            Ok(patched) => finish(origin, patched, Decision::Mutated, kind, Vec::new()),
             Err(e) => {
                 let failed = deny(
                     response,
                     format!("netpol-guard could not encode its patch: {e}"),
                 );
-                finish(req, failed, Decision::Error, kind, Vec::new())
+                finish(origin, failed, Decision::Error, kind, Vec::new())
             }
         },
     }

@@ -5,18 +5,20 @@
 mod decode;
 mod encode;
 mod objects;
+mod request;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionReview, Operation};
 use objects::{NamespaceObject, PolicyObject};
+use request::{Decoded, LeanReview};
 
 use crate::guard::{self, Snapshot};
 use crate::rules::Finding;
+use decode::careful_review;
 pub use decode::{baseline, failed};
-use decode::{careful_review, decode, facts};
-use encode::encode;
 pub use encode::to_json;
+use encode::{Origin, encode};
 
 /// The API version this webhook speaks.
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -80,23 +82,24 @@ pub struct Reviewed {
 
 /// Reviews one AdmissionReview body.
 pub fn review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed {
-    // NetworkPolicy reviews are the common case: decode the body once, as one, and check
-    // what it is afterwards. Namespaces decode again as theirs; anything unusual (another
-    // version, a body that does not decode, other kinds) takes the careful path below.
-    if let Ok(review) = serde_json::from_slice::<AdmissionReview<PolicyObject>>(body)
-        && review.types.api_version == REVIEW_API_VERSION
-        && review.types.kind == "AdmissionReview"
-        && let Some(request) = &review.request
+    // NetworkPolicy and Namespace reviews are the common case: decode the body once, as
+    // the guard reads it, and its object as what `kind` says. Anything unusual (another
+    // version, a body that does not decode, other kinds) takes the careful path, which
+    // says precisely what is wrong.
+    if let Ok(review) = serde_json::from_slice::<LeanReview>(body)
+        && review.api_version.as_deref() == Some(REVIEW_API_VERSION)
+        && review.kind.as_deref() == Some("AdmissionReview")
+        && let Some(request) = review.request
     {
-        match (request.kind.group.as_str(), request.kind.kind.as_str()) {
+        match (request.kind.group.as_ref(), request.kind.kind.as_ref()) {
             ("networking.k8s.io", "NetworkPolicy") => {
-                if let Ok(req) = review.try_into() {
-                    return network_policy(snapshot, endpoint, req);
+                if let Some(decoded) = request.decoded() {
+                    return network_policy(snapshot, endpoint, decoded);
                 }
             }
             ("", "Namespace") => {
-                if let Ok(req) = decode::<NamespaceObject>(body) {
-                    return namespace(snapshot, endpoint, &req);
+                if let Some(decoded) = request.decoded() {
+                    return namespace(snapshot, endpoint, &decoded);
                 }
             }
             _ => {}
@@ -109,21 +112,22 @@ pub fn review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed 
 /// UPDATE the object, UPDATE and DELETE the stored one. A review without them cannot be
 /// judged (a DELETE without `oldObject` could be a companion's), so it is refused as invalid
 /// rather than admitted.
-fn incomplete<K: kube::core::Resource>(req: &AdmissionRequest<K>) -> Option<Reviewed> {
-    let needs_object = matches!(req.operation, Operation::Create | Operation::Update);
-    let needs_old = matches!(req.operation, Operation::Update | Operation::Delete);
+fn incomplete<T>(req: &Decoded<'_, T>) -> Option<Reviewed> {
+    let operation = &req.request.operation;
+    let needs_object = matches!(operation, Operation::Create | Operation::Update);
+    let needs_old = matches!(operation, Operation::Update | Operation::Delete);
     let missing = if needs_object && req.object.is_none() {
         "object"
-    } else if needs_old && req.old_object.is_none() {
+    } else if needs_old && req.old_metadata.is_none() {
         "oldObject"
     } else {
         return None;
     };
     Some(encode::invalid(
-        Some(req.uid.clone()),
+        Some(req.request.uid.to_string()),
         format!(
             "the AdmissionReview request for {} has no {missing}",
-            encode::operation(&req.operation).as_str()
+            encode::operation(operation).as_str()
         ),
         false,
     ))
@@ -132,36 +136,34 @@ fn incomplete<K: kube::core::Resource>(req: &AdmissionRequest<K>) -> Option<Revi
 fn network_policy(
     snapshot: &Snapshot,
     endpoint: Endpoint,
-    mut req: AdmissionRequest<PolicyObject>,
+    mut req: Decoded<'_, PolicyObject>,
 ) -> Reviewed {
     if let Some(refused) = incomplete(&req) {
         return refused;
     }
     let object = req.object.take().map(NetworkPolicy::from);
-    let old = req.old_object.as_ref().map(|o| &o.metadata);
     let object_name = object.as_ref().and_then(|o| o.metadata.name.as_deref());
-    let facts = facts(&req, object.as_ref(), old, object_name);
+    let facts = req.facts(object.as_ref(), object_name);
     let verdict = match endpoint {
         Endpoint::Validate => guard::policy::validate(snapshot, &facts),
         Endpoint::Mutate => guard::policy::mutate(snapshot, &facts),
     };
-    encode(&req, "NetworkPolicy", verdict)
+    encode(Origin::of(&req), "NetworkPolicy", verdict)
 }
 
 fn namespace(
     snapshot: &Snapshot,
     endpoint: Endpoint,
-    req: &AdmissionRequest<NamespaceObject>,
+    req: &Decoded<'_, NamespaceObject>,
 ) -> Reviewed {
     if let Some(refused) = incomplete(req) {
         return refused;
     }
     let object = req.object.as_ref().map(|o| &o.metadata);
-    let old = req.old_object.as_ref().map(|o| &o.metadata);
-    let facts = facts(req, object, old, object.and_then(|o| o.name.as_deref()));
+    let facts = req.facts(object, object.and_then(|o| o.name.as_deref()));
     let verdict = match endpoint {
         Endpoint::Validate => guard::namespace::validate(snapshot, &facts),
         Endpoint::Mutate => guard::namespace::mutate(snapshot, &facts),
     };
-    encode(req, "Namespace", verdict)
+    encode(Origin::of(req), "Namespace", verdict)
 }
