@@ -290,11 +290,22 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
         "decision",
         "duration_ms",
     ] {
-        assert!(
-            !line["span"][field].is_null(),
-            "log line lacks {field}: {line}"
-        );
+        assert!(!line[field].is_null(), "log line lacks {field}: {line}");
     }
+    // a refusal names the rules, as ids
+    let denial = reviews
+        .iter()
+        .find(|l| l["decision"] == "denied")
+        .expect("a denial is logged");
+    assert_eq!(denial["level"], "INFO", "{denial}");
+    let ids = denial["rules"].as_str().unwrap_or_default();
+    assert!(
+        !ids.is_empty()
+            && ids
+                .split(',')
+                .all(|id| rules::CATALOG.iter().any(|r| r.id == id)),
+        "{denial}"
+    );
     assert!(
         !log.contains("podSelector"),
         "a request body reached the log"
