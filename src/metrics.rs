@@ -2,10 +2,11 @@
 //! around in state. Label values come from small fixed sets, never from object names.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::rules::{CATALOG, Finding, Severity};
@@ -45,6 +46,40 @@ pub struct Metrics {
     pub audit_last_run: Gauge,
     /// `{operation, result}`: PolicyReport writes (apply, delete).
     pub report_writes: IntCounterVec,
+    /// The admission series, each resolved on first use and kept, so a review does not
+    /// hash its label values (the set is bounded: see [`Resolved`]).
+    resolved: Arc<Resolved>,
+}
+
+/// The bounded label values of the admission series, in the order of [`Resolved`]'s
+/// slots (values outside them are looked up by label, as before).
+const ENDPOINTS: [&str; 2] = ["validate", "mutate"];
+const KINDS: [&str; 4] = ["NetworkPolicy", "Namespace", "other", "unknown"];
+const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"];
+const DECISIONS: [&str; 5] = ["allowed", "denied", "mutated", "invalid", "error"];
+const SEVERITIES: [Severity; 2] = [Severity::Deny, Severity::Warn];
+
+/// Handles of the admission series by slot; an empty slot is resolved on first use, so
+/// `/metrics` shows the same series as it would without them.
+#[derive(Debug, Default)]
+struct Resolved {
+    requests: [[[[OnceLock<IntCounter>; 5]; 5]; 4]; 2],
+    duration: [OnceLock<Histogram>; 2],
+    /// By rule, in [`CATALOG`] order, then severity.
+    findings: Vec<[OnceLock<IntCounter>; 2]>,
+}
+
+/// Runs `f` on the series kept in `cell` (resolved on first use), or on one looked up by
+/// label when there is no slot for it.
+fn on<M>(cell: Option<&OnceLock<M>>, resolve: impl FnOnce() -> M, f: impl FnOnce(&M)) {
+    match cell {
+        Some(cell) => f(cell.get_or_init(resolve)),
+        None => f(&resolve()),
+    }
+}
+
+fn slot<T: PartialEq>(known: &[T], value: &T) -> Option<usize> {
+    known.iter().position(|k| k == value)
 }
 
 /// Results of a namespace reconcile: companions applied (created or restored), already as
@@ -252,6 +287,10 @@ impl Metrics {
             audit_findings,
             audit_last_run,
             report_writes,
+            resolved: Arc::new(Resolved {
+                findings: CATALOG.iter().map(|_| Default::default()).collect(),
+                ..Resolved::default()
+            }),
             registry: registry.clone(),
         };
         register_process_facts(&registry)?;
@@ -358,16 +397,43 @@ impl Metrics {
         elapsed: Duration,
         findings: &[Finding],
     ) {
-        self.requests
-            .with_label_values(&[endpoint, kind, operation, decision])
-            .inc();
-        self.duration
-            .with_label_values(&[endpoint])
-            .observe(elapsed.as_secs_f64());
+        let r = &*self.resolved;
+        let e = slot(&ENDPOINTS, &endpoint);
+        let cell = match (
+            e,
+            slot(&KINDS, &kind),
+            slot(&OPERATIONS, &operation),
+            slot(&DECISIONS, &decision),
+        ) {
+            (Some(e), Some(k), Some(o), Some(d)) => Some(&r.requests[e][k][o][d]),
+            _ => None,
+        };
+        on(
+            cell,
+            || {
+                self.requests
+                    .with_label_values(&[endpoint, kind, operation, decision])
+            },
+            |c| c.inc(),
+        );
+        on(
+            e.map(|e| &r.duration[e]),
+            || self.duration.with_label_values(&[endpoint]),
+            |h| h.observe(elapsed.as_secs_f64()),
+        );
         for f in findings {
-            self.findings
-                .with_label_values(&[f.rule, f.severity.as_str()])
-                .inc();
+            let rule = CATALOG.iter().position(|rule| rule.id == f.rule);
+            let cell = rule
+                .zip(slot(&SEVERITIES, &f.severity))
+                .map(|(rule, severity)| &r.findings[rule][severity]);
+            on(
+                cell,
+                || {
+                    self.findings
+                        .with_label_values(&[f.rule, f.severity.as_str()])
+                },
+                |c| c.inc(),
+            );
         }
     }
 
@@ -407,5 +473,53 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Finding;
+
+    fn finding(rule: &'static str, severity: Severity) -> Finding {
+        Finding {
+            rule,
+            severity,
+            path: String::new(),
+            message: String::new(),
+            fix: String::new(),
+            condition: None,
+        }
+    }
+
+    #[test]
+    fn kept_handles_count_the_same_series_as_label_lookups() {
+        let m = Metrics::new().unwrap();
+        let rule = CATALOG[0].id;
+        let findings = [finding(rule, Severity::Warn), finding(rule, Severity::Warn)];
+        for _ in 0..3 {
+            m.review(
+                "validate",
+                "NetworkPolicy",
+                "CREATE",
+                "denied",
+                Duration::from_millis(1),
+                &findings,
+            );
+        }
+        // a label value without a slot is still counted, by lookup
+        m.review("validate", "Pod", "CREATE", "allowed", Duration::ZERO, &[]);
+        let count = |labels: &[&str]| m.requests.with_label_values(labels).get();
+        assert_eq!(count(&["validate", "NetworkPolicy", "CREATE", "denied"]), 3);
+        assert_eq!(count(&["validate", "Pod", "CREATE", "allowed"]), 1);
+        assert_eq!(count(&["mutate", "NetworkPolicy", "CREATE", "denied"]), 0);
+        assert_eq!(m.findings.with_label_values(&[rule, "warn"]).get(), 6);
+        let histogram = m.duration.with_label_values(&["validate"]);
+        assert_eq!(histogram.get_sample_count(), 4);
+        // the text a scrape reads
+        let text = m.render();
+        assert!(text.contains(
+            r#"netpol_guard_admission_requests_total{decision="denied",endpoint="validate",kind="NetworkPolicy",operation="CREATE"} 3"#
+        ), "{text}");
     }
 }
