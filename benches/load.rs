@@ -11,8 +11,10 @@
 //! cargo bench --bench load -- --soak 600        # RSS over a 10-minute soak at 2k/s
 //! ```
 //! Options: `--rates 1000,5000,10000`, `--seconds 10`, `--connections 16`, `--out FILE`,
-//! `--server-cpus 1` (servers under `taskset`; run the generator with `taskset -c 0`), and
-//! for profiling one side: `--skip-baseline`, `--skip-worst-case`.
+//! `--server-cpus 1` (servers under `taskset`; run the generator with `taskset -c 0`),
+//! `--binary PATH` (repeatable: measure these builds instead of this one, e.g. of several
+//! commits, in one run; the baseline then runs first and last and the ratio uses the mean),
+//! and for profiling one side: `--skip-baseline`, `--skip-worst-case`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::fmt::Write as _;
@@ -46,6 +48,9 @@ struct Options {
     /// Run the servers on these CPUs (`taskset -c`), e.g. "1", so the generator can have
     /// the others.
     server_cpus: Option<String>,
+    /// The netpol-guard binaries to measure (default: this build's), each beside the
+    /// baseline of the first, to compare builds of several commits in one run.
+    binaries: Vec<PathBuf>,
 }
 
 fn options() -> Options {
@@ -59,6 +64,7 @@ fn options() -> Options {
         skip_baseline: false,
         skip_worst_case: false,
         server_cpus: None,
+        binaries: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -80,6 +86,7 @@ fn options() -> Options {
             "--skip-baseline" => o.skip_baseline = true,
             "--skip-worst-case" => o.skip_worst_case = true,
             "--server-cpus" => o.server_cpus = Some(args.next().unwrap()),
+            "--binary" => o.binaries.push(args.next().unwrap().into()),
             // cargo bench passes --bench; criterion-style filters are ignored
             _ => {}
         }
@@ -98,7 +105,7 @@ struct Server {
     addr: SocketAddr,
 }
 
-async fn start(dir: &Path, baseline: bool, cpus: Option<&str>) -> Server {
+async fn start(bin: &Path, dir: &Path, baseline: bool, cpus: Option<&str>) -> Server {
     let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .unwrap();
@@ -108,10 +115,10 @@ async fn start(dir: &Path, baseline: bool, cpus: Option<&str>) -> Server {
     let mut cmd = match cpus {
         Some(cpus) => {
             let mut c = Command::new("taskset");
-            c.args(["-c", cpus, BIN]);
+            c.args(["-c", cpus]).arg(bin);
             c
         }
-        None => Command::new(BIN),
+        None => Command::new(bin),
     };
     cmd.args([
         "serve",
@@ -505,7 +512,7 @@ async fn run(o: Options) -> String {
     );
 
     if let Some(seconds) = o.soak {
-        let server = start(&dir, false, o.server_cpus.as_deref()).await;
+        let server = start(Path::new(BIN), &dir, false, o.server_cpus.as_deref()).await;
         let pid = server.child.0.id();
         let mut samples = Vec::new();
         let chunk = 10.min(seconds);
@@ -528,14 +535,34 @@ async fn run(o: Options) -> String {
         return report;
     }
 
+    // the baseline first; with several binaries to compare, once more at the end, so that
+    // a machine that speeds up or slows down during the run does not favour either side
+    let binaries = if o.binaries.is_empty() {
+        vec![PathBuf::from(BIN)]
+    } else {
+        o.binaries.clone()
+    };
+    let mut runs: Vec<(String, PathBuf, bool)> =
+        vec![("baseline".into(), binaries[0].clone(), true)];
+    for bin in &binaries {
+        let label = if binaries.len() == 1 {
+            "netpol-guard".to_string()
+        } else {
+            format!("netpol-guard {}", bin.display())
+        };
+        runs.push((label, bin.clone(), false));
+    }
+    if binaries.len() > 1 {
+        runs.push(("baseline (again)".into(), binaries[0].clone(), true));
+    }
     let mut summary = Vec::new();
-    for baseline in [true, false] {
+    for (label, bin, baseline) in runs {
+        let label = label.as_str();
         if baseline && o.skip_baseline {
-            summary.push(("baseline", f64::NAN, 0));
+            summary.push((label.to_string(), true, f64::NAN, 0));
             continue;
         }
-        let label = if baseline { "baseline" } else { "netpol-guard" };
-        let server = start(&dir, baseline, o.server_cpus.as_deref()).await;
+        let server = start(&bin, &dir, baseline, o.server_cpus.as_deref()).await;
         let mut phases = Vec::new();
         for &rate in &o.rates {
             phases.push(
@@ -562,7 +589,8 @@ async fn run(o: Options) -> String {
         .await;
         let (_, peak_saturation) = rss_mib(server.child.0.id());
         summary.push((
-            label,
+            label.to_string(),
+            baseline,
             sat.sent as f64 / sat.seconds,
             sat.latency.value_at_quantile(0.99),
         ));
@@ -583,16 +611,18 @@ async fn run(o: Options) -> String {
         let errors: u64 = phases.iter().map(|p| p.errors).sum();
         assert_eq!(errors, 0, "{label}: requests failed\n{report}");
     }
-    let (base, guard) = (&summary[0], &summary[1]);
-    let _ = writeln!(
-        report,
-        "\nsaturation throughput netpol-guard / baseline: {:.0} / {:.0} = {:.2}; p99 at saturation {:.3} ms / {:.3} ms",
-        guard.1,
-        base.1,
-        guard.1 / base.1,
-        guard.2 as f64 / 1000.0,
-        base.2 as f64 / 1000.0
-    );
+    let bases: Vec<_> = summary.iter().filter(|s| s.1).collect();
+    let base_rate = bases.iter().map(|s| s.2).sum::<f64>() / bases.len() as f64;
+    let base_p99 = bases.iter().map(|s| s.3 as f64).sum::<f64>() / bases.len() as f64;
+    for (label, _, rate, p99) in summary.iter().filter(|s| !s.1) {
+        let _ = writeln!(
+            report,
+            "\nsaturation throughput {label} / baseline: {rate:.0} / {base_rate:.0} = {:.2}; p99 at saturation {:.3} ms / {:.3} ms",
+            rate / base_rate,
+            *p99 as f64 / 1000.0,
+            base_p99 / 1000.0
+        );
+    }
     report
 }
 
