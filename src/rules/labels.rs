@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
-use crate::netpol::policy::Subject;
+use crate::netpol::policy::{PeerView, Subject};
 use crate::netpol::selector;
 
 pub const NAMESPACE_SELECTOR_NAME_LABEL: Rule = Rule {
@@ -30,12 +30,14 @@ fn key_path(key: &str, expression: Option<usize>) -> String {
     }
 }
 
-/// Every `namespaceSelector` written in the policy's rules, with the path of its peer.
-fn namespace_selectors<'s>(subject: &'s Subject<'_>) -> Vec<(String, &'s LabelSelector)> {
+/// Every `namespaceSelector` written in the policy's rules, with its peer (whose path is
+/// written only for a finding).
+fn namespace_selectors<'s>(
+    subject: &'s Subject<'_>,
+) -> impl Iterator<Item = (PeerView<'s>, &'s LabelSelector)> {
     subject
         .written_peers()
-        .filter_map(|p| Some((p.path(), p.peer.namespace_selector.as_ref()?)))
-        .collect()
+        .filter_map(|p| Some((p, p.peer.namespace_selector.as_ref()?)))
 }
 
 /// Whether a selector uses the key `name`.
@@ -53,7 +55,7 @@ fn name_label(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
         for (key, expr) in selector::keys(ns).filter(|(k, _)| *k == "name") {
             let value = ns.match_labels.as_ref().and_then(|m| m.get(key));
             hits.push(Hit::new(
-                format!("{peer}.namespaceSelector.{}", key_path(key, expr)),
+                format!("{}.namespaceSelector.{}", peer.path(), key_path(key, expr)),
                 "Kubernetes never sets a `name` label on namespaces, so this selector \
                  matches no namespace unless someone labelled it by hand",
                 match value {
@@ -90,7 +92,7 @@ fn matches_nothing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
             continue;
         }
         hits.push(Hit::new(
-            format!("{peer}.namespaceSelector"),
+            format!("{}.namespaceSelector", peer.path()),
             format!(
                 "no namespace of the cluster matches {} (of {}), so this peer allows nothing",
                 selector::describe(ns),
@@ -105,10 +107,10 @@ fn matches_nothing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     hits
 }
 
-fn check_pod_selector(path: &str, sel: &LabelSelector, hits: &mut Vec<Hit>) {
+fn check_pod_selector(path: impl Fn() -> String, sel: &LabelSelector, hits: &mut Vec<Hit>) {
     for (key, expr) in selector::keys(sel).filter(|(k, _)| *k == NAMESPACE_NAME_LABEL) {
         hits.push(Hit::new(
-            format!("{path}.{}", key_path(key, expr)),
+            format!("{}.{}", path(), key_path(key, expr)),
             format!("`{NAMESPACE_NAME_LABEL}` is a namespace label; pods do not carry it, so this podSelector matches no pod"),
             "select the namespace with a namespaceSelector on this label instead (in the same peer \
              as the podSelector, to mean: these pods in that namespace)",
@@ -119,11 +121,11 @@ fn check_pod_selector(path: &str, sel: &LabelSelector, hits: &mut Vec<Hit>) {
 fn namespace_label_on_pods(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let mut hits = Vec::new();
     if let Some(s) = &subject.spec.pod_selector {
-        check_pod_selector("spec.podSelector", s, &mut hits);
+        check_pod_selector(|| "spec.podSelector".into(), s, &mut hits);
     }
     for p in subject.written_peers() {
         if let Some(s) = &p.peer.pod_selector {
-            check_pod_selector(&format!("{}.podSelector", p.path()), s, &mut hits);
+            check_pod_selector(|| format!("{}.podSelector", p.path()), s, &mut hits);
         }
     }
     hits

@@ -82,10 +82,11 @@ fn ipblock(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     hits
 }
 
-fn check_selector(path: String, selector: &LabelSelector, hits: &mut Vec<Hit>) {
+/// The selector's problems; `path` is written only when there is one.
+fn check_selector(path: impl Fn() -> String, selector: &LabelSelector, hits: &mut Vec<Hit>) {
     for err in Selector::parse(selector).err().into_iter().flatten() {
         hits.push(Hit::new(
-            format!("{path}.matchExpressions[{}]", err.index()),
+            format!("{}.matchExpressions[{}]", path(), err.index()),
             err.to_string(),
             "use In or NotIn with a non-empty values list, or Exists or DoesNotExist without values",
         ));
@@ -95,14 +96,14 @@ fn check_selector(path: String, selector: &LabelSelector, hits: &mut Vec<Hit>) {
 fn selectors(_: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let mut hits = Vec::new();
     if let Some(s) = &subject.spec.pod_selector {
-        check_selector("spec.podSelector".into(), s, &mut hits);
+        check_selector(|| "spec.podSelector".into(), s, &mut hits);
     }
     for p in subject.written_peers() {
         if let Some(s) = &p.peer.namespace_selector {
-            check_selector(format!("{}.namespaceSelector", p.path()), s, &mut hits);
+            check_selector(|| format!("{}.namespaceSelector", p.path()), s, &mut hits);
         }
         if let Some(s) = &p.peer.pod_selector {
-            check_selector(format!("{}.podSelector", p.path()), s, &mut hits);
+            check_selector(|| format!("{}.podSelector", p.path()), s, &mut hits);
         }
     }
     hits
