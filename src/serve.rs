@@ -398,7 +398,7 @@ async fn signals(state: SharedState, delay: Duration, stop: watch::Sender<bool>)
     tokio::spawn(async {
         wait_for_signal().await;
         tracing::warn!("second signal: exiting now");
-        // give the non-blocking log writer a moment to write the line out
+        // give the log writer (batches every few milliseconds) a moment to write it out
         tokio::time::sleep(Duration::from_millis(100)).await;
         std::process::exit(130);
     });
