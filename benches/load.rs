@@ -14,6 +14,8 @@
 //! `--server-cpus 1` (servers under `taskset`; run the generator with `taskset -c 0`),
 //! `--binary PATH` (repeatable: measure these builds instead of this one, e.g. of several
 //! commits, in one run; the baseline then runs first and last and the ratio uses the mean),
+//! `--rounds N` (saturation only, the baseline and each binary in turn N times; medians of
+//! the per-round ratios, for machines whose speed drifts during a run),
 //! and for profiling one side: `--skip-baseline`, `--skip-worst-case`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -51,6 +53,10 @@ struct Options {
     /// The netpol-guard binaries to measure (default: this build's), each beside the
     /// baseline of the first, to compare builds of several commits in one run.
     binaries: Vec<PathBuf>,
+    /// Interleaved saturation rounds instead of the phases: each round measures the
+    /// baseline and every binary once, and the ratios are the medians over rounds (on a
+    /// machine whose speed drifts, as shared VMs do).
+    rounds: usize,
 }
 
 fn options() -> Options {
@@ -65,6 +71,7 @@ fn options() -> Options {
         skip_worst_case: false,
         server_cpus: None,
         binaries: Vec::new(),
+        rounds: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -87,6 +94,7 @@ fn options() -> Options {
             "--skip-worst-case" => o.skip_worst_case = true,
             "--server-cpus" => o.server_cpus = Some(args.next().unwrap()),
             "--binary" => o.binaries.push(args.next().unwrap().into()),
+            "--rounds" => o.rounds = args.next().unwrap().parse().unwrap(),
             // cargo bench passes --bench; criterion-style filters are ignored
             _ => {}
         }
@@ -535,6 +543,11 @@ async fn run(o: Options) -> String {
         return report;
     }
 
+    if o.rounds > 0 {
+        report.push_str(&rounds(&o, &dir, &ca, &reqs).await);
+        return report;
+    }
+
     // the baseline first; with several binaries to compare, once more at the end, so that
     // a machine that speeds up or slows down during the run does not favour either side
     let binaries = if o.binaries.is_empty() {
@@ -624,6 +637,71 @@ async fn run(o: Options) -> String {
         );
     }
     report
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// `--rounds N`: saturation only, the baseline and each binary once per round, in turn.
+async fn rounds(o: &Options, dir: &Path, ca: &str, reqs: &[Req]) -> String {
+    let binaries = if o.binaries.is_empty() {
+        vec![PathBuf::from(BIN)]
+    } else {
+        o.binaries.clone()
+    };
+    let mut runs = vec![(binaries[0].clone(), true)];
+    runs.extend(binaries.iter().map(|b| (b.clone(), false)));
+    // per run: (requests/s, server CPU µs/request, p99 ms) of each round
+    let mut results: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); runs.len()];
+    for _ in 0..o.rounds {
+        for (i, (bin, baseline)) in runs.iter().enumerate() {
+            let server = start(bin, dir, *baseline, o.server_cpus.as_deref()).await;
+            let sat = saturate(&server, ca, "saturation", reqs, o.seconds, o.connections).await;
+            assert_eq!(sat.errors, 0, "{}: requests failed", bin.display());
+            results[i].push((
+                sat.sent as f64 / sat.seconds,
+                sat.cpu_per_request_us,
+                sat.latency.value_at_quantile(0.99) as f64 / 1000.0,
+            ));
+        }
+    }
+    let mut out = format!(
+        "\n### {} interleaved saturation rounds of {} s\n\n| server | requests/s (median) | server CPU µs/request (median) | p99 ms (median) | throughput / baseline of the same round (median, min–max) |\n| --- | --- | --- | --- | --- |\n",
+        o.rounds, o.seconds
+    );
+    for (i, (bin, baseline)) in runs.iter().enumerate() {
+        let label = if *baseline {
+            "baseline".to_string()
+        } else {
+            bin.display().to_string()
+        };
+        let ratios: Vec<f64> = results[i]
+            .iter()
+            .zip(&results[0])
+            .map(|(g, b)| g.0 / b.0)
+            .collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let _ = writeln!(
+            out,
+            "| {label} | {:.0} | {:.1} | {:.3} | {:.2} ({lo:.2}–{hi:.2}) |",
+            median(results[i].iter().map(|r| r.0).collect()),
+            median(results[i].iter().map(|r| r.1).collect()),
+            median(results[i].iter().map(|r| r.2).collect()),
+            median(ratios.clone()),
+        );
+    }
+    out
 }
 
 fn main() {
