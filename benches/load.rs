@@ -689,9 +689,9 @@ async fn rounds(o: &Options, dir: &Path, ca: &str, reqs: &[Req]) -> String {
             .zip(&results[0])
             .map(|(g, b)| g.0 / b.0)
             .collect();
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
         let _ = writeln!(
             out,
             "| {label} | {:.0} | {:.1} | {:.3} | {:.2} ({lo:.2}–{hi:.2}) |",

@@ -13,10 +13,13 @@
 //! kube's full types to say precisely what is wrong.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::objects::{MetadataOnly, NamespaceObject, PolicyObject};
@@ -34,28 +37,19 @@ pub(super) struct LeanReview<'a> {
     pub request: Option<LeanRequest<'a>>,
 }
 
-/// The request, its objects still undecoded (their type depends on `kind`).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The request. The object is decoded as what `kind` says when `kind` comes first, as the
+/// API server writes it (Go encodes struct fields in order); otherwise it is kept raw and
+/// decoded once the kind is known. The stored object is read as metadata only.
+#[derive(Debug)]
 pub(super) struct LeanRequest<'a> {
-    #[serde(borrow)]
     pub uid: Cow<'a, str>,
-    #[serde(borrow)]
     pub kind: GroupKind<'a>,
-    /// Required as in the API (and in kube's types), though not read.
-    #[allow(dead_code)]
-    resource: serde::de::IgnoredAny,
-    #[serde(default, borrow)]
     pub name: Cow<'a, str>,
-    #[serde(default, borrow)]
     pub namespace: Option<Cow<'a, str>>,
     pub operation: Operation,
     pub user_info: User,
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
-    #[serde(default)]
+    object: Option<Object<'a>>,
+    old_metadata: Option<ObjectMeta>,
     pub dry_run: bool,
 }
 
@@ -67,6 +61,12 @@ pub(super) struct GroupKind<'a> {
     pub kind: Cow<'a, str>,
 }
 
+impl GroupKind<'_> {
+    fn is(&self, group: &str, kind: &str) -> bool {
+        self.group == group && self.kind == kind
+    }
+}
+
 /// The requester: what the companion and namespace guards compare.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct User {
@@ -76,7 +76,160 @@ pub(super) struct User {
     pub groups: Option<Vec<String>>,
 }
 
-/// A request with its objects decoded as `T`, the stored one as metadata only.
+/// The object of a request, as far as it is decoded.
+#[derive(Debug)]
+pub(super) enum Object<'a> {
+    Policy(PolicyObject),
+    Namespace(NamespaceObject),
+    Raw(&'a RawValue),
+}
+
+/// A string borrowed from the body unless it has escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(PhantomData))
+    }
+}
+
+/// The request's fields the guard reads; the others are skipped.
+enum Field {
+    Uid,
+    Kind,
+    Resource,
+    Name,
+    Namespace,
+    Operation,
+    UserInfo,
+    Object,
+    OldObject,
+    DryRun,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+                Ok(match v {
+                    "uid" => Field::Uid,
+                    "kind" => Field::Kind,
+                    "resource" => Field::Resource,
+                    "name" => Field::Name,
+                    "namespace" => Field::Namespace,
+                    "operation" => Field::Operation,
+                    "userInfo" => Field::UserInfo,
+                    "object" => Field::Object,
+                    "oldObject" => Field::OldObject,
+                    "dryRun" => Field::DryRun,
+                    _ => Field::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LeanRequest<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor(PhantomData))
+    }
+}
+
+struct RequestVisitor<'a>(PhantomData<&'a ()>);
+
+/// Sets a field once: a second occurrence is an error, as in serde's derived decoders.
+fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    if slot.replace(value).is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    Ok(())
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for RequestVisitor<'a> {
+    type Value = LeanRequest<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an AdmissionReview request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut uid, mut kind, mut resource) = (None, None::<GroupKind<'a>>, None);
+        let (mut name, mut namespace, mut operation) = (None, None, None);
+        let (mut user, mut object, mut old, mut dry_run) = (None, None, None, None);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Uid => once(&mut uid, map.next_value::<Text>()?.0, "uid")?,
+                Field::Kind => once(&mut kind, map.next_value()?, "kind")?,
+                Field::Resource => {
+                    once(&mut resource, map.next_value::<IgnoredAny>()?, "resource")?
+                }
+                Field::Name => once(&mut name, map.next_value::<Text>()?, "name")?,
+                Field::Namespace => once(
+                    &mut namespace,
+                    map.next_value::<Option<Text>>()?,
+                    "namespace",
+                )?,
+                Field::Operation => once(&mut operation, map.next_value()?, "operation")?,
+                Field::UserInfo => once(&mut user, map.next_value()?, "userInfo")?,
+                Field::Object => {
+                    let value = match &kind {
+                        Some(k) if k.is("networking.k8s.io", "NetworkPolicy") => map
+                            .next_value::<Option<PolicyObject>>()?
+                            .map(Object::Policy),
+                        Some(k) if k.is("", "Namespace") => map
+                            .next_value::<Option<NamespaceObject>>()?
+                            .map(Object::Namespace),
+                        _ => map.next_value::<Option<&RawValue>>()?.map(Object::Raw),
+                    };
+                    once(&mut object, value, "object")?;
+                }
+                Field::OldObject => {
+                    let value = map.next_value::<Option<MetadataOnly>>()?;
+                    once(&mut old, value.map(|o| o.metadata), "oldObject")?;
+                }
+                Field::DryRun => once(&mut dry_run, map.next_value()?, "dryRun")?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        // required as in the API (and kube's types): uid, kind, resource, operation, userInfo
+        resource.ok_or_else(|| de::Error::missing_field("resource"))?;
+        Ok(LeanRequest {
+            uid: uid.ok_or_else(|| de::Error::missing_field("uid"))?,
+            kind: kind.ok_or_else(|| de::Error::missing_field("kind"))?,
+            name: name.map(|t| t.0).unwrap_or_default(),
+            namespace: namespace.flatten().map(|t| t.0),
+            operation: operation.ok_or_else(|| de::Error::missing_field("operation"))?,
+            user_info: user.ok_or_else(|| de::Error::missing_field("userInfo"))?,
+            object: object.flatten(),
+            old_metadata: old.flatten(),
+            dry_run: dry_run.unwrap_or(false),
+        })
+    }
+}
+
+/// A request with its object decoded as `T`, the stored one as metadata only.
 #[derive(Debug)]
 pub(super) struct Decoded<'a, T> {
     pub request: LeanRequest<'a>,
@@ -85,26 +238,39 @@ pub(super) struct Decoded<'a, T> {
 }
 
 /// An object type of a review.
-pub(super) trait Reviewable: Sized + for<'de> Deserialize<'de> {}
-impl Reviewable for PolicyObject {}
-impl Reviewable for NamespaceObject {}
+pub(super) trait Reviewable: Sized + for<'de> Deserialize<'de> {
+    /// The object if it was decoded as this type already.
+    fn decoded(object: Object<'_>) -> Option<Self>;
+}
+
+impl Reviewable for PolicyObject {
+    fn decoded(object: Object<'_>) -> Option<Self> {
+        match object {
+            Object::Policy(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl Reviewable for NamespaceObject {
+    fn decoded(object: Object<'_>) -> Option<Self> {
+        match object {
+            Object::Namespace(n) => Some(n),
+            _ => None,
+        }
+    }
+}
 
 impl<'a> LeanRequest<'a> {
-    /// Decodes the objects, `None` when either does not decode as its kind.
-    pub fn decoded<T: Reviewable>(self) -> Option<Decoded<'a, T>> {
-        let object = match self.object {
-            // `null` is `None` already
-            Some(raw) => Some(serde_json::from_str::<T>(raw.get()).ok()?),
+    /// The request with its object as `T`, `None` when it does not decode as one.
+    pub fn decoded<T: Reviewable>(mut self) -> Option<Decoded<'a, T>> {
+        let object = match self.object.take() {
+            // `kind` came after the object: decoded now
+            Some(Object::Raw(raw)) => Some(serde_json::from_str::<T>(raw.get()).ok()?),
+            Some(object) => Some(T::decoded(object)?),
             None => None,
         };
-        let old_metadata = match self.old_object {
-            Some(raw) => Some(
-                serde_json::from_str::<MetadataOnly>(raw.get())
-                    .ok()?
-                    .metadata,
-            ),
-            None => None,
-        };
+        let old_metadata = self.old_metadata.take();
         Some(Decoded {
             request: self,
             object,
@@ -207,13 +373,32 @@ mod tests {
             r#""spec": {"podSelector": {}"#,
             r#""spec": {"podSelector": 5"#,
         );
-        let review: LeanReview = serde_json::from_str(&bad).expect("decodes");
-        assert!(
-            review
-                .request
-                .expect("request")
-                .decoded::<PolicyObject>()
-                .is_none()
+        assert!(serde_json::from_str::<LeanReview>(&bad).is_err());
+    }
+
+    #[test]
+    fn an_object_before_its_kind_is_decoded_once_the_kind_is_known() {
+        let request = |spec: &str| {
+            format!(
+                r#"{{"object": {{"metadata": {{"name": "web"}}, "spec": {spec}}},
+                    "uid": "u", "operation": "CREATE", "userInfo": {{}},
+                    "kind": {{"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"}},
+                    "resource": {{"group": "networking.k8s.io", "version": "v1", "resource": "networkpolicies"}}}}"#
+            )
+        };
+        let text = request(r#"{"podSelector": {}, "policyTypes": ["Egress"]}"#);
+        let req: LeanRequest = serde_json::from_str(&text).expect("decodes");
+        assert!(matches!(req.object, Some(Object::Raw(_))));
+        let d = req.decoded::<PolicyObject>().expect("the object decodes");
+        assert_eq!(
+            d.object.and_then(|o| o.metadata.name).as_deref(),
+            Some("web")
         );
+        let bad = request(r#"{"podSelector": 5}"#);
+        let req: LeanRequest = serde_json::from_str(&bad).expect("decodes");
+        assert!(req.decoded::<PolicyObject>().is_none());
+        // a field twice is refused, as by serde's derived decoders
+        let twice = text.replace(r#""uid": "u","#, r#""uid": "u", "uid": "v","#);
+        assert!(serde_json::from_str::<LeanRequest>(&twice).is_err());
     }
 }
