@@ -6,6 +6,9 @@
 //! Cluster mode (`e2e/cluster.sh`) runs only when `KUBECONFIG` is set.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "../tests/common/corpus.rs"]
+mod corpus;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netpol_guard::config::Config;
-use netpol_guard::manifest::{self, Object};
 use netpol_guard::netpol::cluster::Inventory;
 use netpol_guard::netpol::policy::Subject;
 use netpol_guard::rules::{self, Severity};
@@ -122,38 +124,6 @@ fn review(uid: &str, kind: &str, object: &Value, dry_run: bool) -> Vec<u8> {
     .body()
 }
 
-/// Every NetworkPolicy and Namespace object of the fixture corpus, as the API server would
-/// hold them: (kind, namespace, object).
-fn fixture_objects() -> Vec<(&'static str, String, Value)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let (manifests, problems) = netpol_guard::check::load(&[root.display().to_string()]);
-    assert!(problems.is_empty(), "{problems:?}");
-    let mut out = Vec::new();
-    let docs = manifests.iter().flat_map(|m| &m.docs);
-    for doc in docs.filter_map(|d| d.parsed.as_ref().ok().cloned().flatten()) {
-        let items = manifest::list_items(&doc)
-            .cloned()
-            .unwrap_or_else(|| vec![doc.clone()]);
-        for mut item in items {
-            let kind = match manifest::decode(&item).map(|d| d.object) {
-                Ok(Object::NetworkPolicy(_)) => "NetworkPolicy",
-                Ok(Object::Namespace(_)) => "Namespace",
-                _ => continue,
-            };
-            // the API server fills in the request's namespace
-            let namespace = item["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("default")
-                .to_string();
-            if kind == "NetworkPolicy" {
-                item["metadata"]["namespace"] = json!(namespace);
-            }
-            out.push((kind, namespace, item));
-        }
-    }
-    out
-}
-
 fn patch_of(response: &Value) -> Option<json_patch::Patch> {
     let encoded = response["response"]["patch"].as_str()?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -170,7 +140,7 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
     let empty = Inventory::new();
     let ctx = config.rule_context(&empty);
     let (mut policies, mut mutated, mut denied, mut namespaces) = (0, 0, 0, 0);
-    for (n, (kind, namespace, object)) in fixture_objects().into_iter().enumerate() {
+    for (n, (kind, namespace, object)) in corpus::fixture_objects().into_iter().enumerate() {
         let uid = format!("00000000-0000-4000-8000-{n:012}");
         let (status, resp) = post(
             &mut c,

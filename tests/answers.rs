@@ -20,7 +20,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netpol_guard::admission::{self, Endpoint};
 use netpol_guard::config::Config;
 use netpol_guard::guard::{Identity, Snapshot};
-use netpol_guard::manifest::{self, Object};
 use netpol_guard::netpol::cluster::Inventory;
 type Labels = std::collections::BTreeMap<String, String>;
 use serde_json::{Value, json};
@@ -29,31 +28,12 @@ use common::Review;
 
 const RECORDED: &str = "tests/data/answers.jsonl";
 
-/// Every NetworkPolicy and Namespace of the fixture corpus: (kind, object), the policies
-/// with the namespace the API server would fill in.
+/// Every NetworkPolicy and Namespace of the fixture corpus: (kind, object).
 fn fixture_objects() -> Vec<(&'static str, Value)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let (manifests, problems) = netpol_guard::check::load(&[root.display().to_string()]);
-    assert!(problems.is_empty(), "{problems:?}");
-    let mut out = Vec::new();
-    let docs = manifests.iter().flat_map(|m| &m.docs);
-    for doc in docs.filter_map(|d| d.parsed.as_ref().ok().cloned().flatten()) {
-        let items = manifest::list_items(&doc)
-            .cloned()
-            .unwrap_or_else(|| vec![doc.clone()]);
-        for mut item in items {
-            let kind = match manifest::decode(&item).map(|d| d.object) {
-                Ok(Object::NetworkPolicy(_)) => "NetworkPolicy",
-                Ok(Object::Namespace(_)) => "Namespace",
-                _ => continue,
-            };
-            if kind == "NetworkPolicy" && item["metadata"]["namespace"].is_null() {
-                item["metadata"]["namespace"] = json!("default");
-            }
-            out.push((kind, item));
-        }
-    }
-    out
+    common::corpus::fixture_objects()
+        .into_iter()
+        .map(|(kind, _, object)| (kind, object))
+        .collect()
 }
 
 fn identity() -> Arc<Identity> {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: the guard's state, and the test kit's clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod corpus;
 pub mod fake_api;
 pub mod replica;
 
