@@ -7,9 +7,9 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::{DynamicObject, Resource};
 use serde::Serialize;
 
-use super::request::Decoded;
+use super::request::{Decoded, operation};
 use super::{Decision, Reviewed};
-use crate::guard::{self, Verdict};
+use crate::guard::Verdict;
 use crate::rules::{Finding, Severity};
 
 /// Serializes a review for the API server, written straight from the response (kube's own
@@ -221,13 +221,4 @@ fn audit_annotations(findings: &[Finding]) -> HashMap<String, String> {
         .into_iter()
         .map(|(rule, places)| (rule.to_string(), places.join("; ")))
         .collect()
-}
-
-pub(super) fn operation(op: &Operation) -> guard::Operation {
-    match op {
-        Operation::Create => guard::Operation::Create,
-        Operation::Update => guard::Operation::Update,
-        Operation::Delete => guard::Operation::Delete,
-        Operation::Connect => guard::Operation::Connect,
-    }
 }

@@ -127,7 +127,7 @@ fn incomplete<T>(req: &Decoded<'_, T>) -> Option<Reviewed> {
         Some(req.request.uid.to_string()),
         format!(
             "the AdmissionReview request for {} has no {missing}",
-            encode::operation(operation).as_str()
+            request::operation(operation).as_str()
         ),
         false,
     ))

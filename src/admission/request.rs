@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::objects::{MetadataOnly, NamespaceObject, PolicyObject};
-use crate::guard::Request;
+use crate::guard::{self, Request};
 
 /// The envelope.
 #[derive(Debug, Deserialize)]
@@ -297,7 +297,7 @@ impl<T> Decoded<'_, T> {
             .or(object_name)
             .unwrap_or_default();
         Request {
-            operation: super::encode::operation(&r.operation),
+            operation: operation(&r.operation),
             namespace: self.namespace(),
             name,
             user: r.user_info.username.as_deref().unwrap_or_default(),
@@ -305,6 +305,16 @@ impl<T> Decoded<'_, T> {
             object,
             old_metadata: self.old_metadata.as_ref(),
         }
+    }
+}
+
+/// The guard's name for an admission operation.
+pub(super) fn operation(op: &Operation) -> guard::Operation {
+    match op {
+        Operation::Create => guard::Operation::Create,
+        Operation::Update => guard::Operation::Update,
+        Operation::Delete => guard::Operation::Delete,
+        Operation::Connect => guard::Operation::Connect,
     }
 }
 
