@@ -5,7 +5,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::{DynamicObject, Resource};
 use serde::Deserialize;
 
-use super::encode::{finish, invalid};
+use super::encode::{admitting, finish, invalid};
 use super::objects::{NamespaceObject, PolicyObject};
 use super::request::{Decoded, LeanReview, Reviewable};
 use super::{Decision, Endpoint, REVIEW_API_VERSION, Reviewed, namespace, network_policy};
@@ -211,10 +211,7 @@ pub fn baseline(body: &[u8]) -> Reviewed {
     let Some(uid) = peek_uid(body) else {
         return invalid(None, "the body has no AdmissionReview request uid", true);
     };
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.clone();
-    response.allowed = true;
-    response.result = Default::default();
+    let response = admitting(&uid);
     let mut reviewed = invalid(Some(uid), "", false);
     reviewed.review = response.into_review();
     reviewed.decision = Decision::Allowed;

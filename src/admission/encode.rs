@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, Resource};
 use serde::Serialize;
 
 use super::request::{Decoded, operation};
 use super::{Decision, Reviewed};
-use crate::guard::Verdict;
+use crate::guard::{self, Verdict};
 use crate::rules::{Finding, Severity};
 
 /// Serializes a review for the API server, written straight from the response (kube's own
@@ -99,7 +99,7 @@ pub(super) fn invalid(
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Origin<'a> {
     pub uid: &'a str,
-    pub operation: &'a Operation,
+    pub operation: guard::Operation,
     pub namespace: &'a str,
     pub name: &'a str,
     pub dry_run: bool,
@@ -110,7 +110,7 @@ impl<'a> Origin<'a> {
         let r = &req.request;
         Self {
             uid: &r.uid,
-            operation: &r.operation,
+            operation: operation(&r.operation),
             namespace: req.namespace(),
             name: &r.name,
             dry_run: r.dry_run,
@@ -122,7 +122,7 @@ impl<'a, K: Resource> From<&'a AdmissionRequest<K>> for Origin<'a> {
     fn from(req: &'a AdmissionRequest<K>) -> Self {
         Self {
             uid: &req.uid,
-            operation: &req.operation,
+            operation: operation(&req.operation),
             namespace: req.namespace.as_deref().unwrap_or_default(),
             name: &req.name,
             dry_run: req.dry_run,
@@ -130,10 +130,10 @@ impl<'a, K: Resource> From<&'a AdmissionRequest<K>> for Origin<'a> {
     }
 }
 
-/// An answer that admits, for the request `origin`, before the verdict is written into it.
-fn admitting(origin: Origin<'_>) -> AdmissionResponse {
+/// An answer that admits the request `uid` (before a verdict is written into it).
+pub(super) fn admitting(uid: &str) -> AdmissionResponse {
     let mut response = AdmissionResponse::invalid("");
-    response.uid = origin.uid.to_string();
+    response.uid = uid.to_string();
     response.allowed = true;
     response.result = Default::default();
     response
@@ -151,7 +151,7 @@ pub(super) fn finish(
         bad_request: false,
         decision,
         kind,
-        operation: operation(origin.operation).as_str(),
+        operation: origin.operation.as_str(),
         uid: origin.uid.to_string(),
         namespace: origin.namespace.to_string(),
         name: origin.name.to_string(),
@@ -162,7 +162,7 @@ pub(super) fn finish(
 
 /// Encodes the guard's verdict as the response to the request `origin`.
 pub(super) fn encode(origin: Origin<'_>, kind: &'static str, verdict: Verdict) -> Reviewed {
-    let response = admitting(origin);
+    let response = admitting(origin.uid);
     match verdict {
         Verdict::Allow { findings } => {
             let response = with_findings(response, &findings);
