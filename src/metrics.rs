@@ -46,6 +46,10 @@ pub struct Metrics {
     pub audit_last_run: Gauge,
     /// `{operation, result}`: PolicyReport writes (apply, delete).
     pub report_writes: IntCounterVec,
+    /// Connections the webhook port holds now (from accept to close).
+    pub connections: IntGauge,
+    /// Connections closed at the connection limit before they sent a request.
+    pub connections_shed: IntCounter,
     /// The admission series, each resolved on first use and kept, so a review does not
     /// hash its label values (the set is bounded: see [`Resolved`]).
     resolved: Arc<Resolved>,
@@ -287,6 +291,18 @@ impl Metrics {
             audit_findings,
             audit_last_run,
             report_writes,
+            connections: gauge(
+                r,
+                "netpol_guard_webhook_connections",
+                "Connections the webhook port holds now, from accept to close (bounded by --max-connections).",
+            )?,
+            connections_shed: register(
+                r,
+                IntCounter::new(
+                    "netpol_guard_webhook_connections_shed_total",
+                    "Connections closed at the connection limit because they had not sent a request yet (slow handshakes or dripping headers).",
+                )?,
+            )?,
             resolved: Arc::new(Resolved {
                 findings: CATALOG.iter().map(|_| Default::default()).collect(),
                 ..Resolved::default()

@@ -562,8 +562,9 @@ pub async fn serve_tls(
         let watcher = graceful.watcher();
         let handshake_timeout = transport.handshake_timeout;
         let (pending, shed) = unproductive.register();
+        let metrics = state.metrics.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = Held::new(permit, &metrics.connections);
             let serve = async {
                 let tls = handshake(&acceptor, tcp, peer, handshake_timeout).await?;
                 let marker = pending.clone();
@@ -580,7 +581,10 @@ pub async fn serve_tls(
             };
             tokio::select! {
                 _ = serve => {}
-                Ok(()) = shed => tracing::debug!(%peer, "shed: no request yet at the connection limit"),
+                Ok(()) = shed => {
+                    metrics.connections_shed.inc();
+                    tracing::debug!(%peer, "shed: no request yet at the connection limit");
+                }
             }
         });
     }
@@ -599,6 +603,28 @@ pub async fn serve_tls(
         .is_err()
     {
         tracing::warn!("drain timeout: closing the remaining connections");
+    }
+}
+
+/// A webhook connection's permit, counted in the open-connections gauge while it is held.
+struct Held {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Held {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self {
+            _permit: permit,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
