@@ -83,7 +83,12 @@ fn start_as(api: &FakeApi, leading: bool) -> Replica {
         reports: true,
     };
     let tasks = vec![
-        tokio::spawn(cache::run(client(api), state.clone(), rx.clone())),
+        tokio::spawn(cache::run(
+            client(api),
+            state.clone(),
+            cache::Timing::default(),
+            rx.clone(),
+        )),
         tokio::spawn(audit::run(client(api), state.clone(), settings, rx)),
     ];
     state.set_leading(leading);

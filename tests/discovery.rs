@@ -57,7 +57,12 @@ struct Cache {
 fn start(api: &FakeApi) -> Cache {
     let state = common::state_with(Config::default());
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(cache::run(client(api), state.clone(), rx));
+    let task = tokio::spawn(cache::run(
+        client(api),
+        state.clone(),
+        cache::Timing::default(),
+        rx,
+    ));
     Cache { state, stop, task }
 }
 

@@ -100,7 +100,10 @@ async fn an_unreachable_api_server_leaves_admission_on_the_last_snapshot_and_the
     let refused = a.faults.failed() - refused_before;
     // the watches and the controller back off instead of spinning
     assert!(refused > 0, "nothing retried");
-    assert!(refused < 60, "{refused} requests in 5 s: no backoff");
+    // with the quick cache timing the watches start over at 0.5, 1.5, 3.5 s (each a list
+    // of every watched resource, ~60 requests in all); a retry without backoff against an
+    // in-memory server makes thousands
+    assert!(refused < 150, "{refused} requests in 5 s: no backoff");
     assert_eq!(a.state.is_ready(), ready, "readiness follows the outage");
     assert!(admits_web_to_db_unpatched(&a));
 

@@ -519,15 +519,32 @@ fn degraded(source: &Source) -> &'static str {
     }
 }
 
-/// How long after a failing policy or namespace watch all watches start over with fresh
-/// lists, and at most how long while they keep failing.
-const RESYNC_FIRST: Duration = Duration::from_secs(5);
-const RESYNC_MAX: Duration = Duration::from_secs(60);
-/// How often the API server is asked for its version while the watches are quiet: a server
-/// shutting down keeps open watches silent while refusing new connections, so only a request
-/// tells. Two failures in a row count as out of sync.
-const PROBE_EVERY: Duration = Duration::from_secs(10);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The cache's timing against the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long after a failing policy or namespace watch all watches start over with fresh
+    /// lists (doubled while they keep failing) ...
+    pub resync_first: Duration,
+    /// ... and at most how long.
+    pub resync_max: Duration,
+    /// How often the API server is asked for its version while the watches are quiet: a
+    /// server shutting down keeps open watches silent while refusing new connections, so
+    /// only a request tells. Two failures in a row count as out of sync.
+    pub probe_every: Duration,
+    /// How long a probe waits for its answer.
+    pub probe_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            resync_first: Duration::from_secs(5),
+            resync_max: Duration::from_secs(60),
+            probe_every: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// The cache task's state between batches of events.
 struct Feed {
@@ -542,6 +559,7 @@ struct Feed {
     resync_after: Duration,
     /// Probes of the API server that failed in a row.
     probe_failures: u32,
+    timing: Timing,
 }
 
 impl Feed {
@@ -571,7 +589,7 @@ impl Feed {
         state.metrics.cache_synced.set(0);
         if self.resync_at.is_none() {
             self.resync_at = Some(tokio::time::Instant::now() + self.resync_after);
-            self.resync_after = (self.resync_after * 2).min(RESYNC_MAX);
+            self.resync_after = (self.resync_after * 2).min(self.timing.resync_max);
         }
     }
 }
@@ -630,7 +648,7 @@ impl Feed {
         state.set_inventory(inv);
         if self.in_sync() {
             state.metrics.cache_synced.set(1);
-            self.resync_after = RESYNC_FIRST;
+            self.resync_after = self.timing.resync_first;
         } else {
             // admission goes on with this snapshot, the last the API server gave
             self.out_of_sync(state);
@@ -640,17 +658,18 @@ impl Feed {
 
 /// Runs the watches and publishes snapshots until `stop`. The DNS Service candidates are
 /// read from the configuration; when a reload changes them, the watches restart.
-pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>) {
+pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch::Receiver<bool>) {
     let mut feed = Feed {
         builder: Builder::new(),
         warned: BTreeSet::new(),
         pods_synced: false,
         started: std::time::Instant::now(),
         resync_at: None,
-        resync_after: RESYNC_FIRST,
+        resync_after: timing.resync_first,
         probe_failures: 0,
+        timing,
     };
-    let mut probe = tokio::time::interval(PROBE_EVERY);
+    let mut probe = tokio::time::interval(timing.probe_every);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut config_changes = state.config_changes();
     let mut dns = state.snapshot().config.dns.clone();
@@ -676,11 +695,11 @@ pub async fn run(client: Client, state: SharedState, stop: watch::Receiver<bool>
                 events = streams(&client, &dns);
             }
             _ = probe.tick() => {
-                let answer = tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await;
+                let answer = tokio::time::timeout(timing.probe_timeout, client.apiserver_version()).await;
                 let result = match answer {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("no answer within 5 s".to_string()),
+                    Err(_) => Err(format!("no answer within {:?}", timing.probe_timeout)),
                 };
                 feed.probed(&state, result);
             }

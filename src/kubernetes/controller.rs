@@ -64,6 +64,8 @@ pub struct Companions {
     /// Companions this process has seen in place: one missing later was deleted (drift),
     /// not yet created.
     seen: Mutex<HashSet<(String, String)>>,
+    /// How long after a failed reconcile it is retried ([`RETRY`] in production).
+    retry: Duration,
 }
 
 impl std::fmt::Debug for Companions {
@@ -74,10 +76,16 @@ impl std::fmt::Debug for Companions {
 
 impl Companions {
     pub fn new(client: Client, state: SharedState) -> Arc<Self> {
+        Self::retrying_after(client, state, RETRY)
+    }
+
+    /// A controller that retries a failed reconcile after `retry` instead of [`RETRY`].
+    pub fn retrying_after(client: Client, state: SharedState, retry: Duration) -> Arc<Self> {
         Arc::new(Self {
             client,
             state,
             seen: Mutex::new(HashSet::new()),
+            retry,
         })
     }
 
@@ -216,7 +224,7 @@ async fn remove(api: &Api<NetworkPolicy>, existing: &NetworkPolicy) -> Result<bo
 pub fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Companions>) -> Action {
     ctx.state.metrics.reconcile("error");
     tracing::warn!(namespace = %namespace.name_any(), %error, "companion reconcile failed; retrying");
-    Action::requeue(RETRY)
+    Action::requeue(ctx.retry)
 }
 
 /// Runs the controller until `stop` turns true. Every namespace is reconciled at start and

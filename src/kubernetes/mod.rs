@@ -166,6 +166,7 @@ pub async fn start(
     let mut tasks = vec![tokio::spawn(cache::run(
         client.clone(),
         state.clone(),
+        cache::Timing::default(),
         stop.clone(),
     ))];
     if args.controller == ControllerMode::Off {

@@ -118,6 +118,17 @@ pub struct Replica {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The cache's production timing scaled down by ten: an outage is told within a second and
+/// the watches start over half a second after they fail.
+pub fn quick_cache() -> cache::Timing {
+    cache::Timing {
+        resync_first: Duration::from_millis(500),
+        resync_max: Duration::from_secs(6),
+        probe_every: Duration::from_secs(1),
+        probe_timeout: Duration::from_millis(500),
+    }
+}
+
 pub fn replica(api: &FakeApi, identity: &str) -> Replica {
     replica_with(api, identity, leader::Timing::default())
 }
@@ -128,7 +139,12 @@ pub fn replica_with(api: &FakeApi, identity: &str, timing: leader::Timing) -> Re
     let faults = Arc::new(Faults::default());
     let client = client(api, faults.clone(), identity);
     let tasks = vec![
-        tokio::spawn(cache::run(client.clone(), state.clone(), rx.clone())),
+        tokio::spawn(cache::run(
+            client.clone(),
+            state.clone(),
+            quick_cache(),
+            rx.clone(),
+        )),
         tokio::spawn(leader::run(
             leader::Election {
                 client: client.clone(),
@@ -138,7 +154,7 @@ pub fn replica_with(api: &FakeApi, identity: &str, timing: leader::Timing) -> Re
                 timing,
             },
             state.clone(),
-            controller::Companions::new(client, state.clone()),
+            controller::Companions::retrying_after(client, state.clone(), Duration::from_secs(2)),
             rx,
         )),
     ];
