@@ -99,18 +99,8 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
                      needs that (a NetworkPolicy fewer than 10), so it is not parsed"
                 ),
             })
-        } else if let Some(at) = template_action(&raw) {
-            Err(DocError {
-                line: Some(line + at),
-                message: "this is an unrendered Helm or Go template ({{ ... }}): render it \
-                          first, e.g. `helm template RELEASE CHART | netpol-guard check -` or \
-                          `kustomize build DIR | netpol-guard check -`"
-                    .into(),
-            })
         } else {
-            serde_yaml_ng::from_str::<Value>(&raw)
-                .map(|v| (!v.is_null()).then_some(v))
-                .map_err(|e| yaml_error(&raw, line, e))
+            parse_document(&raw, line)
         };
         // a document's line is its first line of content, after leading comments
         let leading = raw
@@ -160,27 +150,77 @@ fn too_deep(raw: &str) -> Option<usize> {
     None
 }
 
-/// The line (0-based, within the document) of a Go template action, if the document has
-/// one outside comments and quotes: `{{ .Values.x }}`, `{{- include ... }}`, `{{ if ... }}`.
-/// A `{{` inside a quoted string (an alerting template, say) is data and left alone.
-fn template_action(raw: &str) -> Option<usize> {
+/// One YAML document, parsed. Go template actions (`{{ .Values.x }}`, `{{- include ... }}`)
+/// make a document an unrendered template only where they matter: a document that cannot be
+/// parsed as YAML because of them, or a NetworkPolicy or Namespace (the objects judged) that
+/// carries one in a field. Anything else with `{{ }}` in its data (a PrometheusRule's
+/// `{{ $labels.pod }}`, an Istio or KServe template) is data, and not judged anyway.
+fn parse_document(raw: &str, line: usize) -> Result<Option<Value>, DocError> {
+    let unrendered = |at: usize| DocError {
+        line: Some(line + at),
+        message: "this is an unrendered Helm or Go template ({{ ... }}): render it first, e.g. \
+                  `helm template RELEASE CHART | netpol-guard check -` or \
+                  `kustomize build DIR | netpol-guard check -`"
+            .into(),
+    };
+    match serde_yaml_ng::from_str::<Value>(raw) {
+        Ok(v) if judged_with_template(&v) => Err(unrendered(template_action(raw).unwrap_or(0))),
+        Ok(v) => Ok((!v.is_null()).then_some(v)),
+        Err(e) => match template_action(raw) {
+            Some(at) => Err(unrendered(at)),
+            None => Err(yaml_error(raw, line, e)),
+        },
+    }
+}
+
+/// Whether a parsed document is (or, as a `List`, holds) a NetworkPolicy or Namespace with a
+/// template action in a key or value outside its annotations (free text, where braces are
+/// data).
+fn judged_with_template(v: &Value) -> bool {
+    fn has_action(v: &Value) -> bool {
+        match v {
+            Value::String(s) => is_action(s),
+            Value::Array(items) => items.iter().any(has_action),
+            Value::Object(map) => map.iter().any(|(k, v)| is_action(k) || has_action(v)),
+            _ => false,
+        }
+    }
+    match v.get("kind").and_then(Value::as_str) {
+        Some("NetworkPolicy" | "Namespace") => {
+            let mut object = v.clone();
+            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("annotations");
+            }
+            has_action(&object)
+        }
+        Some("List") => v
+            .get("items")
+            .and_then(Value::as_array)
+            .is_some_and(|items| items.iter().any(judged_with_template)),
+        _ => false,
+    }
+}
+
+/// Whether a text holds a Go template action: `{{` followed by what only a template says.
+fn is_action(text: &str) -> bool {
+    text.match_indices("{{")
+        .any(|(i, _)| starts_action(&text[i + 2..]))
+}
+
+fn starts_action(after_braces: &str) -> bool {
     const STARTS: &[&str] = &[
         ".", "$", "include", "if ", "else", "end", "range", "with", "template", "define", "toYaml",
         "tpl", "required", "default", "quote", "printf", "/*",
     ];
-    raw.lines().position(|line| {
-        let code = line.trim_start();
-        if code.starts_with('#') {
-            return false;
-        }
-        line.match_indices("{{").any(|(i, _)| {
-            let before = &line[..i];
-            let quoted =
-                before.matches('"').count() % 2 == 1 || before.matches('\'').count() % 2 == 1;
-            let action = line[i + 2..].trim_start_matches('-').trim_start();
-            !quoted && STARTS.iter().any(|s| action.starts_with(s))
-        })
-    })
+    let action = after_braces.trim_start_matches('-').trim_start();
+    STARTS.iter().any(|s| action.starts_with(s))
+}
+
+/// The line (0-based, within the document) of the first Go template action outside
+/// comments.
+fn template_action(raw: &str) -> Option<usize> {
+    raw.lines()
+        .position(|line| !line.trim_start().starts_with('#') && is_action(line))
 }
 
 /// A document's parse error with file lines. The document is parsed again where it stands
@@ -390,12 +430,45 @@ mod tests {
         let err = m.docs[0].parsed.as_ref().expect_err("a template");
         assert_eq!(err.line, Some(4));
         assert!(err.message.contains("helm template"), "{}", err.message);
-        // braces in a string value or a comment are data, not a template
+        // braces in a comment, or in the data of a kind the guard does not judge, are data
+        for (name, text) in [
+            (
+                "quoted alert text",
+                "# {{ .Values.x }}\napiVersion: v1\nkind: ConfigMap\ndata:\n  alert: \"{{ $labels.pod }} down\"\n",
+            ),
+            (
+                "PrometheusRule annotations, plain and block scalars",
+                "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: r}\nspec:\n  groups:\n  - name: g\n    rules:\n    - alert: PodDown\n      annotations:\n        summary: Pod {{ $labels.namespace }}/{{ $labels.pod }} is down\n        description: |\n          {{ $value }} restarts of {{ $labels.pod }}\n",
+            ),
+            (
+                "an Istio config template",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector}\ndata:\n  config: |-\n    template: |\n      {{- if .Values.global.proxy }}\n      x: {{ .ProxyConfig.image }}\n      {{- end }}\n",
+            ),
+            (
+                "a NetworkPolicy annotation (free text)",
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: a\n  annotations: {note: \"{{ .Values.x }} was here\"}\nspec: {podSelector: {}}\n",
+            ),
+        ] {
+            let m = Manifest::parse("ok.yaml", text);
+            assert!(m.docs[0].parsed.is_ok(), "{name}: {:?}", m.docs[0].parsed);
+        }
+        // a judged object with a template in a field that parses (quoted) is still one
+        for text in [
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: \"{{ .Release.Name }}-web\"\nspec: {podSelector: {}}\n",
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: \"{{ .Values.ns }}\"}\n",
+        ] {
+            let m = Manifest::parse("t.yaml", text);
+            let err = m.docs[0].parsed.as_ref().expect_err("a template");
+            assert!(err.message.contains("unrendered"), "{}", err.message);
+        }
+        // a document that does not parse because of a template says so, whatever its kind
         let m = Manifest::parse(
-            "ok.yaml",
-            "# {{ .Values.x }}\napiVersion: v1\nkind: ConfigMap\ndata:\n  alert: \"{{ $labels.pod }} down\"\n",
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.name }}\n",
         );
-        assert!(m.docs[0].parsed.is_ok(), "{:?}", m.docs[0].parsed);
+        let err = m.docs[0].parsed.as_ref().expect_err("a template");
+        assert_eq!(err.line, Some(4));
+        assert!(err.message.contains("unrendered"), "{}", err.message);
     }
 
     #[test]

@@ -785,6 +785,17 @@ fn no_silent_passes_on_empty_input_or_unrendered_templates() {
         text.contains("helm template RELEASE CHART | netpol-guard check -"),
         "{text}"
     );
+
+    // alert templates in a PrometheusRule are its data: beside a clean policy, exit 0
+    let rendered = "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: pods, namespace: shop}\nspec:\n  groups:\n  - name: pods\n    rules:\n    - alert: PodCrashLooping\n      expr: rate(kube_pod_container_status_restarts_total[5m]) > 0\n      annotations:\n        summary: Pod {{ $labels.namespace }}/{{ $labels.pod }} restarts\n        description: \"{{ $value }} restarts\"\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {}}]}]\n";
+    let out = run_stdin(&["check", "--format", "json", "-"], rendered);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v = json(&out);
+    assert_eq!(v["summary"]["errors"], 0, "{v}");
+    assert_eq!(
+        v["summary"]["skipped"]["PrometheusRule (monitoring.coreos.com/v1)"], 1,
+        "{v}"
+    );
 }
 
 #[test]
