@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::guard::dns_patch::dns_allowance_patch_in;
 use crate::manifest::{self, Manifest, Object};
 use crate::netpol::cluster::Inventory;
+use crate::netpol::ipblock::IpFamilies;
 use crate::netpol::policy::Subject;
 use crate::positions::Positions;
 use crate::rules::{self, Context, Finding, Severity};
@@ -402,8 +403,9 @@ impl Gathered {
     }
 }
 
-fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
+fn gather(manifests: &[Manifest], default_namespace: &str, families: IpFamilies) -> Gathered {
     let mut g = Gathered::default();
+    g.inventory.set_ip_families(families);
     for (m, manifest) in manifests.iter().enumerate() {
         for (d, doc) in manifest.docs.iter().enumerate() {
             let problem = |line: Option<usize>, message: String| Problem {
@@ -445,7 +447,13 @@ fn gather(manifests: &[Manifest], default_namespace: &str) -> Gathered {
 
 /// Judges every NetworkPolicy of the input, all of it one context.
 pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str) -> Report {
-    analyze_scoped(manifests, config, default_namespace, Scope::All)
+    analyze_scoped(
+        manifests,
+        config,
+        default_namespace,
+        Scope::All,
+        IpFamilies::Unknown,
+    )
 }
 
 impl Gathered {
@@ -467,14 +475,19 @@ impl Gathered {
     /// The context of each scope: the policies and namespaces of its files.
     fn inventories(&self, scope: Scope) -> BTreeMap<String, Inventory> {
         let mut out: BTreeMap<String, Inventory> = BTreeMap::new();
+        let fresh = || {
+            let mut inventory = Inventory::new();
+            inventory.set_ip_families(self.inventory.ip_families());
+            inventory
+        };
         for p in &self.policies {
             out.entry(scope.key(&p.source.file))
-                .or_default()
+                .or_insert_with(fresh)
                 .insert_policy(&p.namespace, p.policy.clone());
         }
         for n in &self.namespaces_seen {
             out.entry(scope.key(&n.file))
-                .or_default()
+                .or_insert_with(fresh)
                 .insert_namespace(&n.name, n.labels.clone());
         }
         out
@@ -482,14 +495,15 @@ impl Gathered {
 }
 
 /// Judges every NetworkPolicy of the input, each in the context of its scope, and names
-/// the findings that files other than its own resolved.
+/// the findings that files other than its own resolved; in a cluster of these IP families.
 pub fn analyze_scoped(
     manifests: &[Manifest],
     config: &Config,
     default_namespace: &str,
     scope: Scope,
+    families: IpFamilies,
 ) -> Report {
-    let mut g = gather(manifests, default_namespace);
+    let mut g = gather(manifests, default_namespace, families);
     // the whole input is gather's own inventory; other scopes are built from their files
     let scoped = if scope == Scope::All {
         BTreeMap::from([(String::new(), std::mem::take(&mut g.inventory))])
@@ -503,7 +517,8 @@ pub fn analyze_scoped(
     } else {
         BTreeMap::new()
     };
-    let empty = Inventory::new();
+    let mut empty = Inventory::new();
+    empty.set_ip_families(families);
     // one context per inventory: what it prepares about the policies serves every subject
     let (scoped_contexts, own_contexts) = (contexts(config, &scoped), contexts(config, &own));
     let empty_context = config.rule_context(&empty);
@@ -662,10 +677,12 @@ pub fn missing_dns(
     config: &Config,
     default_namespace: &str,
     scope: Scope,
+    families: IpFamilies,
 ) -> Vec<Missing> {
-    let g = gather(manifests, default_namespace);
+    let g = gather(manifests, default_namespace, families);
     let scoped = g.inventories(scope);
-    let empty = Inventory::new();
+    let mut empty = Inventory::new();
+    empty.set_ip_families(families);
     let contexts = contexts(config, &scoped);
     let empty_context = config.rule_context(&empty);
     let mut out = Vec::new();

@@ -18,6 +18,7 @@ use crate::manifest::Manifest;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::index::{Entry, Lookup};
 use crate::netpol::ipblock::Block;
+use crate::netpol::ipblock::IpFamilies;
 use crate::netpol::policy::Subject;
 use crate::netpol::ports::{PortTarget, Protocol, port_allows, port_problems};
 use crate::netpol::selector::{Labels, Selector};
@@ -89,11 +90,23 @@ pub fn manifest(data: &[u8]) {
     let config = Config::default();
     // the JSON and SARIF formats are serde's serialization of the same report: rendering
     // them would halve the executions for no code of ours
-    let report = check::analyze_scoped(&manifests, &config, "default", Scope::All);
+    let report = check::analyze_scoped(
+        &manifests,
+        &config,
+        "default",
+        Scope::All,
+        IpFamilies::Unknown,
+    );
     for format in [Format::Text, Format::Github] {
         let _ = report::render(&report, format);
     }
-    let missing = check::missing_dns(&manifests, &config, "default", Scope::All);
+    let missing = check::missing_dns(
+        &manifests,
+        &config,
+        "default",
+        Scope::All,
+        IpFamilies::Unknown,
+    );
     let name = |m: &check::Missing| format!("{}/{}", m.namespace, m.name);
     for fix in crate::fix::fix_files(&manifests, &missing) {
         // every policy lacking DNS is either fixed or named as not fixed
@@ -102,7 +115,7 @@ pub fn manifest(data: &[u8]) {
             continue;
         }
         let again = [Manifest::parse("fuzz.yaml", &fix.fixed)];
-        let left = check::missing_dns(&again, &config, "default", Scope::All);
+        let left = check::missing_dns(&again, &config, "default", Scope::All, IpFamilies::Unknown);
         // a name given to one policy only identifies it (twins are told apart by position)
         for fixed in &fix.applied {
             let twins = missing.iter().filter(|m| &name(m) == fixed).count();

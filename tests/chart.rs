@@ -246,6 +246,8 @@ fn default_install_is_hardened_and_maps_onto_the_server_flags() {
             "PodDisruptionBudget",
             "Role",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "RoleBinding",
             "Secret",
@@ -490,6 +492,14 @@ fn rbac_is_least_privilege() {
             "{rule}"
         );
     }
+    // the cluster's IP families: the kubernetes Service alone, read-only
+    let families_role = find(&objects, "Role", &format!("{FULLNAME}-ip-families"));
+    assert_eq!(families_role["metadata"]["namespace"], "default");
+    assert_eq!(
+        families_role["rules"],
+        json!([{"apiGroups": [""], "resources": ["services"], "resourceNames": ["kubernetes"],
+                "verbs": ["get", "list", "watch"]}])
+    );
     let objects_os = render(&helm, &["dnsDiscovery.namespaces={openshift-dns}"]);
     let os_role = find(&objects_os, "Role", &format!("{FULLNAME}-dns-discovery"));
     assert_eq!(os_role["metadata"]["namespace"], "openshift-dns");

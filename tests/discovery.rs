@@ -331,3 +331,70 @@ async fn without_rbac_for_pods_and_services_pods_are_unknown_and_dns_is_configur
     );
     cache.stop().await;
 }
+
+/// A kube-system policy whose only ingress peer is `::/0`: in an IPv4 or dual-stack cluster
+/// it admits no IPv4 peer and locks kube-system out; the cluster's families come from the
+/// `kubernetes` Service, and while they are unknown the verdict is a warning naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_services_ip_families_decide_what_a_whole_family_block_admits() {
+    let api = FakeApi::new();
+    api.put("namespaces", namespace("kube-system"));
+    api.put("namespaces", namespace("default"));
+    let v6_only = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "from-anywhere-v6", "namespace": "kube-system"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"ipBlock": {"cidr": "::/0"}}]}]}});
+    let cache = start(&api);
+    eventually("synced", || cache.state.metrics.cache_synced.get() == 1).await;
+
+    // families unknown (no kubernetes Service): admitted, with the condition named
+    let (allowed, warnings, _) = verdict(&cache.state, &v6_only);
+    assert!(allowed, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("protected-namespace-deny-all")
+                && w.contains("::/0")
+                && w.contains("--ip-families")),
+        "{warnings:?}"
+    );
+
+    let api_service = |families: Value| {
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "kubernetes", "namespace": "default"},
+               "spec": {"ipFamilies": families, "ports": [{"name": "https", "port": 443}]}})
+    };
+    // an IPv4 cluster: locked out, certainly
+    api.put("services", api_service(json!(["IPv4"])));
+    eventually("IPv4 known", || {
+        cache.state.snapshot().inventory.ip_families() == netpol_guard::netpol::IpFamilies::V4
+    })
+    .await;
+    let body = Review::policy("CREATE", v6_only.clone()).body();
+    let denied = review(&cache.state.snapshot(), Endpoint::Validate, &body)
+        .review
+        .response
+        .unwrap();
+    assert!(!denied.allowed);
+    assert!(
+        denied
+            .result
+            .message
+            .contains("protected-namespace-deny-all"),
+        "{}",
+        denied.result.message
+    );
+
+    // an IPv6 cluster: ::/0 is every address
+    api.put("services", api_service(json!(["IPv6"])));
+    eventually("IPv6 known", || {
+        cache.state.snapshot().inventory.ip_families() == netpol_guard::netpol::IpFamilies::V6
+    })
+    .await;
+    let (allowed, warnings, _) = verdict(&cache.state, &v6_only);
+    assert!(
+        allowed && !warnings.iter().any(|w| w.contains("protected-namespace")),
+        "{warnings:?}"
+    );
+    cache.stop().await;
+}

@@ -140,8 +140,10 @@ async fn errors_throttling_and_slow_answers_delay_but_never_break_anything() {
         let before = a.faults.failed();
         tokio::time::sleep(Duration::from_secs(4)).await;
         let failed = a.faults.failed() - before;
+        // the quick cache timing relists every watched resource at 0.5, 1.5 and 3.5 s;
+        // retries without backoff against an in-memory server would make thousands
         assert!(
-            failed > 0 && failed < 60,
+            failed > 0 && failed < 150,
             "{fault}: {failed} failed requests in 4 s"
         );
         assert!(admits_web_to_db_unpatched(&a), "{fault}");

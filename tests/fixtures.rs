@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use netpol_guard::check::analyze;
+use netpol_guard::check::{Scope, analyze_scoped};
 use netpol_guard::config::Config;
 use netpol_guard::manifest::Manifest;
+use netpol_guard::netpol::IpFamilies;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +27,10 @@ struct Fixture {
     /// Input errors the file must produce, each matched by a substring of its message.
     #[serde(default)]
     errors: Vec<String>,
+    /// The cluster's IP families (`ipv4`, `ipv6`, `dual`); unknown when absent, as for
+    /// `netpol-guard check` without `--ip-families`.
+    #[serde(default, rename = "ipFamilies")]
+    ip_families: Option<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Clone)]
@@ -58,10 +63,18 @@ fn every_fixture_yields_exactly_its_expected_findings() {
             Some(yaml) => Config::from_yaml(yaml).expect("fixture config"),
             None => Config::default(),
         };
-        let report = analyze(
+        let families = fixture
+            .ip_families
+            .as_deref()
+            .map_or(IpFamilies::Unknown, |f| {
+                IpFamilies::parse(f).unwrap_or_else(|| panic!("ipFamilies {f}"))
+            });
+        let report = analyze_scoped(
             &[Manifest::parse(fixture.file.clone(), &text)],
             &config,
             "default",
+            Scope::All,
+            families,
         );
         let messages: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
         let errors_match = messages.len() == fixture.errors.len()

@@ -14,6 +14,7 @@ mod audit;
 use crate::config::Config;
 use crate::manifest::Manifest;
 use crate::netpol::dns::DnsPreset;
+use crate::netpol::ipblock::IpFamilies;
 use crate::report::{self, Format};
 use crate::rules::CATALOG;
 use crate::serve::ServeArgs;
@@ -110,6 +111,16 @@ pub struct CheckArgs {
     /// Namespace of manifests that name none (as kubectl assumes).
     #[arg(long, default_value = "default", env = "NETPOL_GUARD_NAMESPACE")]
     pub namespace: String,
+    /// The cluster's IP families: decides what an ipBlock of one whole family
+    /// (0.0.0.0/0, ::/0) admits. Unknown by default, where verdicts that depend on it are
+    /// warnings naming the condition.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "unknown",
+        env = "NETPOL_GUARD_IP_FAMILIES"
+    )]
+    pub ip_families: IpFamiliesArg,
     /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
     #[arg(required = true)]
     pub paths: Vec<String>,
@@ -146,7 +157,13 @@ fn fix_and_emit(
     config: &Config,
     args: &CheckArgs,
 ) -> anyhow::Result<Vec<Manifest>> {
-    let missing = check::missing_dns(manifests, config, &args.namespace, args.scope);
+    let missing = check::missing_dns(
+        manifests,
+        config,
+        &args.namespace,
+        args.scope,
+        args.ip_families.into(),
+    );
     let fixes = crate::fix::fix_files(manifests, &missing);
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
@@ -186,6 +203,30 @@ fn fix_and_emit(
         }
     }
     Ok(fixed)
+}
+
+/// `--ip-families`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IpFamiliesArg {
+    /// not known: verdicts that depend on it are warnings
+    Unknown,
+    /// IPv4 only
+    Ipv4,
+    /// IPv6 only
+    Ipv6,
+    /// dual-stack
+    Dual,
+}
+
+impl From<IpFamiliesArg> for IpFamilies {
+    fn from(arg: IpFamiliesArg) -> Self {
+        match arg {
+            IpFamiliesArg::Unknown => Self::Unknown,
+            IpFamiliesArg::Ipv4 => Self::V4,
+            IpFamiliesArg::Ipv6 => Self::V6,
+            IpFamiliesArg::Dual => Self::Dual,
+        }
+    }
 }
 
 /// `--dns-preset`: where well-known distributions run cluster DNS.
@@ -290,7 +331,13 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         manifests = fix_and_emit(&manifests, &config, &args)?;
     }
-    let mut report = check::analyze_scoped(&manifests, &config, &args.namespace, args.scope);
+    let mut report = check::analyze_scoped(
+        &manifests,
+        &config,
+        &args.namespace,
+        args.scope,
+        args.ip_families.into(),
+    );
     report.problems.splice(0..0, problems);
     let rendered = report::render(&report, args.format);
     if args.fix {

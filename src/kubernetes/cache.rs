@@ -7,6 +7,7 @@
 //! have synced the engine keeps the empty inventory and judges each object alone; until
 //! the pod list has synced (or when RBAC forbids it) pods count as unknown.
 
+use crate::netpol::ipblock::IpFamilies;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub enum Fact {
         name: String,
         facts: SliceFacts,
     },
+    /// The cluster's IP families, from the `kubernetes` Service's `spec.ipFamilies`.
+    IpFamilies(IpFamilies),
 }
 
 /// What a watch stream covers, so a relist replaces exactly its objects.
@@ -82,6 +85,8 @@ pub enum Source {
     Service(String, String),
     /// The EndpointSlices of the Service `namespace/name`.
     Slices(String, String),
+    /// The API server's own Service, `default/kubernetes`: the cluster's IP families.
+    ApiService,
 }
 
 impl Source {
@@ -90,7 +95,7 @@ impl Source {
             Self::Policies => "networkpolicies",
             Self::Namespaces => "namespaces",
             Self::Pods => "pods",
-            Self::Service(..) => "services",
+            Self::Service(..) | Self::ApiService => "services",
             Self::Slices(..) => "endpointslices",
         }
     }
@@ -161,6 +166,7 @@ impl Builder {
             Source::Pods => inv.clear_pods(),
             Source::Service(ns, name) => inv.remove_service(ns, name),
             Source::Slices(ns, service) => inv.remove_slices_of(ns, service),
+            Source::ApiService => inv.set_ip_families(IpFamilies::Unknown),
         }
     }
 
@@ -195,6 +201,7 @@ impl Builder {
                 name,
                 facts,
             } => inv.insert_slice(&namespace, &name, facts),
+            Fact::IpFamilies(families) => inv.set_ip_families(families),
         }
     }
 
@@ -216,6 +223,7 @@ impl Builder {
             Fact::Slice {
                 namespace, name, ..
             } => inv.remove_slice(namespace, name),
+            Fact::IpFamilies(_) => inv.set_ip_families(IpFamilies::Unknown),
         }
     }
 }
@@ -251,6 +259,15 @@ fn protocol(p: Option<&str>) -> Protocol {
         Some("SCTP") => Protocol::Sctp,
         _ => Protocol::Tcp,
     }
+}
+
+/// The namespace and name of the API server's own Service.
+pub const API_SERVICE: (&str, &str) = ("default", "kubernetes");
+
+/// The cluster's IP families, as the `kubernetes` Service lists them.
+pub fn api_service_fact(s: Service) -> Fact {
+    let families = s.spec.and_then(|spec| spec.ip_families).unwrap_or_default();
+    Fact::IpFamilies(IpFamilies::of_service(&families))
 }
 
 pub fn service_fact(s: Service) -> Fact {
@@ -373,6 +390,16 @@ fn streams(client: &Client, dns: &DnsConfig) -> SelectAll<Events> {
                 .map(|e| e.map(|e| convert(e, pod_fact))),
         ),
     ];
+    let (ns, name) = API_SERVICE;
+    streams.push(tagged(
+        Source::ApiService,
+        watcher(
+            Api::<Service>::namespaced(client.clone(), ns),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .default_backoff()
+        .map(|e| e.map(|e| convert(e, api_service_fact))),
+    ));
     if dns.discover == Discover::Auto {
         for candidate in &dns.services {
             let Some((ns, name)) = candidate.split_once('/') else {
@@ -463,6 +490,25 @@ pub async fn list_once(
         Ok(pods) => list_into(&mut builder, Source::Pods, pods.into_iter().map(pod_fact)),
         Err(e) => notes.push(format!("pods not listed ({e}): pods count as unknown")),
     }
+    let (ns, name) = API_SERVICE;
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    match list_all(
+        &Api::<Service>::namespaced(client.clone(), ns),
+        by_name,
+        &mut |_| {},
+    )
+    .await
+    {
+        Ok(s) => list_into(
+            &mut builder,
+            Source::ApiService,
+            s.into_iter().map(api_service_fact),
+        ),
+        Err(e) => notes.push(format!(
+            "Service {ns}/{name} not read ({e}): the cluster's IP families are unknown, and \
+             verdicts on ipBlocks of one whole family (0.0.0.0/0, ::/0) are warnings"
+        )),
+    }
     if dns.discover == Discover::Auto {
         for candidate in &dns.services {
             let Some((ns, name)) = candidate.split_once('/') else {
@@ -515,6 +561,10 @@ fn degraded(source: &Source) -> &'static str {
         }
         Source::Service(..) | Source::Slices(..) => {
             "cannot watch a DNS Service candidate; keeping the configured DNS target and retrying"
+        }
+        Source::ApiService => {
+            "cannot read the kubernetes Service in default: the cluster's IP families are \
+             unknown (verdicts on ipBlocks of one whole family are warnings); retrying"
         }
     }
 }

@@ -2,6 +2,7 @@
 //! namespaces' labels. `check` fills it from the other manifests of its input; the webhook
 //! fills it from a cache of the cluster.
 
+use super::ipblock::IpFamilies;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -75,11 +76,23 @@ pub struct Inventory {
     /// DNS Service candidates and their EndpointSlices, by (namespace, name).
     services: OrdMap<(String, String), Arc<ServiceFacts>>,
     slices: OrdMap<(String, String), Arc<SliceFacts>>,
+    /// The cluster's IP families (the `kubernetes` Service's `ipFamilies`, or
+    /// `--ip-families` offline).
+    ip_families: IpFamilies,
 }
 
 impl Inventory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The cluster's IP families, as far as known.
+    pub fn ip_families(&self) -> IpFamilies {
+        self.ip_families
+    }
+
+    pub fn set_ip_families(&mut self, families: IpFamilies) {
+        self.ip_families = families;
     }
 
     /// Records a policy as living in `namespace`, replacing a stored policy of the same

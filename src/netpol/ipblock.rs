@@ -93,6 +93,104 @@ impl Block {
     pub fn is_everything(&self) -> bool {
         self.cidr.prefix_len() == 0
     }
+
+    /// Whether the block is all of IPv4 (`0.0.0.0/0`, no except) ...
+    pub fn is_all_v4(&self) -> bool {
+        self.is_everything() && self.except.is_empty() && self.cidr.addr().is_ipv4()
+    }
+
+    /// ... or all of IPv6 (`::/0`, no except).
+    pub fn is_all_v6(&self) -> bool {
+        self.is_everything() && self.except.is_empty() && self.cidr.addr().is_ipv6()
+    }
+}
+
+/// The IP families of the cluster's pods and Services: what an `ipBlock` of a whole family
+/// (`0.0.0.0/0`, `::/0`) leaves out depends on it. In an IPv4 cluster `::/0` admits no
+/// peer at all; in a dual-stack one each of them admits half of the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum IpFamilies {
+    /// Not known (offline without `--ip-families`, or the cluster not read yet).
+    #[default]
+    Unknown,
+    V4,
+    V6,
+    Dual,
+}
+
+/// Whether a set of whole-family blocks stands for every address of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Everywhere {
+    Yes,
+    No,
+    /// It does in some clusters and not in others: the condition, for a message.
+    Depends(String),
+}
+
+impl IpFamilies {
+    /// The families a Service lists in `spec.ipFamilies` (`IPv4`, `IPv6`).
+    pub fn of_service(families: &[String]) -> Self {
+        let v4 = families.iter().any(|f| f == "IPv4");
+        let v6 = families.iter().any(|f| f == "IPv6");
+        match (v4, v6) {
+            (true, true) => Self::Dual,
+            (true, false) => Self::V4,
+            (false, true) => Self::V6,
+            (false, false) => Self::Unknown,
+        }
+    }
+
+    /// Parses `ipv4`, `ipv6` or `dual`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ipv4" | "IPv4" => Some(Self::V4),
+            "ipv6" | "IPv6" => Some(Self::V6),
+            "dual" | "dual-stack" => Some(Self::Dual),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::V4 => "ipv4",
+            Self::V6 => "ipv6",
+            Self::Dual => "dual",
+        }
+    }
+
+    /// Whether the known families are all covered by whole blocks of IPv4 (`v4`) and IPv6
+    /// (`v6`).
+    fn covered_by(self, v4: bool, v6: bool) -> bool {
+        match self {
+            Self::V4 => v4,
+            Self::V6 => v6,
+            Self::Dual | Self::Unknown => v4 && v6,
+        }
+    }
+
+    /// Whether whole-family blocks of IPv4 (`v4`) and IPv6 (`v6`) are every address: both
+    /// families always are; one of them is only in a cluster of that family alone, so
+    /// where the families are unknown that is the condition.
+    pub fn everywhere(self, v4: bool, v6: bool) -> Everywhere {
+        if self != Self::Unknown || v4 == v6 {
+            return if self.covered_by(v4, v6) {
+                Everywhere::Yes
+            } else {
+                Everywhere::No
+            };
+        }
+        let (has, only, lacks) = if v4 {
+            ("0.0.0.0/0", "IPv4", "IPv6")
+        } else {
+            ("::/0", "IPv6", "IPv4")
+        };
+        Everywhere::Depends(format!(
+            "{has} is every address only in an {only}-only cluster: it admits no {lacks} peer \
+             (a dual-stack or {lacks} cluster loses that traffic; the cluster's IP families are \
+             not known here: --ip-families ipv4|ipv6|dual decides)"
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -142,5 +240,45 @@ mod tests {
         assert!(b.contains("8.8.8.8".parse().expect("ip")));
         assert!(!b.contains("169.254.169.254".parse().expect("ip")));
         assert!(!b.contains("::1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn whole_families_are_everywhere_only_where_they_cover_the_cluster() {
+        use IpFamilies::*;
+        let depends = |e: Everywhere| matches!(e, Everywhere::Depends(_));
+        // (families, 0.0.0.0/0 present, ::/0 present) -> every address?
+        let table = [
+            (V4, true, false, Some(true)),
+            (V4, false, true, Some(false)),
+            (V6, false, true, Some(true)),
+            (V6, true, false, Some(false)),
+            (Dual, true, false, Some(false)),
+            (Dual, false, true, Some(false)),
+            (Dual, true, true, Some(true)),
+            (Unknown, true, true, Some(true)),
+            (Unknown, false, false, Some(false)),
+            (Unknown, true, false, None),
+            (Unknown, false, true, None),
+        ];
+        for (families, v4, v6, want) in table {
+            let got = families.everywhere(v4, v6);
+            match want {
+                Some(true) => assert_eq!(got, Everywhere::Yes, "{families:?} {v4} {v6}"),
+                Some(false) => assert_eq!(got, Everywhere::No, "{families:?} {v4} {v6}"),
+                None => assert!(depends(got), "{families:?} {v4} {v6}"),
+            }
+        }
+        let Everywhere::Depends(why) = Unknown.everywhere(false, true) else {
+            unreachable!()
+        };
+        assert!(
+            why.contains("::/0") && why.contains("no IPv4 peer"),
+            "{why}"
+        );
+        assert_eq!(
+            IpFamilies::of_service(&["IPv6".into(), "IPv4".into()]),
+            Dual
+        );
+        assert_eq!(IpFamilies::parse("ipv6"), Some(V6));
     }
 }

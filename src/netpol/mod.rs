@@ -2,6 +2,7 @@
 //! exactly as Kubernetes would. No I/O, no async, no clock.
 
 pub mod cluster;
+pub use ipblock::IpFamilies;
 pub(crate) mod coverage;
 pub(crate) mod dns;
 pub(crate) mod index;

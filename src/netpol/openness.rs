@@ -8,7 +8,7 @@
 use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ipblock::Block;
+use super::ipblock::{Block, Everywhere, IpFamilies};
 use super::peer::PeerKind;
 use super::policy::RuleView;
 use super::ports::Protocol;
@@ -18,24 +18,36 @@ const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
 const MAX_PORT: i32 = 65535;
 
 /// Whether a rule's peers stand for every source or destination. `ip_block_matches_pods`:
-/// an `ipBlock` of a whole address family then also holds every pod.
-pub fn peers_everything(peers: &[NetworkPolicyPeer], ip_block_matches_pods: bool) -> bool {
+/// an `ipBlock` of every address then also holds every pod. Every address takes both
+/// families (`0.0.0.0/0` and `::/0`) unless the cluster has one family only.
+pub fn peers_everything(
+    peers: &[NetworkPolicyPeer],
+    ip_block_matches_pods: bool,
+    families: IpFamilies,
+) -> Everywhere {
     if peers.is_empty() {
-        return true;
+        return Everywhere::Yes;
     }
-    let all_addresses = peers.iter().any(|p| match PeerKind::of(p) {
-        PeerKind::IpBlock(block) => {
-            Block::parse(block).is_ok_and(|b| b.is_everything() && b.except.is_empty())
-        }
-        _ => false,
-    });
+    let blocks: Vec<Block> = peers
+        .iter()
+        .filter_map(|p| match PeerKind::of(p) {
+            PeerKind::IpBlock(block) => Block::parse(block).ok(),
+            _ => None,
+        })
+        .collect();
     let all_pods = peers.iter().any(|p| match PeerKind::of(p) {
         PeerKind::Namespaces { namespaces, pods } => {
             selector::is_empty(namespaces) && pods.is_none_or(selector::is_empty)
         }
         _ => false,
     });
-    all_addresses && (all_pods || ip_block_matches_pods)
+    if !(all_pods || ip_block_matches_pods) {
+        return Everywhere::No;
+    }
+    families.everywhere(
+        blocks.iter().any(Block::is_all_v4),
+        blocks.iter().any(Block::is_all_v6),
+    )
 }
 
 /// The port ranges of one protocol a port list admits (`None`: every port).
@@ -68,14 +80,51 @@ fn covers_all_ports(mut ranges: Vec<(i32, i32)>) -> bool {
     next > MAX_PORT
 }
 
-/// Whether these rules together admit every peer on every port of every protocol.
+/// Whether these rules together admit every peer on every port of every protocol, in a
+/// cluster of these IP families; where the families are unknown and decide, the condition.
 pub fn rules_open_everything<'a>(
     rules: impl IntoIterator<Item = &'a RuleView<'a>>,
     ip_block_matches_pods: bool,
-) -> bool {
+    families: IpFamilies,
+) -> Everywhere {
+    let rules: Vec<&RuleView<'_>> = rules.into_iter().collect();
+    let open = |families| open_in(&rules, ip_block_matches_pods, families);
+    let verdict = |open: bool| {
+        if open {
+            Everywhere::Yes
+        } else {
+            Everywhere::No
+        }
+    };
+    if families != IpFamilies::Unknown {
+        return verdict(open(families));
+    }
+    let each = [IpFamilies::V4, IpFamilies::V6, IpFamilies::Dual].map(open);
+    if each.iter().all(|&o| o == each[0]) {
+        return verdict(each[0]);
+    }
+    rules
+        .iter()
+        .find_map(
+            |r| match peers_everything(r.peers, ip_block_matches_pods, families) {
+                Everywhere::Depends(why) => Some(Everywhere::Depends(why)),
+                _ => None,
+            },
+        )
+        .unwrap_or(Everywhere::No)
+}
+
+/// [`rules_open_everything`] in a cluster of known families. Dual-stack traffic is of one
+/// family or the other: each family's traffic must be admitted whole, by any of the rules.
+fn open_in(rules: &[&RuleView<'_>], ip_block_matches_pods: bool, families: IpFamilies) -> bool {
+    if matches!(families, IpFamilies::Dual | IpFamilies::Unknown) {
+        return open_in(rules, ip_block_matches_pods, IpFamilies::V4)
+            && open_in(rules, ip_block_matches_pods, IpFamilies::V6);
+    }
     let wide: Vec<&RuleView<'_>> = rules
-        .into_iter()
-        .filter(|r| peers_everything(r.peers, ip_block_matches_pods))
+        .iter()
+        .copied()
+        .filter(|r| peers_everything(r.peers, ip_block_matches_pods, families) == Everywhere::Yes)
         .collect();
     PROTOCOLS.iter().all(|protocol| {
         let mut all = Vec::new();
@@ -89,9 +138,13 @@ pub fn rules_open_everything<'a>(
     })
 }
 
-/// Whether one rule by itself admits everything.
-pub fn rule_opens_everything(rule: &RuleView<'_>, ip_block_matches_pods: bool) -> bool {
-    rules_open_everything([rule], ip_block_matches_pods)
+/// Whether one rule by itself admits everything, certainly.
+pub fn rule_opens_everything(
+    rule: &RuleView<'_>,
+    ip_block_matches_pods: bool,
+    families: IpFamilies,
+) -> bool {
+    rules_open_everything([rule], ip_block_matches_pods, families) == Everywhere::Yes
 }
 
 #[cfg(test)]
@@ -100,10 +153,14 @@ mod tests {
     use crate::netpol::policy::tests::policy;
     use crate::netpol::policy::{Direction, Subject};
 
-    fn open(spec: &str) -> bool {
+    fn open_in(spec: &str, families: IpFamilies) -> Everywhere {
         let p = policy(&format!("metadata: {{name: a}}\nspec: {spec}"));
         let s = Subject::new(&p, "default");
-        rules_open_everything(&s.rules(Direction::Ingress), true)
+        rules_open_everything(&s.rules(Direction::Ingress), true, families)
+    }
+
+    fn open(spec: &str) -> bool {
+        open_in(spec, IpFamilies::V4) == Everywhere::Yes
     }
 
     #[test]
@@ -121,12 +178,14 @@ mod tests {
                 "{ingress: [{ports: [{port: 1, endPort: 1000}]}, {ports: [{port: 1001, endPort: 65535}, {protocol: UDP}]}, {ports: [{protocol: SCTP}]}]}",
                 true,
             ),
-            // from everywhere: both address families, or one with ipBlock matching pods
+            // from everywhere (in an IPv4 cluster): its family, with ipBlock matching pods
             (
                 "{ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: '::/0'}}]}]}",
                 true,
             ),
             ("{ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}", true),
+            // ::/0 admits no IPv4 peer
+            ("{ingress: [{from: [{ipBlock: {cidr: '::/0'}}]}]}", false),
             // not everything
             ("{ingress: [{ports: [{port: 1, endPort: 65535}]}]}", false),
             (
@@ -154,6 +213,45 @@ mod tests {
             "metadata: {name: a}\nspec: {ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}",
         );
         let s = Subject::new(&p, "default");
-        assert!(!rules_open_everything(&s.rules(Direction::Ingress), false));
+        assert_eq!(
+            rules_open_everything(&s.rules(Direction::Ingress), false, IpFamilies::V4),
+            Everywhere::No
+        );
+    }
+
+    #[test]
+    fn one_family_is_everything_only_in_a_cluster_of_that_family() {
+        use IpFamilies::*;
+        let v6 = "{ingress: [{from: [{ipBlock: {cidr: '::/0'}}]}]}";
+        let v4 = "{ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}";
+        let both = "{ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: '::/0'}}]}]}";
+        // both families split over two rules still add up
+        let split = "{ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}, {from: [{ipBlock: {cidr: '::/0'}}]}]}";
+        let table = [
+            (v6, V4, Some(false)),
+            (v6, Dual, Some(false)),
+            (v6, V6, Some(true)),
+            (v6, Unknown, None),
+            (v4, V4, Some(true)),
+            (v4, Dual, Some(false)),
+            (v4, V6, Some(false)),
+            (v4, Unknown, None),
+            (both, Dual, Some(true)),
+            (both, Unknown, Some(true)),
+            (split, Unknown, Some(true)),
+            (split, Dual, Some(true)),
+            ("{ingress: [{}]}", Unknown, Some(true)),
+        ];
+        for (spec, families, want) in table {
+            let got = open_in(spec, families);
+            match want {
+                Some(true) => assert_eq!(got, Everywhere::Yes, "{spec} {families:?}"),
+                Some(false) => assert_eq!(got, Everywhere::No, "{spec} {families:?}"),
+                None => assert!(
+                    matches!(&got, Everywhere::Depends(why) if why.contains("--ip-families")),
+                    "{spec} {families:?}: {got:?}"
+                ),
+            }
+        }
     }
 }

@@ -422,10 +422,11 @@ mod tests {
                 true,
                 None,
             ),
+            // in this IPv4 cluster ::/0 holds no DNS pod (the families table is below)
             (
                 "{to: [{ipBlock: {cidr: '::/0'}}], ports: [{port: 53, protocol: UDP}]}",
                 true,
-                None,
+                Some(false),
             ),
             ("{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}", true, None),
             (
@@ -479,7 +480,8 @@ mod tests {
                 assert!(h.message.contains("only if"), "{}", h.message);
             }
             // nothing is injected unless DNS is certainly missing
-            let inventory = crate::netpol::cluster::Inventory::new();
+            let mut inventory = crate::netpol::cluster::Inventory::new();
+            inventory.set_ip_families(setup.families);
             let p = crate::netpol::policy::tests::policy(&yaml);
             let needs = needs_dns_allowance(&setup.context(&inventory), &Subject::new(&p, "apps"));
             assert_eq!(needs, *want == Some(false), "{rules}");
@@ -489,6 +491,44 @@ mod tests {
             egress("{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}");
         assert_eq!(run(&DNS_TCP_MISSING, &udp_only, &[]).len(), 1);
         assert_eq!(run(&DNS_PEER_TOO_BROAD, &udp_only, &[]).len(), 1);
+    }
+
+    #[test]
+    fn whole_family_blocks_reach_dns_by_the_clusters_ip_families() {
+        use crate::netpol::ipblock::IpFamilies::{self, *};
+        let v4 = "{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 53, protocol: UDP}]}";
+        let v6 = "{to: [{ipBlock: {cidr: '::/0'}}], ports: [{port: 53, protocol: UDP}]}";
+        let both = "{to: [{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: '::/0'}}], ports: [{port: 53, protocol: UDP}]}";
+        // (rules, families, expected: None = no finding, Some(conditional))
+        let cases: &[(&str, IpFamilies, Option<bool>)] = &[
+            (v4, V4, None),
+            (v4, V6, Some(false)),
+            (v4, Dual, Some(true)),
+            (v4, Unknown, Some(true)),
+            (v6, V6, None),
+            (v6, V4, Some(false)),
+            (v6, Dual, Some(true)),
+            (v6, Unknown, Some(true)),
+            (both, Unknown, None),
+            (both, Dual, None),
+            (both, V4, None),
+        ];
+        for (rules, families, want) in cases {
+            let setup = Setup {
+                families: *families,
+                ..Setup::default()
+            };
+            let hits = run_with(&EGRESS_MISSING_DNS, &egress(rules), &[], &setup);
+            let got = hits.first().map(|h| h.condition.is_some());
+            assert_eq!(got, *want, "{rules} in {families:?}: {hits:#?}");
+            if *families == Unknown && *want == Some(true) {
+                assert!(
+                    hits[0].message.contains("--ip-families"),
+                    "{}",
+                    hits[0].message
+                );
+            }
+        }
     }
 
     #[test]

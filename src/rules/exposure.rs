@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::ipblock::Block;
+use crate::netpol::ipblock::Everywhere;
 use crate::netpol::openness::{rule_opens_everything, rules_open_everything};
 use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::ports::{PortTarget, Protocol, ports_allow};
@@ -134,10 +135,14 @@ fn everywhere(direction: Direction) -> &'static str {
 /// isolation another policy of the namespace sets for the same pods.
 fn allow_all(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     let ipm = ctx.dns.ip_block_matches_pods();
+    let families = ctx.inventory.ip_families();
     let mut hits = Vec::new();
     for direction in Direction::BOTH {
         let rules = subject.rules(direction);
-        let Some(wide) = rules.iter().find(|r| rule_opens_everything(r, ipm)) else {
+        let Some(wide) = rules
+            .iter()
+            .find(|r| rule_opens_everything(r, ipm, families))
+        else {
             continue;
         };
         let others: Vec<String> = rules
@@ -181,6 +186,7 @@ fn cancelled_isolation(
     let selector = subject.pod_selector();
     let mine = Selector::parse(&selector).ok()?;
     let ipm = ctx.dns.ip_block_matches_pods();
+    let families = ctx.inventory.ip_families();
     ctx.inventory
         .policies_in(subject.namespace)
         .iter()
@@ -188,7 +194,7 @@ fn cancelled_isolation(
         .filter(|o| subject.name.is_empty() || o.name != subject.name)
         .find(|o| {
             o.isolates(direction)
-                && !rules_open_everything(&o.rules(direction), ipm)
+                && rules_open_everything(&o.rules(direction), ipm, families) != Everywhere::Yes
                 && Selector::parse(&o.pod_selector()).is_ok_and(|theirs| theirs.implies(&mine))
         })
         .map(|o| o.name.to_string())

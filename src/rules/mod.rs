@@ -283,6 +283,7 @@ pub(crate) mod testing {
     use super::*;
     use crate::netpol::cluster::Inventory;
     use crate::netpol::dns::{DnsConfig, DnsTarget};
+    use crate::netpol::ipblock::IpFamilies;
     use crate::netpol::policy::{DEFAULT_NAMESPACE, tests::policy};
 
     /// The settings a rule table runs with (the shipped defaults unless a test says).
@@ -291,6 +292,8 @@ pub(crate) mod testing {
         pub(crate) levels: BTreeMap<String, Level>,
         pub(crate) protected: Vec<String>,
         pub(crate) dns: DnsConfig,
+        /// The cluster's IP families (IPv4 unless a case says).
+        pub(crate) families: IpFamilies,
     }
 
     impl Default for Setup {
@@ -301,6 +304,7 @@ pub(crate) mod testing {
                     .map(String::from)
                     .to_vec(),
                 dns: DnsConfig::default(),
+                families: IpFamilies::V4,
             }
         }
     }
@@ -324,6 +328,7 @@ pub(crate) mod testing {
 
     pub(crate) fn run_with(rule: &Rule, yaml: &str, others: &[&str], config: &Setup) -> Vec<Hit> {
         let mut inventory = Inventory::new();
+        inventory.set_ip_families(config.families);
         for doc in others {
             let value: serde_json::Value = serde_yaml_ng::from_str(doc).expect("context doc");
             if value["kind"] == "Pod" {

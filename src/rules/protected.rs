@@ -5,6 +5,7 @@ use super::{Check, Hit, Rule, Severity};
 use crate::netpol::coverage::{Candidates, PodsOutcome, describe_examples, pods_outcome};
 use crate::netpol::dns::Reach;
 use crate::netpol::index::Lookup;
+use crate::netpol::ipblock::Everywhere;
 use crate::netpol::openness::rules_open_everything;
 use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::selector;
@@ -47,10 +48,12 @@ fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Optio
         return None;
     }
     let matches_pods = ctx.dns.ip_block_matches_pods();
-    let opens = |set: &[&Subject<'_>], d: Direction| {
+    let families = ctx.inventory.ip_families();
+    let opening = |set: &[&Subject<'_>], d: Direction| {
         let rules: Vec<RuleView<'_>> = set.iter().flat_map(|s| s.rules(d)).collect();
-        rules_open_everything(&rules, matches_pods)
+        rules_open_everything(&rules, matches_pods, families)
     };
+    let opens = |set: &[&Subject<'_>], d: Direction| opening(set, d) == Everywhere::Yes;
     let own_selector = subject.pod_selector();
     let own = Selector::parse(&own_selector).ok();
     let prepared = ctx.policies.namespace(subject.namespace);
@@ -71,8 +74,18 @@ fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Optio
     let mut found = Restricted::default();
     let mut dirs = Vec::new();
     for d in Direction::BOTH {
-        if !subject.isolates(d) || opens(&set, d) {
+        if !subject.isolates(d) {
             continue;
+        }
+        match opening(&set, d) {
+            Everywhere::Yes => continue,
+            // open or locked out by the cluster's IP families alone: a warning naming them
+            Everywhere::Depends(why) => {
+                found.condition = found.condition.or(Some(why));
+                dirs.push(d.policy_type());
+                continue;
+            }
+            Everywhere::No => {}
         }
         if let (true, Some(own)) = (all_pods, &own) {
             let lookup = Lookup::new(
@@ -140,7 +153,17 @@ fn deny_all(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
          they need (the DNS pods need ingress on UDP and TCP 53 from every namespace)",
     );
     vec![match found.condition {
-        Some(condition) => hit.depends(condition),
+        Some(condition) => {
+            let mut hit = hit.depends(condition.clone());
+            // the condition is said where a warning shows it, unless the message says it
+            if !hit.message.contains(&condition) {
+                hit.message = format!(
+                    "{}; this depends on what the guard cannot see: {condition}",
+                    hit.message
+                );
+            }
+            hit
+        }
         None => hit,
     }]
 }
@@ -259,6 +282,46 @@ mod tests {
             "{}",
             hits[0].message
         );
+    }
+
+    #[test]
+    fn every_address_is_both_families_unless_the_cluster_has_one() {
+        use crate::netpol::ipblock::IpFamilies::{self, *};
+        let ks = |from: &str| {
+            format!(
+                "metadata: {{name: p, namespace: kube-system}}\nspec: {{podSelector: {{}}, policyTypes: [Ingress], ingress: [{{from: [{from}]}}]}}"
+            )
+        };
+        let v6 = ks("{ipBlock: {cidr: '::/0'}}");
+        let v4 = ks("{ipBlock: {cidr: 0.0.0.0/0}}");
+        let both = ks("{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: '::/0'}}");
+        // (policy, families, expected: None = no finding, Some(conditional))
+        let cases: [(&str, IpFamilies, Option<bool>); 10] = [
+            // ::/0 admits no IPv4 peer: an IPv4 or dual-stack kube-system is locked out
+            (&v6, V4, Some(false)),
+            (&v6, Dual, Some(false)),
+            (&v6, V6, None),
+            (&v6, Unknown, Some(true)),
+            (&v4, V4, None),
+            (&v4, V6, Some(false)),
+            (&v4, Dual, Some(false)),
+            (&v4, Unknown, Some(true)),
+            (&both, Unknown, None),
+            (&both, Dual, None),
+        ];
+        for (yaml, families, want) in cases {
+            let setup = Setup {
+                families,
+                ..Setup::default()
+            };
+            let hits = run_with(&DENY_ALL, yaml, &[], &setup);
+            let got = hits.first().map(|h| h.condition.is_some());
+            assert_eq!(got, want, "{yaml} in {families:?}: {hits:#?}");
+            if want == Some(true) {
+                let why = hits[0].condition.as_deref().unwrap_or_default();
+                assert!(why.contains("--ip-families"), "{why}");
+            }
+        }
     }
 
     #[test]

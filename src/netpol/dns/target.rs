@@ -2,6 +2,7 @@
 //! from the DNS Service and its EndpointSlices when the cache has them, the configured
 //! ones otherwise, plus any further configured DNS pods and addresses.
 
+use crate::netpol::ipblock::IpFamilies;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -67,6 +68,8 @@ struct Endpoint {
     ports: Vec<DnsPort>,
     /// The pods' IPs, when discovered.
     pod_ips: Vec<IpAddr>,
+    /// The cluster's IP families: which whole-family block holds the pods' addresses.
+    families: IpFamilies,
 }
 
 impl Endpoint {
@@ -97,6 +100,7 @@ impl Endpoint {
             pod_labels: pod_labels.clone(),
             ports,
             pod_ips,
+            families: inventory.ip_families(),
         }
     }
 
@@ -182,6 +186,34 @@ impl Endpoint {
             .any(|pod| peer::selects_pod(peer, policy_namespace, &pod))
     }
 
+    /// Whether a block of one whole family (`0.0.0.0/0` or `::/0`) holds the pods' addresses:
+    /// in a cluster of that family alone it does, of the other it does not; in a dual-stack
+    /// cluster, or where the families are unknown, that is the condition.
+    fn whole_family_reach(&self, block: &Block) -> Reach {
+        let (family, other) = if block.is_all_v4() {
+            ("IPv4", "IPv6")
+        } else {
+            ("IPv6", "IPv4")
+        };
+        let v4 = block.is_all_v4();
+        match self.families {
+            IpFamilies::V4 | IpFamilies::V6 if v4 == (self.families == IpFamilies::V4) => {
+                Reach::Yes
+            }
+            IpFamilies::V4 | IpFamilies::V6 => Reach::No,
+            IpFamilies::Dual => Reach::Maybe(format!(
+                "{} holds the DNS pods' {family} addresses only: in this dual-stack cluster \
+                 lookups over {other} are not admitted",
+                block.cidr
+            )),
+            IpFamilies::Unknown => Reach::Maybe(format!(
+                "{} holds the DNS pods' addresses only if they are {family} (the cluster's IP \
+                 families are not known here: --ip-families ipv4|ipv6|dual decides)",
+                block.cidr
+            )),
+        }
+    }
+
     /// Whether an `ipBlock` reaches these pods. With their IPs in view: when it holds all
     /// of them. Otherwise a whole address family without `except` does; a range that may
     /// hold pod IPs might.
@@ -203,8 +235,8 @@ impl Endpoint {
                 )),
             };
         }
-        if block.is_everything() && block.except.is_empty() {
-            return Reach::Yes;
+        if block.is_all_v4() || block.is_all_v6() {
+            return self.whole_family_reach(block);
         }
         let may_hold_pods = block.is_everything()
             || POD_RANGES
@@ -377,6 +409,22 @@ impl DnsTarget {
             let yes = self.endpoints.iter().any(|e| e.ports_allow(rule, protocol))
                 || (!self.ips.is_empty() && self.ports_allow_by_address(rule, protocol));
             return if yes { Reach::Yes } else { Reach::No };
+        }
+        // 0.0.0.0/0 and ::/0 side by side hold every address, whatever the families
+        let blocks: Vec<Block> = rule
+            .peers
+            .iter()
+            .filter_map(|peer| match PeerKind::of(peer) {
+                PeerKind::IpBlock(block) => Block::parse(block).ok(),
+                _ => None,
+            })
+            .collect();
+        if blocks.iter().any(Block::is_all_v4)
+            && blocks.iter().any(Block::is_all_v6)
+            && self.ip_block_matches_pods
+            && self.endpoints.iter().any(|e| e.ports_allow(rule, protocol))
+        {
+            return Reach::Yes;
         }
         rule.peers.iter().fold(Reach::No, |best, peer| {
             best.or(|| match PeerKind::of(peer) {
