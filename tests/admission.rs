@@ -171,7 +171,9 @@ async fn the_canned_create_is_denied_with_rule_ids_fix_and_403() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.starts_with("netpol-guard dns-peer-too-broad at spec.egress[0].to[0]")),
+            .any(|w| w.starts_with(
+                "netpol-guard dns-peer-too-broad: NetworkPolicy shop/web-egress at spec.egress[0].to[0]: "
+            )),
         "{warnings:?}"
     );
     assert!(
@@ -252,12 +254,9 @@ async fn warnings_alone_admit() {
     assert_eq!(r["allowed"], true);
     let warnings = r["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1);
-    assert!(
-        warnings[0]
-            .as_str()
-            .unwrap()
-            .starts_with("netpol-guard dns-tcp-missing at spec.egress[0]")
-    );
+    assert!(warnings[0].as_str().unwrap().starts_with(
+        "netpol-guard dns-tcp-missing: NetworkPolicy shop/web-egress at spec.egress[0]: "
+    ));
     let text = metrics_text(&state).await;
     assert_eq!(
         requests(&text, "validate", "NetworkPolicy", "CREATE", "allowed"),
@@ -309,6 +308,18 @@ async fn mutation_injects_dns_once_and_the_result_validates() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(resp["response"]["allowed"], true);
     assert_eq!(resp["response"]["patchType"], "JSONPatch");
+    // kubectl says so: the stored object is not the one sent
+    assert_eq!(
+        resp["response"]["warnings"],
+        json!([
+            "netpol-guard egress-missing-dns: NetworkPolicy shop/web-egress at spec.egress: \
+                no rule allowed DNS, so netpol-guard added one (UDP and TCP 53 to the DNS pods \
+                k8s-app=kube-dns in kube-system) and annotated the policy \
+                netpol-guard.io/injected: dns; put the rule in this object's source so the \
+                next apply keeps it"
+        ]),
+        "{resp}"
+    );
     let patch = patch_of(&resp).expect("a patch");
     let mut patched = original;
     json_patch::patch(&mut patched, &patch).unwrap();

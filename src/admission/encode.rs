@@ -163,17 +163,23 @@ pub(super) fn finish(
 /// Encodes the guard's verdict as the response to the request `origin`.
 pub(super) fn encode(origin: Origin<'_>, kind: &'static str, verdict: Verdict) -> Reviewed {
     let response = admitting(origin.uid);
+    let object = ObjectName(kind, origin.namespace, origin.name);
     match verdict {
         Verdict::Allow { findings } => {
-            let response = with_findings(response, &findings);
+            let response = with_findings(response, object, &findings);
             finish(origin, response, Decision::Allowed, kind, findings)
         }
         Verdict::Deny { message, findings } => {
-            let response = deny(with_findings(response, &findings), message);
+            let response = deny(with_findings(response, object, &findings), message);
             finish(origin, response, Decision::Denied, kind, findings)
         }
-        Verdict::Patch(patch) => match response.clone().with_patch(patch) {
-            Ok(patched) => finish(origin, patched, Decision::Mutated, kind, Vec::new()),
+        Verdict::Patch { patch, notice } => match response.clone().with_patch(patch) {
+            Ok(mut patched) => {
+                if let Some(n) = notice {
+                    patched.warnings = Some(vec![warning(n.rule, object, &n.path, &n.message)]);
+                }
+                finish(origin, patched, Decision::Mutated, kind, Vec::new())
+            }
             Err(e) => {
                 let failed = deny(
                     response,
@@ -185,14 +191,44 @@ pub(super) fn encode(origin: Origin<'_>, kind: &'static str, verdict: Verdict) -
     }
 }
 
+/// The object a request writes, as warnings name it: `NetworkPolicy shop/web`,
+/// `Namespace lab` (kubectl prints the warnings of a multi-object apply one after another).
+#[derive(Debug, Clone, Copy)]
+struct ObjectName<'a>(&'a str, &'a str, &'a str);
+
+impl std::fmt::Display for ObjectName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ObjectName(kind, namespace, name) = *self;
+        let name = if name.is_empty() {
+            "(generated name)"
+        } else {
+            name
+        };
+        if namespace.is_empty() {
+            write!(f, "{kind} {name}")
+        } else {
+            write!(f, "{kind} {namespace}/{name}")
+        }
+    }
+}
+
+/// One admission warning: the rule, the object, the field, what.
+fn warning(rule: &str, object: ObjectName<'_>, path: &str, message: &str) -> String {
+    format!("netpol-guard {rule}: {object} at {path}: {message}")
+}
+
 /// Warn-level findings as admission warnings (kubectl prints them), every finding as an
 /// audit annotation.
-fn with_findings(mut response: AdmissionResponse, findings: &[Finding]) -> AdmissionResponse {
+fn with_findings(
+    mut response: AdmissionResponse,
+    object: ObjectName<'_>,
+    findings: &[Finding],
+) -> AdmissionResponse {
     response.audit_annotations = audit_annotations(findings);
     let warnings: Vec<String> = findings
         .iter()
         .filter(|f| f.severity == Severity::Warn)
-        .map(|f| format!("netpol-guard {} at {}: {}", f.rule, f.path, f.message))
+        .map(|f| warning(f.rule, object, &f.path, &f.message))
         .collect();
     if !warnings.is_empty() {
         response.warnings = Some(warnings);

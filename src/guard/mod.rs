@@ -125,8 +125,20 @@ pub enum Verdict {
         message: String,
         findings: Vec<Finding>,
     },
-    /// Admit with this JSON patch.
-    Patch(json_patch::Patch),
+    /// Admit with this JSON patch, and a warning saying what it does when the user should
+    /// know (the DNS injection: the stored object is not what was sent).
+    Patch {
+        patch: json_patch::Patch,
+        notice: Option<Notice>,
+    },
+}
+
+/// What a mutation tells the user, as an admission warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub rule: &'static str,
+    pub path: String,
+    pub message: String,
 }
 
 impl Verdict {

@@ -112,7 +112,10 @@ pub fn mutate(snapshot: &Snapshot, req: &Request<'_, ObjectMeta>) -> Verdict {
     if label(Some(ns), COMPANIONS_LABEL).as_deref() == Some(stamp) {
         return Verdict::allow();
     }
-    Verdict::Patch(label_patch(ns.labels.is_some(), COMPANIONS_LABEL, stamp))
+    Verdict::Patch {
+        patch: label_patch(ns.labels.is_some(), COMPANIONS_LABEL, stamp),
+        notice: None,
+    }
 }
 
 /// Sets one label, creating `metadata.labels` when the object has none.

@@ -66,8 +66,33 @@ pub fn mutate(snapshot: &Snapshot, req: &Request<'_, NetworkPolicy>) -> Verdict 
         return Verdict::allow();
     }
     let subject = Subject::new(policy, req.namespace);
-    match dns_allowance_patch_in(&snapshot.rule_context(), &subject) {
-        Some(patch) => Verdict::Patch(patch),
+    let ctx = snapshot.rule_context();
+    match dns_allowance_patch_in(&ctx, &subject) {
+        Some(patch) => Verdict::Patch {
+            patch,
+            notice: Some(super::Notice {
+                rule: rules::dns::EGRESS_MISSING_DNS.id,
+                path: "spec.egress".into(),
+                message: format!(
+                    "no rule allowed DNS, so netpol-guard added one (UDP and TCP {} to the DNS \
+                     pods {}{}) and annotated the policy netpol-guard.io/injected: dns; put the \
+                     rule in this object's source so the next apply keeps it",
+                    ctx.dns
+                        .port_number(crate::netpol::ports::Protocol::Udp)
+                        .unwrap_or(53),
+                    ctx.dns
+                        .pod_labels()
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    ctx.dns
+                        .namespace()
+                        .map(|ns| format!(" in {ns}"))
+                        .unwrap_or_default(),
+                ),
+            }),
+        },
         None => Verdict::allow(),
     }
 }
