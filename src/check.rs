@@ -190,9 +190,19 @@ impl Report {
 
     /// 2 when input could not be read, else 1 when anything is denied, else 0.
     pub fn exit_code(&self) -> u8 {
+        self.exit_code_failing_on(Severity::Deny)
+    }
+
+    /// 2 when input could not be read, else 1 when a finding is at least as severe as
+    /// `fail_on` (`Warn`: warnings fail too), else 0.
+    pub fn exit_code_failing_on(&self, fail_on: Severity) -> u8 {
+        let failing = match fail_on {
+            Severity::Deny => self.count(Severity::Deny),
+            Severity::Warn => self.count(Severity::Deny) + self.count(Severity::Warn),
+        };
         if !self.problems.is_empty() {
             2
-        } else if self.count(Severity::Deny) > 0 {
+        } else if failing > 0 {
             1
         } else {
             0

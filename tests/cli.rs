@@ -971,3 +971,46 @@ fn yaml_bombs_deep_nesting_and_huge_inputs_end_in_a_clear_error() {
         stdout(&out)
     );
 }
+
+#[test]
+fn fail_on_namespace_flag_and_fix_diff_exit_codes() {
+    // a warning alone passes by default and fails with --fail-on warn
+    let udp_only = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]\n    ports: [{port: 53, protocol: UDP}]\n";
+    let file = temp_file("udp-only.yaml", udp_only);
+    let file = file.to_str().unwrap();
+    assert_eq!(run(&["check", file]).status.code(), Some(0));
+    assert_eq!(
+        run(&["check", "--fail-on", "deny", file]).status.code(),
+        Some(0)
+    );
+    let out = run(&["check", "--fail-on", "warn", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("dns-tcp-missing"));
+
+    // -n: objects that name no namespace are judged as in NS (as kubectl apply -n puts them)
+    let ingress_deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-in}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n";
+    let file = temp_file("deny-in.yaml", ingress_deny);
+    let file = file.to_str().unwrap();
+    assert_eq!(run(&["check", file]).status.code(), Some(0));
+    for flag in ["-n", "--namespace"] {
+        let out = run(&["check", "--format", "json", flag, "kube-system", file]);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {}", stdout(&out));
+        let v = json(&out);
+        assert_eq!(v["findings"][0]["rule"], "protected-namespace-deny-all");
+        assert_eq!(v["findings"][0]["namespace"], "kube-system", "{v}");
+    }
+
+    // --fix --diff exits 1 when it has a diff, 0 when nothing needs fixing
+    let missing = temp_file("missing-dns-diff.yaml", MISSING_DNS);
+    let out = run(&["check", "--fix", "--diff", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("+    - port: 53") || stdout(&out).contains("+  - ports:"),
+        "{}",
+        stdout(&out)
+    );
+    let clean = temp_file("clean.yaml", udp_only);
+    let out = run(&["check", "--fix", "--diff", clean.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+}

@@ -93,7 +93,8 @@ pub struct CheckArgs {
     /// With --fix: write each fixed file in place.
     #[arg(long, requires = "fix", conflicts_with = "diff")]
     pub write: bool,
-    /// With --fix: print a unified diff per fixed file instead of the files.
+    /// With --fix: print a unified diff per fixed file instead of the files (exit 1 when
+    /// there is one).
     #[arg(long, requires = "fix")]
     pub diff: bool,
     /// Which manifests are one context: all (the default: as the cluster sees them once all
@@ -108,9 +109,19 @@ pub struct CheckArgs {
     /// mistyped directory cannot pass silently).
     #[arg(long)]
     pub allow_empty: bool,
-    /// Namespace of manifests that name none (as kubectl assumes).
-    #[arg(long, default_value = "default", env = "NETPOL_GUARD_NAMESPACE")]
+    /// Namespace of manifests that name none (as kubectl assumes, and as `kubectl apply
+    /// -n NS` would put them).
+    #[arg(
+        long,
+        short = 'n',
+        default_value = "default",
+        env = "NETPOL_GUARD_NAMESPACE"
+    )]
     pub namespace: String,
+    /// The least severe finding that fails the check (exit 1): deny (the default: what the
+    /// webhook refuses) or warn (warnings fail too).
+    #[arg(long, value_enum, default_value = "deny", env = "NETPOL_GUARD_FAIL_ON")]
+    pub fail_on: FailOn,
     /// The cluster's IP families: decides what an ipBlock of one whole family
     /// (0.0.0.0/0, ::/0) admits. Unknown by default, where verdicts that depend on it are
     /// warnings naming the condition.
@@ -151,12 +162,12 @@ pub struct AuditArgs {
 
 /// Applies the DNS fixes as text edits, emits them as asked (the fixed file, the files
 /// written in place, or diffs) and lists each fix on stderr. Returns the manifests as
-/// fixed, for the report.
+/// fixed, for the report, and whether anything changed.
 fn fix_and_emit(
     manifests: &[Manifest],
     config: &Config,
     args: &CheckArgs,
-) -> anyhow::Result<Vec<Manifest>> {
+) -> anyhow::Result<(Vec<Manifest>, bool)> {
     let missing = check::missing_dns(
         manifests,
         config,
@@ -202,7 +213,17 @@ fn fix_and_emit(
             stdout.write_all(m.text.as_bytes())?;
         }
     }
-    Ok(fixed)
+    let changed = fixes.iter().any(|f| f.fixed != f.original);
+    Ok((fixed, changed))
+}
+
+/// `--fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// deny findings fail (exit 1)
+    Deny,
+    /// deny and warn findings fail (exit 1)
+    Warn,
 }
 
 /// `--ip-families`.
@@ -320,6 +341,8 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 .into(),
         });
     }
+    // --fix --diff exits 1 when there is a diff, as `git diff --exit-code` does
+    let mut diffed = false;
     if args.fix {
         if !args.write && !args.diff && manifests.len() > 1 {
             eprintln!(
@@ -329,7 +352,9 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::from(2));
         }
-        manifests = fix_and_emit(&manifests, &config, &args)?;
+        let (fixed, changed) = fix_and_emit(&manifests, &config, &args)?;
+        manifests = fixed;
+        diffed = args.diff && changed;
     }
     let mut report = check::analyze_scoped(
         &manifests,
@@ -345,5 +370,10 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         std::io::stdout().lock().write_all(rendered.as_bytes())?;
     }
-    Ok(ExitCode::from(report.exit_code()))
+    let fail_on = match args.fail_on {
+        FailOn::Deny => crate::rules::Severity::Deny,
+        FailOn::Warn => crate::rules::Severity::Warn,
+    };
+    let code = report.exit_code_failing_on(fail_on);
+    Ok(ExitCode::from(if code == 0 && diffed { 1 } else { code }))
 }
