@@ -165,6 +165,8 @@ pub struct Report {
     pub skipped: BTreeMap<String, usize>,
     pub namespaces: usize,
     pub files: usize,
+    /// Files read for context only (`--context`).
+    pub context_files: usize,
 }
 
 impl Report {
@@ -230,8 +232,19 @@ fn too_big(file: &str, size: u64) -> Problem {
 }
 
 pub fn load(paths: &[String]) -> (Vec<Manifest>, Vec<Problem>) {
+    load_with_context(paths, &[])
+}
+
+/// Reads the paths to judge, and the `context` paths (`--context`: files and directories
+/// whose policies and namespaces are the context of the judged ones, as the rest of a
+/// repository is for the files a commit changes). Context files that are also judged are
+/// read once; directories are searched without their hidden folders (`.git`); context that
+/// cannot be read or parsed is passed over, since nothing of it is judged. Files that a
+/// kustomization names as patches are marked: they are fragments, not objects.
+pub fn load_with_context(paths: &[String], context: &[String]) -> (Vec<Manifest>, Vec<Problem>) {
     let mut manifests = Vec::new();
     let mut problems = Vec::new();
+    let mut files_read: Vec<Option<std::path::PathBuf>> = Vec::new();
     for path in paths {
         if path == "-" {
             let mut text = String::new();
@@ -241,35 +254,75 @@ pub fn load(paths: &[String]) -> (Vec<Manifest>, Vec<Problem>) {
                 .read_to_string(&mut text);
             match read {
                 Ok(n) if n as u64 > MAX_FILE_SIZE => problems.push(too_big("-", n as u64)),
-                Ok(_) => manifests.push(Manifest::parse("-", &text)),
+                Ok(_) => {
+                    manifests.push(Manifest::parse("-", &text));
+                    files_read.push(None);
+                }
                 Err(e) => problems.push(unreadable("-", &e)),
             }
             continue;
         }
         let mut files = Vec::new();
-        if let Err(e) = collect(Path::new(path), 0, &mut files, true) {
+        if let Err(e) = collect(Path::new(path), 0, &mut files, true, false) {
             problems.push(unreadable(path, &e));
         }
         for file in files {
-            let name = file.display().to_string();
-            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            if size > MAX_FILE_SIZE {
-                problems.push(too_big(&name, size));
-                continue;
-            }
-            match std::fs::read(&file).map(String::from_utf8) {
-                Ok(Ok(text)) => manifests.push(Manifest::parse(name, &text)),
-                Ok(Err(_)) => problems.push(Problem {
-                    file: name,
-                    document: None,
-                    line: None,
-                    message: "not UTF-8 text".into(),
-                }),
-                Err(e) => problems.push(unreadable(&name, &e)),
+            match read_manifest(&file) {
+                Ok(m) => {
+                    manifests.push(m);
+                    files_read.push(Some(file));
+                }
+                Err(p) => problems.push(p),
             }
         }
     }
+    let judged: std::collections::BTreeSet<std::path::PathBuf> = files_read
+        .iter()
+        .flatten()
+        .map(|f| crate::kustomize::identity(f))
+        .collect();
+    for path in context {
+        let mut files = Vec::new();
+        let _ = collect(Path::new(path), 0, &mut files, true, true);
+        for file in files {
+            if judged.contains(&crate::kustomize::identity(&file)) {
+                continue;
+            }
+            if let Ok(mut m) = read_manifest(&file) {
+                m.context = true;
+                manifests.push(m);
+                files_read.push(Some(file));
+            }
+        }
+    }
+    let on_disk: Vec<std::path::PathBuf> = files_read.iter().flatten().cloned().collect();
+    let patches = crate::kustomize::patches(&on_disk);
+    for (m, file) in manifests.iter_mut().zip(&files_read) {
+        if let Some(kustomization) = file.as_ref().and_then(|f| patches.get(f)) {
+            m.patch_of = Some(kustomization.display().to_string());
+        }
+    }
     (manifests, problems)
+}
+
+/// One manifest file, named in its normal form (`./a/b.yaml` is `a/b.yaml`, so that the
+/// same file reached two ways is one file, and one directory, for `--scope`).
+fn read_manifest(file: &Path) -> Result<Manifest, Problem> {
+    let name = crate::kustomize::normal(file).display().to_string();
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_FILE_SIZE {
+        return Err(too_big(&name, size));
+    }
+    match std::fs::read(file).map(String::from_utf8) {
+        Ok(Ok(text)) => Ok(Manifest::parse(name, &text)),
+        Ok(Err(_)) => Err(Problem {
+            file: name,
+            document: None,
+            line: None,
+            message: "not UTF-8 text".into(),
+        }),
+        Err(e) => Err(unreadable(&name, &e)),
+    }
 }
 
 fn unreadable(path: &str, e: &std::io::Error) -> Problem {
@@ -286,6 +339,7 @@ fn collect(
     depth: usize,
     files: &mut Vec<std::path::PathBuf>,
     explicit: bool,
+    skip_hidden: bool,
 ) -> std::io::Result<()> {
     const MAX_DEPTH: usize = 32;
     let meta = std::fs::metadata(path)?;
@@ -309,7 +363,14 @@ fn collect(
         .collect();
     entries.sort();
     for entry in entries {
-        collect(&entry, depth + 1, files, false)?;
+        let hidden = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if skip_hidden && hidden {
+            continue;
+        }
+        collect(&entry, depth + 1, files, false, skip_hidden)?;
     }
     Ok(())
 }
@@ -319,6 +380,8 @@ struct Located {
     source: Source,
     namespace: String,
     policy: Arc<NetworkPolicy>,
+    /// Read for context only: judged never.
+    context: bool,
 }
 
 /// A namespace of the input, with its file.
@@ -363,18 +426,20 @@ impl Gathered {
         source: Source,
         value: &Value,
         default_namespace: &str,
+        context: bool,
         problem: &dyn Fn(Option<usize>, String) -> Problem,
     ) {
         let (item, line) = (source.item, source.line);
         let decoded = match manifest::decode(value) {
             Ok(decoded) => decoded,
+            Err(_) if context => return,
             Err(message) => {
                 self.problems
                     .push(problem(Some(line), in_item(item, &message)));
                 return;
             }
         };
-        if !decoded.unknown_fields.is_empty() {
+        if !decoded.unknown_fields.is_empty() && !context {
             // reported, and the object is still judged as the API server stores it
             let message = unknown_fields(&decoded.unknown_fields);
             self.problems
@@ -394,10 +459,11 @@ impl Gathered {
                     source,
                     namespace: ns,
                     policy,
+                    context,
                 });
             }
             Object::Namespace(ns) => {
-                self.namespaces += 1;
+                self.namespaces += usize::from(!context);
                 if let Some(name) = ns.metadata.name.as_deref() {
                     let labels = ns.metadata.labels.clone().unwrap_or_default();
                     self.inventory.insert_namespace(name, labels.clone());
@@ -408,15 +474,31 @@ impl Gathered {
                     });
                 }
             }
+            Object::Other { .. } if context => {}
             Object::Other { kind } => *self.skipped.entry(kind).or_default() += 1,
         }
     }
 }
 
+/// How the report counts the documents of kustomize patch files, which it does not judge.
+pub const PATCH_DOCUMENTS: &str =
+    "documents of kustomize patches (check the output of `kustomize build DIR` instead)";
+
 fn gather(manifests: &[Manifest], default_namespace: &str, families: IpFamilies) -> Gathered {
     let mut g = Gathered::default();
     g.inventory.set_ip_families(families);
     for (m, manifest) in manifests.iter().enumerate() {
+        if manifest.patch_of.is_some() {
+            // a patch is a fragment of an object: judged once kustomize has applied it
+            if !manifest.context {
+                let docs = manifest
+                    .docs
+                    .iter()
+                    .filter(|d| !matches!(d.parsed, Ok(None)));
+                *g.skipped.entry(PATCH_DOCUMENTS.to_string()).or_default() += docs.count();
+            }
+            continue;
+        }
         for (d, doc) in manifest.docs.iter().enumerate() {
             let problem = |line: Option<usize>, message: String| Problem {
                 file: manifest.file.clone(),
@@ -427,6 +509,7 @@ fn gather(manifests: &[Manifest], default_namespace: &str, families: IpFamilies)
             let value = match &doc.parsed {
                 Ok(Some(value)) => value,
                 Ok(None) => continue,
+                Err(_) if manifest.context => continue,
                 Err(e) => {
                     g.problems.push(problem(e.line, e.message.clone()));
                     continue;
@@ -448,7 +531,7 @@ fn gather(manifests: &[Manifest], default_namespace: &str, families: IpFamilies)
                     line: doc.line,
                     position: (m, d),
                 };
-                g.add(source, value, default_namespace, &problem);
+                g.add(source, value, default_namespace, manifest.context, &problem);
             }
         }
     }
@@ -543,6 +626,7 @@ pub fn analyze_scoped(
     let objects = g
         .policies
         .iter()
+        .filter(|located| !located.context)
         .map(|located| {
             let file = located.source.file.as_str();
             let subject = Subject::new(&located.policy, default_namespace);
@@ -574,7 +658,8 @@ pub fn analyze_scoped(
         problems: g.problems,
         skipped: g.skipped,
         namespaces: g.namespaces,
-        files: manifests.len(),
+        files: manifests.iter().filter(|m| !m.context).count(),
+        context_files: manifests.iter().filter(|m| m.context).count(),
     }
 }
 
@@ -696,7 +781,7 @@ pub fn missing_dns(
     let contexts = contexts(config, &scoped);
     let empty_context = config.rule_context(&empty);
     let mut out = Vec::new();
-    for located in &g.policies {
+    for located in g.policies.iter().filter(|l| !l.context) {
         let subject = Subject::new(&located.policy, default_namespace);
         let ctx = contexts
             .get(&scope.key(&located.source.file))

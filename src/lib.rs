@@ -33,6 +33,7 @@ pub(crate) mod fix;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kubernetes;
+pub(crate) mod kustomize;
 pub mod manifest;
 pub mod metrics;
 pub(crate) mod positions;

@@ -13,6 +13,11 @@ pub struct Manifest {
     pub docs: Vec<Doc>,
     /// The file's text as read, for edits that keep every other byte.
     pub text: String,
+    /// Read for context only (`check --context`): its policies and namespaces are the
+    /// others' context, nothing of it is judged or reported.
+    pub context: bool,
+    /// The kustomization that names this file as a patch: a fragment, not judged.
+    pub patch_of: Option<String>,
 }
 
 /// One document of a manifest.
@@ -55,6 +60,8 @@ impl Manifest {
             file,
             docs,
             text: original,
+            context: false,
+            patch_of: None,
         }
     }
 }

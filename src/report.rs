@@ -139,6 +139,12 @@ pub fn text(report: &Report) -> String {
     let from_cluster = report.files == 0 && report.objects.iter().all(|o| o.source.document == 0);
     let place = if from_cluster && !report.objects.is_empty() {
         "the cluster".to_string()
+    } else if report.context_files > 0 {
+        format!(
+            "{} (with {} for context)",
+            counted(report.files, "file", "files"),
+            counted(report.context_files, "other file", "other files")
+        )
     } else {
         counted(report.files, "file", "files")
     };
@@ -200,6 +206,7 @@ pub fn json_value(report: &Report) -> Value {
         "errors": report.problems,
         "summary": {
             "files": report.files,
+            "contextFiles": report.context_files,
             "networkPolicies": report.objects.len(),
             "namespaces": report.namespaces,
             "deny": report.count(Severity::Deny),

@@ -901,6 +901,107 @@ fn the_pre_commit_hook_runs_check_on_the_staged_files() {
         Some(0),
         "a file without policies passes"
     );
+    // the hook passes --context . (pre-commit runs it at the repository's root)
+    assert!(args.windows(2).any(|w| w == ["--context", "."]), "{args:?}");
+}
+
+/// A GitOps repository as pre-commit sees it: the hook's arguments, then the staged files,
+/// run at the repository's root.
+fn hook_run(repo: &Path, staged: &[&str]) -> Output {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.pre-commit-hooks.yaml"
+    ))
+    .unwrap();
+    let hooks: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let hook = &hooks[0];
+    let mut args: Vec<String> = vec!["check".into()];
+    args.extend(
+        hook["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string()),
+    );
+    args.extend(staged.iter().map(|s| s.to_string()));
+    bin().args(&args).current_dir(repo).output().unwrap()
+}
+
+#[test]
+fn the_hook_judges_staged_files_with_the_repository_and_skips_kustomize_patches() {
+    let repo = temp_dir("hook-repo");
+    let monorepo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/monorepo");
+    for rel in ["platform/allow-dns.yaml", "shop/web-egress.yaml"] {
+        std::fs::create_dir_all(repo.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(monorepo.join(rel), repo.join(rel)).unwrap();
+    }
+    // only the egress policy is staged: the committed allow-dns covers it
+    let out = hook_run(&repo, &["shop/web-egress.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("in 1 file (with 1 other file for context)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 finding was resolved by policies in other files"),
+        "{text}"
+    );
+    // judged alone (the hook without context), the same file is a false deny
+    let alone = bin()
+        .args(["check", "shop/web-egress.yaml"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(1), "{}", stdout(&alone));
+    // a staged context file is judged once, not twice
+    let out = hook_run(
+        &repo,
+        &["./shop/web-egress.yaml", "platform/allow-dns.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("in 2 files:"), "{}", stdout(&out));
+
+    // a kustomize overlay's patches are fragments: skipped once, with what to do instead
+    std::fs::create_dir_all(repo.join("shop/overlays/prod")).unwrap();
+    std::fs::write(
+        repo.join("shop/overlays/prod/kustomization.yaml"),
+        "resources: [../..]\npatches:\n  - path: egress-patch.yaml\npatchesJson6902:\n  - target: {kind: NetworkPolicy, name: web-egress}\n    path: ops.yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("shop/overlays/prod/egress-patch.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-egress}\nspec:\n  egress:\n  - to: [{ipBlock: {cidr: 10.0.0.0/8}}]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("shop/overlays/prod/ops.yaml"),
+        "- op: add\n  path: /spec/egress/-\n  value: {to: [{ipBlock: {cidr: 10.1.0.0/16}}]}\n",
+    )
+    .unwrap();
+    let out = hook_run(
+        &repo,
+        &[
+            "shop/overlays/prod/egress-patch.yaml",
+            "shop/overlays/prod/ops.yaml",
+            "shop/overlays/prod/kustomization.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.matches("documents of kustomize patches").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped 2 documents of kustomize patches"),
+        "{text}"
+    );
+    // the patch is no context either: the real policy is judged as it is
+    let out = hook_run(&repo, &["shop/web-egress.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let _ = std::fs::remove_dir_all(&repo);
 }
 
 /// The hook's `files` pattern (`\.(ya?ml|json)$`) as a predicate.

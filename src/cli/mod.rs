@@ -132,6 +132,18 @@ pub struct CheckArgs {
         env = "NETPOL_GUARD_IP_FAMILIES"
     )]
     pub ip_families: IpFamiliesArg,
+    /// Files or directories read as context only: their policies and namespaces cover
+    /// (or are covered by) the judged ones, but nothing of them is judged or reported. A
+    /// pre-commit hook passes the changed files and `--context .`, so a staged policy is
+    /// judged with the rest of the repository as `--scope` says. Hidden folders are
+    /// skipped; context that cannot be read is passed over.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "NETPOL_GUARD_CONTEXT",
+        value_delimiter = ','
+    )]
+    pub context: Vec<String>,
     /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
     #[arg(required = true)]
     pub paths: Vec<String>,
@@ -204,12 +216,16 @@ fn fix_and_emit(
     let fixed: Vec<Manifest> = manifests
         .iter()
         .map(|m| match fixes.iter().find(|f| f.file == m.file) {
-            Some(f) if f.fixed != f.original => Manifest::parse(m.file.clone(), &f.fixed),
+            Some(f) if f.fixed != f.original => Manifest {
+                context: m.context,
+                patch_of: m.patch_of.clone(),
+                ..Manifest::parse(m.file.clone(), &f.fixed)
+            },
             _ => m.clone(),
         })
         .collect();
     if !args.write && !args.diff {
-        for m in &fixed {
+        for m in fixed.iter().filter(|m| !m.context) {
             stdout.write_all(m.text.as_bytes())?;
         }
     }
@@ -330,8 +346,9 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         };
         config.dns = preset.apply(&config.dns);
     }
-    let (mut manifests, mut problems) = check::load(&args.paths);
-    if manifests.is_empty() && problems.is_empty() && !args.allow_empty {
+    let (mut manifests, mut problems) = check::load_with_context(&args.paths, &args.context);
+    let judged = manifests.iter().filter(|m| !m.context).count();
+    if judged == 0 && problems.is_empty() && !args.allow_empty {
         problems.push(check::Problem {
             file: args.paths.join(" "),
             document: None,
@@ -344,11 +361,10 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     // --fix --diff exits 1 when there is a diff, as `git diff --exit-code` does
     let mut diffed = false;
     if args.fix {
-        if !args.write && !args.diff && manifests.len() > 1 {
+        if !args.write && !args.diff && judged > 1 {
             eprintln!(
-                "error: --fix prints one fixed file; for {} files use --fix --write (in place) \
-                 or --fix --diff",
-                manifests.len()
+                "error: --fix prints one fixed file; for {judged} files use --fix --write (in \
+                 place) or --fix --diff"
             );
             return Ok(ExitCode::from(2));
         }
