@@ -523,12 +523,17 @@ fn gather(manifests: &[Manifest], default_namespace: &str, families: IpFamilies)
                     .collect(),
                 None => vec![(None, value)],
             };
+            // a rendered document is reported where its renderer says it came from
+            let (file, line) = match &doc.origin {
+                Some(o) => (o.file.clone(), doc.line.saturating_sub(o.first_line) + 1),
+                None => (manifest.file.clone(), doc.line),
+            };
             for (item, value) in items {
                 let source = Source {
-                    file: manifest.file.clone(),
+                    file: file.clone(),
                     document: doc.index,
                     item,
-                    line: doc.line,
+                    line,
                     position: (m, d),
                 };
                 g.add(source, value, default_namespace, manifest.context, &problem);
@@ -689,12 +694,14 @@ fn positions_of(
         .map(|f| format!("{prefix}{}", f.path))
         .collect();
     let positions = Positions::of_paths(&doc.raw, &paths);
+    // lines of a rendered document count from where its own text starts
+    let first = doc.origin.as_ref().map_or(1, |o| o.first_line);
     paths
         .iter()
         .map(|path| {
             positions
                 .find(path)
-                .map(|p| (doc.start + p.line - 1, p.column))
+                .map(|p| ((doc.start + p.line - 1).saturating_sub(first - 1), p.column))
         })
         .collect()
 }

@@ -33,6 +33,46 @@ pub struct Doc {
     pub raw: String,
     /// The parsed document (`None` for an empty one), or why it could not be parsed.
     pub parsed: Result<Option<Value>, DocError>,
+    /// Where a renderer says the document came from (`helm template`'s `# Source:`
+    /// comment, kustomize's `config.kubernetes.io/origin` annotation).
+    pub origin: Option<Origin>,
+}
+
+/// The file a rendered document came from. Its lines are counted from `first_line` (the
+/// line of this stream where the document's own text starts), as the template's lines are
+/// when it renders one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub first_line: usize,
+}
+
+/// A document's origin: a `# Source: PATH` line among its leading comments (helm), else a
+/// `config.kubernetes.io/origin` annotation with a `path` (kustomize's originAnnotations).
+fn origin_of(raw: &str, start: usize, parsed: &Result<Option<Value>, DocError>) -> Option<Origin> {
+    let leading = raw
+        .lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    for (i, line) in leading {
+        if let Some(path) = line.trim_start().strip_prefix("# Source:") {
+            let path = path.trim();
+            if !path.is_empty() {
+                return Some(Origin {
+                    file: path.to_string(),
+                    first_line: start + i + 1,
+                });
+            }
+        }
+    }
+    let annotation =
+        parsed.as_ref().ok()?.as_ref()?["metadata"]["annotations"]["config.kubernetes.io/origin"]
+            .as_str()?;
+    let origin: Value = serde_yaml_ng::from_str(annotation).ok()?;
+    Some(Origin {
+        file: origin["path"].as_str()?.to_string(),
+        first_line: start,
+    })
 }
 
 /// A document that could not be read.
@@ -114,12 +154,14 @@ fn parse_yaml(text: &str) -> Vec<Doc> {
             .lines()
             .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
             .count();
+        let origin = origin_of(&raw, line, &parsed);
         docs.push(Doc {
             index: docs.len() + 1,
             line: line + leading,
             start: line,
             raw,
             parsed,
+            origin,
         });
     }
     docs
@@ -268,12 +310,14 @@ fn parse_json(text: &str) -> Vec<Doc> {
             ),
         };
         let failed = parsed.is_err();
+        let origin = origin_of(&raw, line_of(start), &parsed);
         docs.push(Doc {
             index: docs.len() + 1,
             line: line_of(start),
             start: line_of(start),
             raw,
             parsed,
+            origin,
         });
         // a JSON stream cannot be resynchronised after a syntax error
         if failed {

@@ -1115,3 +1115,69 @@ fn fail_on_namespace_flag_and_fix_diff_exit_codes() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
+
+#[test]
+fn stdin_is_named_by_stdin_filename_and_rendered_documents_by_their_source() {
+    // what a pull request's annotations need: a file of the repository, not `-`
+    let out = run_stdin(
+        &[
+            "check",
+            "--format",
+            "github",
+            "--stdin-filename",
+            "deploy/shop.yaml",
+            "-",
+        ],
+        MISSING_DNS,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("::error file=deploy/shop.yaml,line=")),
+        "{text}"
+    );
+    let sarif = json(&run_stdin(
+        &[
+            "check",
+            "--format",
+            "sarif",
+            "--stdin-filename",
+            "deploy/shop.yaml",
+            "-",
+        ],
+        MISSING_DNS,
+    ));
+    let location = &sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"];
+    assert_eq!(
+        location["artifactLocation"]["uri"], "deploy/shop.yaml",
+        "{sarif}"
+    );
+
+    // helm template output: each document at its # Source:, lines counted from its start
+    let rendered = format!(
+        "---\n# Source: shop/templates/configmap.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n---\n# Source: shop/templates/networkpolicy.yaml\n{MISSING_DNS}"
+    );
+    let out = run_stdin(&["check", "--format", "json", "-"], &rendered);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let finding = &v["findings"][0];
+    assert_eq!(finding["file"], "shop/templates/networkpolicy.yaml", "{v}");
+    // spec.egress is on line 10 of the template (MISSING_DNS's own line)
+    let own_line = MISSING_DNS
+        .lines()
+        .position(|l| l.starts_with("  egress:"))
+        .unwrap()
+        + 1;
+    assert_eq!(finding["line"], own_line, "{v}");
+    // kustomize's origin annotation names the file too
+    let with_origin = MISSING_DNS.replace(
+        "  name: web-egress\n",
+        "  name: web-egress\n  annotations:\n    config.kubernetes.io/origin: |\n      path: apps/shop/netpol.yaml\n",
+    );
+    let v = json(&run_stdin(
+        &["check", "--format", "json", "-"],
+        &with_origin,
+    ));
+    assert_eq!(v["findings"][0]["file"], "apps/shop/netpol.yaml", "{v}");
+}

@@ -144,6 +144,12 @@ pub struct CheckArgs {
         value_delimiter = ','
     )]
     pub context: Vec<String>,
+    /// The name reports give standard input (`-`), so that GitHub annotations and SARIF
+    /// point at a file of the repository. Documents with a `# Source: PATH` comment (helm
+    /// template) or a `config.kubernetes.io/origin` annotation (kustomize) are reported
+    /// at that path instead, wherever they were read.
+    #[arg(long, value_name = "NAME", env = "NETPOL_GUARD_STDIN_FILENAME")]
+    pub stdin_filename: Option<String>,
     /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
     #[arg(required = true)]
     pub paths: Vec<String>,
@@ -371,6 +377,15 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let (fixed, changed) = fix_and_emit(&manifests, &config, &args)?;
         manifests = fixed;
         diffed = args.diff && changed;
+    }
+    // named after any --fix (which never writes standard input to a file)
+    if let Some(name) = &args.stdin_filename {
+        for m in manifests.iter_mut().filter(|m| m.file == "-") {
+            m.file.clone_from(name);
+        }
+        for p in problems.iter_mut().filter(|p| p.file == "-") {
+            p.file.clone_from(name);
+        }
     }
     let mut report = check::analyze_scoped(
         &manifests,
