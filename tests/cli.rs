@@ -1181,3 +1181,74 @@ fn stdin_is_named_by_stdin_filename_and_rendered_documents_by_their_source() {
     ));
     assert_eq!(v["findings"][0]["file"], "apps/shop/netpol.yaml", "{v}");
 }
+
+/// `serve --kubeconfig` on a developer's machine reads the cluster for its verdicts and
+/// writes nothing: the companions controller stays off unless asked for.
+#[test]
+fn serve_with_a_kubeconfig_keeps_the_controller_off_unless_asked() {
+    use std::io::BufRead;
+    let dir = temp_dir("kubeconfig-local");
+    // an API server nobody listens on: the cache keeps retrying, the process serves
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9', insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    for (extra, want) in [
+        (
+            &[][..],
+            "companions controller off: outside a cluster it runs only with --controller on",
+        ),
+        (
+            &["--controller", "dry-run"][..],
+            "companions controller in dry run",
+        ),
+    ] {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let mut child = bin()
+            .args(&args)
+            .env("NETPOL_GUARD_SELF_SIGNED_DIR", dir.join("ca"))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let found = loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok(line) if line.contains(want) => break true,
+                Ok(line) => seen.push(line),
+                Err(_) => break false,
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found, "{extra:?}: no {want:?} in:\n{}", seen.join("\n"));
+        assert!(
+            !seen.iter().any(|l| l.contains("companion created")),
+            "{seen:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,6 +28,14 @@ struct Harness {
 }
 
 fn harness(config: Config) -> Harness {
+    let (api, client) = fake_cluster();
+    let state = common::state_with(config);
+    let ctx = Companions::new(client, state.clone());
+    Harness { api, state, ctx }
+}
+
+/// The in-memory API server and a client of it.
+fn fake_cluster() -> (FakeApi, kube::Client) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Reply>();
     let api = FakeApi::new();
     let served = api.clone();
@@ -36,10 +44,7 @@ fn harness(config: Config) -> Harness {
             send.send_response(served.handle(req).await);
         }
     });
-    let client = kube::Client::new(service, "default");
-    let state = common::state_with(config);
-    let ctx = Companions::new(client, state.clone());
-    Harness { api, state, ctx }
+    (api, kube::Client::new(service, "default"))
 }
 
 impl Harness {
@@ -337,4 +342,60 @@ async fn namespaces_outside_the_rollout_selector_get_none_and_lose_theirs() {
     assert!(h.names("lab").is_empty());
     h.reconcile(&namespace("shop", &[("baseline", "on")])).await;
     assert_eq!(h.names("shop"), [ALLOW_DNS, DEFAULT_DENY]);
+}
+
+#[tokio::test]
+async fn a_plan_reads_the_cluster_and_writes_nothing() {
+    use controller::PlannedAction::{Create, Remove, Restore};
+    let (api, client) = fake_cluster();
+    let ns = |name: &str, labels: &[(&str, &str)]| {
+        serde_json::to_value(namespace(name, labels)).unwrap()
+    };
+    // shop: nothing yet; lab: exempt, with the companions it had; team: one edited;
+    // kube-system and the guard's own namespace: never touched
+    for (name, labels) in [
+        ("shop", &[][..]),
+        ("lab", &[("netpol-guard.io/exempt", "true")][..]),
+        ("team", &[][..]),
+        ("kube-system", &[][..]),
+        ("netpol-guard", &[][..]),
+    ] {
+        api.put("namespaces", ns(name, labels));
+    }
+    for (namespace, uid) in [("lab", "ns-uid-lab"), ("team", "ns-uid-team")] {
+        for wanted in companions::desired(&Config::default(), namespace, uid) {
+            api.put(POLICIES, serde_json::to_value(&wanted).unwrap());
+        }
+    }
+    let mut edited = api.get(POLICIES, "team", DEFAULT_DENY).unwrap();
+    edited["spec"]["policyTypes"] = json!(["Ingress"]);
+    api.put(POLICIES, edited);
+    api.clear_requests();
+
+    let planned = controller::plan(client, common::state_with(Config::default()))
+        .await
+        .expect("plan");
+    let got: Vec<(String, String, controller::PlannedAction)> = planned
+        .into_iter()
+        .map(|p| (p.namespace, p.policy, p.action))
+        .collect();
+    let want = |ns: &str, policy: &str, action| (ns.to_string(), policy.to_string(), action);
+    assert_eq!(
+        got,
+        vec![
+            want("lab", DEFAULT_DENY, Remove),
+            want("lab", ALLOW_DNS, Remove),
+            want("shop", ALLOW_DNS, Create),
+            want("shop", DEFAULT_DENY, Create),
+            want("team", DEFAULT_DENY, Restore),
+        ]
+    );
+    let writes: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("GET "))
+        .collect();
+    assert!(writes.is_empty(), "a plan wrote: {writes:?}");
+    assert!(api.names(POLICIES, "shop").is_empty());
+    assert_eq!(api.names(POLICIES, "lab"), [ALLOW_DNS, DEFAULT_DENY]);
 }

@@ -14,8 +14,8 @@ use crate::report::{self, Format};
 
 /// The client for `--kubeconfig`, else kube's usual discovery ($KUBECONFIG, ~/.kube/config,
 /// in-cluster).
-async fn client(args: &AuditArgs) -> anyhow::Result<kube::Client> {
-    let config = match &args.kubeconfig {
+async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
         Some(path) => crate::kubernetes::from_file(path).await?,
         None => kube::Config::infer().await.context(
             "finding a cluster (--kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster)",
@@ -98,7 +98,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report::render(&report, args.format));
         Ok(ExitCode::from(report.exit_code()))
     };
-    let client = match client(&args).await {
+    let client = match client(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => return fail(format!("{e:#}")),
     };
@@ -129,6 +129,66 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let report = report_of(&audit);
     write(&audit, &report, args.format)?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `netpol-guard companions plan`: the controller's reconcile of every namespace, once, as
+/// a dry run against the cluster as it is.
+pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
+    let config = match super::load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let failed = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        Ok(ExitCode::from(2))
+    };
+    let client = match client(args.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return failed(&format!("{e:#}")),
+    };
+    let state = crate::state::Shared::new(
+        config,
+        crate::guard::Identity {
+            namespace: args.guard_namespace.clone(),
+            service_account: format!(
+                "system:serviceaccount:{}:netpol-guard",
+                args.guard_namespace
+            ),
+        },
+        crate::metrics::Metrics::new().context("metrics")?,
+    );
+    let planned = match crate::kubernetes::controller::plan(client, state).await {
+        Ok(planned) => planned,
+        Err(e) => return failed(&format!("reading the cluster: {e}")),
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        super::PlanFormat::Json => {
+            let writes: Vec<serde_json::Value> = planned
+                .iter()
+                .map(|p| {
+                    serde_json::json!({"namespace": p.namespace, "policy": p.policy,
+                                       "action": p.action.as_str()})
+                })
+                .collect();
+            let value = serde_json::json!({"writes": writes});
+            out.write_all((serde_json::to_string_pretty(&value)? + "\n").as_bytes())?;
+        }
+        super::PlanFormat::Text => {
+            for p in &planned {
+                writeln!(out, "{:<8} {}/{}", p.action.as_str(), p.namespace, p.policy)?;
+            }
+            let namespaces: std::collections::BTreeSet<&str> =
+                planned.iter().map(|p| p.namespace.as_str()).collect();
+            writeln!(
+                out,
+                "{} writes in {} namespaces (nothing was written)",
+                planned.len(),
+                namespaces.len()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The report in `format`; text and JSON add the summary per namespace.

@@ -58,6 +58,44 @@ pub enum Command {
     Certs(CertsArgs),
     /// List the rule catalog.
     Rules,
+    /// The default-deny and allow-DNS companions the controller keeps in every namespace.
+    #[command(subcommand)]
+    Companions(CompanionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanionsCommand {
+    /// Print what the controller would write in each namespace of a cluster now (create,
+    /// restore, remove), writing nothing (exit 0; 2 when the cluster cannot be read).
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Kubeconfig of the cluster [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
+    #[arg(long, env = "NETPOL_GUARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Rule configuration (YAML; its `companions` section); the embedded default when
+    /// absent.
+    #[arg(long, env = "NETPOL_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The namespace netpol-guard runs in (it gets no companions).
+    #[arg(
+        long,
+        default_value = "netpol-guard",
+        env = "NETPOL_GUARD_POD_NAMESPACE"
+    )]
+    pub guard_namespace: String,
+    /// Output: text (a line per write) or json.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: PlanFormat,
+}
+
+/// `companions plan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -309,6 +347,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(audit::run(args))
+        }
+        Command::Companions(CompanionsCommand::Plan(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(audit::plan(args))
         }
         Command::Rules => {
             let mut out = std::io::stdout().lock();

@@ -66,6 +66,37 @@ pub struct Companions {
     seen: Mutex<HashSet<(String, String)>>,
     /// How long after a failed reconcile it is retried ([`RETRY`] in production).
     retry: Duration,
+    /// A dry run: the writes it would make, instead of making them.
+    plan: Option<Mutex<Vec<Planned>>>,
+}
+
+/// A write the controller would make (a dry run's record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub namespace: String,
+    pub policy: String,
+    pub action: PlannedAction,
+}
+
+/// What a planned write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlannedAction {
+    /// Server-side apply of a missing companion.
+    Create,
+    /// Server-side apply over a companion deleted, unlabelled or edited.
+    Restore,
+    /// Delete a companion that is not wanted (exempt namespace, disabled companion).
+    Remove,
+}
+
+impl PlannedAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Restore => "restore",
+            Self::Remove => "remove",
+        }
+    }
 }
 
 impl std::fmt::Debug for Companions {
@@ -86,7 +117,52 @@ impl Companions {
             state,
             seen: Mutex::new(HashSet::new()),
             retry,
+            plan: None,
         })
+    }
+
+    /// A dry-run controller: it reads the cluster as the real one does and logs (and
+    /// records) each write it would make, making none.
+    pub fn planning(client: Client, state: SharedState) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            state,
+            seen: Mutex::new(HashSet::new()),
+            retry: RETRY,
+            plan: Some(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// In a dry run, records and logs the write and answers `true` (do not make it).
+    fn planned(&self, namespace: &str, policy: &str, action: PlannedAction) -> bool {
+        let Some(plan) = &self.plan else {
+            return false;
+        };
+        tracing::info!(
+            namespace,
+            policy,
+            action = action.as_str(),
+            "dry run: would write this companion"
+        );
+        if let Ok(mut plan) = plan.lock() {
+            let planned = Planned {
+                namespace: namespace.to_string(),
+                policy: policy.to_string(),
+                action,
+            };
+            if !plan.contains(&planned) {
+                plan.push(planned);
+            }
+        }
+        true
+    }
+
+    /// The writes a dry run recorded so far.
+    pub fn plan(&self) -> Vec<Planned> {
+        self.plan
+            .as_ref()
+            .and_then(|p| p.lock().ok().map(|p| p.clone()))
+            .unwrap_or_default()
     }
 
     fn seen(&self, namespace: &str, name: &str) -> bool {
@@ -161,7 +237,14 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
                 None => ctx.seen(&name, &policy).then_some("deleted or unlabelled"),
                 Some(existing) => companions::drifted(&wanted, existing).then_some("edited"),
             };
-            if existing.is_none() || drift.is_some() {
+            let action = if existing.is_none() && drift.is_none() {
+                PlannedAction::Create
+            } else {
+                PlannedAction::Restore
+            };
+            if (existing.is_none() || drift.is_some()) && ctx.planned(&name, &policy, action) {
+                // a dry run: as if written
+            } else if existing.is_none() || drift.is_some() {
                 let params = PatchParams::apply(MANAGER).force();
                 match api.patch(&policy, &params, &Patch::Apply(&wanted)).await {
                     Ok(_) => {}
@@ -189,6 +272,9 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
     let mut unwanted: Vec<(String, NetworkPolicy)> = current.into_iter().collect();
     unwanted.sort_by_key(|(_, p)| !companions::is_default_deny(p));
     for (policy, existing) in unwanted {
+        if ctx.planned(&name, &policy, PlannedAction::Remove) {
+            continue;
+        }
         if remove(&api, &existing).await? {
             outcome = Outcome::Removed;
             tracing::info!(namespace = %name, policy = %policy, "companion removed");
@@ -196,6 +282,19 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
         ctx.remember(&name, &policy, false);
     }
     Ok(outcome)
+}
+
+/// What the controller would write in every namespace of the cluster now, writing
+/// nothing: each namespace reconciled once in a dry run (`netpol-guard companions plan`).
+pub async fn plan(client: Client, state: SharedState) -> Result<Vec<Planned>, Error> {
+    let ctx = Companions::planning(client.clone(), state);
+    let namespaces: Api<Namespace> = Api::all(client);
+    let mut listed = namespaces.list(&ListParams::default()).await?.items;
+    listed.sort_by_key(ResourceExt::name_any);
+    for ns in &listed {
+        reconcile_namespace(ns, &ctx).await?;
+    }
+    Ok(ctx.plan())
 }
 
 /// Whether the API server refused a write because the namespace is being deleted.

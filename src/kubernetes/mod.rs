@@ -21,10 +21,13 @@ use crate::state::SharedState;
 /// Whether `serve` runs the companions controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ControllerMode {
-    /// When a Kubernetes API is configured (in-cluster, or `--kubeconfig`).
+    /// In a cluster (the pod's service account) only: a local `serve --kubeconfig` reads
+    /// the cluster for its verdicts and writes nothing.
     Auto,
     /// Always; `serve` fails to start without a Kubernetes API.
     On,
+    /// Elected as with `on`, but every write is only logged ("would create ...").
+    DryRun,
     /// Never (the cluster cache still runs when an API is configured).
     Off,
 }
@@ -36,7 +39,8 @@ pub struct ClusterArgs {
     /// (`--controller on` also falls back to $KUBECONFIG and ~/.kube/config.)
     #[arg(long, env = "NETPOL_GUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Run the companions controller: auto (when an API is configured), on, off.
+    /// Run the companions controller: auto (in a cluster only), on, dry-run (log what it
+    /// would write), off.
     #[arg(
         long,
         env = "NETPOL_GUARD_CONTROLLER",
@@ -102,19 +106,19 @@ pub async fn from_file(path: &std::path::Path) -> anyhow::Result<KubeConfig> {
 }
 
 /// How the process found (or did not find) the API server.
-async fn client_config(args: &ClusterArgs) -> anyhow::Result<Option<KubeConfig>> {
+async fn client_config(args: &ClusterArgs) -> anyhow::Result<Option<(KubeConfig, bool)>> {
     if let Some(path) = &args.kubeconfig {
-        return from_file(path).await.map(Some);
+        return from_file(path).await.map(|c| Some((c, false)));
     }
     if let Ok(config) = KubeConfig::incluster() {
-        return Ok(Some(config));
+        return Ok(Some((config, true)));
     }
-    if args.controller == ControllerMode::On {
+    if matches!(args.controller, ControllerMode::On | ControllerMode::DryRun) {
         // Explicitly asked for: the usual discovery ($KUBECONFIG, ~/.kube/config).
         let config = KubeConfig::infer()
             .await
             .context("--controller on needs a Kubernetes API, and none is configured")?;
-        return Ok(Some(config));
+        return Ok(Some((config, false)));
     }
     // `auto` never picks up a developer's current kubectl context by itself: running the
     // webhook locally must not start reconciling whatever cluster that context points at.
@@ -155,7 +159,7 @@ pub async fn start(
     state: SharedState,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let Some(config) = client_config(args).await? else {
+    let Some((config, in_cluster)) = client_config(args).await? else {
         tracing::info!(
             "no Kubernetes API configured (not in a cluster, no --kubeconfig): serving \
              admission on each object alone, without cluster context or companions"
@@ -169,12 +173,26 @@ pub async fn start(
         cache::Timing::default(),
         stop.clone(),
     ))];
-    if args.controller == ControllerMode::Off {
-        tracing::info!(
-            "companions controller off (--controller off); no background audit either (it runs \
-             on the replica elected for the controller: use `netpol-guard audit`)"
-        );
-        return Ok(tasks);
+    match (args.controller, in_cluster) {
+        (ControllerMode::Off, _) => {
+            tracing::info!(
+                "companions controller off (--controller off); no background audit either (it \
+                 runs on the replica elected for the controller: use `netpol-guard audit`)"
+            );
+            return Ok(tasks);
+        }
+        (ControllerMode::Auto, false) => {
+            tracing::info!(
+                "companions controller off: outside a cluster it runs only with --controller on \
+                 (--controller dry-run, or `netpol-guard companions plan`, shows what it would \
+                 write); the cluster is read for the verdicts only"
+            );
+            return Ok(tasks);
+        }
+        (ControllerMode::DryRun, _) => tracing::info!(
+            "companions controller in dry run: what it would write is logged, nothing is written"
+        ),
+        _ => {}
     }
     let identity = args
         .pod_name
@@ -185,7 +203,8 @@ pub async fn start(
         let settings = audit::Settings {
             interval: args.audit_interval,
             debounce: AUDIT_DEBOUNCE,
-            reports: args.policy_reports == Switch::On,
+            // a dry run writes nothing, PolicyReports included
+            reports: args.policy_reports == Switch::On && args.controller != ControllerMode::DryRun,
         };
         tasks.push(tokio::spawn(audit::run(
             client.clone(),
@@ -195,7 +214,11 @@ pub async fn start(
         )));
     }
     let guard_namespace = state.snapshot().identity.namespace.clone();
-    let companions = controller::Companions::new(client.clone(), state.clone());
+    let companions = if args.controller == ControllerMode::DryRun {
+        controller::Companions::planning(client.clone(), state.clone())
+    } else {
+        controller::Companions::new(client.clone(), state.clone())
+    };
     tasks.push(tokio::spawn(leader::run(
         leader::Election {
             client,
