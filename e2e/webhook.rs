@@ -193,13 +193,26 @@ async fn every_fixture_through_the_webhook_as_the_api_server_sends_it() {
         let r = &resp["response"];
         assert_eq!(r["uid"], uid.as_str());
         // the webhook says what the engine says about the stored object
-        let findings = rules::evaluate(&ctx, &Subject::new(&typed, &namespace));
+        let (findings, suppressed) = rules::evaluate_all(&ctx, &Subject::new(&typed, &namespace));
         let expected: BTreeSet<&str> = findings.iter().map(|f| f.rule).collect();
-        let got: BTreeSet<&str> = r["auditAnnotations"]
+        let annotations = r["auditAnnotations"]
             .as_object()
-            .map(|m| m.keys().map(String::as_str).collect())
+            .cloned()
             .unwrap_or_default();
+        let got: BTreeSet<&str> = annotations
+            .iter()
+            .filter(|(_, v)| !v.as_str().unwrap_or_default().starts_with("suppressed "))
+            .map(|(k, _)| k.as_str())
+            .collect();
         assert_eq!(got, expected, "{object}");
+        // what the policy acknowledged is in the audit log as suppressed, with its reason
+        for s in &suppressed {
+            let logged = annotations[s.finding.rule].as_str().unwrap_or_default();
+            assert!(
+                logged.starts_with("suppressed ") && logged.contains(&s.reason),
+                "{logged} {object}"
+            );
+        }
         // what remains of egress-missing-dns after mutation is the conditional kind (DNS
         // through an ipBlock the guard cannot place), never a refusal
         assert!(

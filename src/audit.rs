@@ -24,6 +24,8 @@ pub struct PolicyResult {
     pub namespace: String,
     pub name: String,
     pub findings: Vec<Finding>,
+    /// Findings the policy's `netpol-guard.io/ignore` annotation acknowledged.
+    pub suppressed: Vec<crate::rules::suppress::Suppressed>,
 }
 
 /// What stands out in one namespace.
@@ -88,7 +90,7 @@ pub fn audit(
         let mut summary = NamespaceSummary::default();
         for policy in inventory.policies_in(&ns) {
             let subject = Subject::new(policy, &ns);
-            let findings = rules::evaluate(&ctx, &subject);
+            let (findings, suppressed) = rules::evaluate_all(&ctx, &subject);
             summary.policies += 1;
             for f in &findings {
                 match f.severity {
@@ -110,6 +112,7 @@ pub fn audit(
                 namespace: ns.clone(),
                 name: subject.name.to_string(),
                 findings,
+                suppressed,
             });
         }
         summary.missing_companions = missing_companions(inventory, config, guard_namespace, &ns);

@@ -74,6 +74,9 @@ pub struct ObjectReport {
     /// file of the same scope resolved: the covering policies are named.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<Resolved>,
+    /// The findings the object's `netpol-guard.io/ignore` annotation acknowledged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<crate::rules::suppress::Suppressed>,
     /// The (line, column) in the file of each finding's field, or of its nearest parent
     /// there; `None` where the file does not say (objects from a cluster).
     #[serde(skip)]
@@ -181,6 +184,15 @@ impl Report {
         self.objects
             .iter()
             .flat_map(|o| o.resolved.iter().map(move |r| (o, r)))
+    }
+
+    /// Every finding an annotation acknowledged, with its object.
+    pub fn suppressed(
+        &self,
+    ) -> impl Iterator<Item = (&ObjectReport, &crate::rules::suppress::Suppressed)> {
+        self.objects
+            .iter()
+            .flat_map(|o| o.suppressed.iter().map(move |s| (o, s)))
     }
 
     /// Every finding with its object.
@@ -638,7 +650,7 @@ pub fn analyze_scoped(
             let ctx = scoped_contexts
                 .get(&scope.key(file))
                 .unwrap_or(&empty_context);
-            let findings = rules::evaluate(ctx, &subject);
+            let (findings, suppressed) = rules::evaluate_all(ctx, &subject);
             let resolved = if !shared(file) {
                 Vec::new()
             } else {
@@ -654,6 +666,7 @@ pub fn analyze_scoped(
                 name: subject.name.to_string(),
                 findings,
                 resolved,
+                suppressed,
                 at,
             }
         })

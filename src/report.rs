@@ -111,6 +111,19 @@ pub fn text(report: &Report) -> String {
             out.push_str("\n\n");
         }
     }
+    for (o, s) in report.suppressed() {
+        out.push_str(&format!(
+            "{} {} {}/{}\n  suppressed  {}  at {} ({}: {})\n\n",
+            o.source,
+            o.kind,
+            o.namespace,
+            o.name,
+            s.finding.rule,
+            s.finding.path,
+            crate::rules::suppress::REASON_ANNOTATION,
+            s.reason
+        ));
+    }
     for p in &report.problems {
         out.push_str(&format!("error: {p}\n"));
     }
@@ -148,6 +161,13 @@ pub fn text(report: &Report) -> String {
     } else {
         counted(report.files, "file", "files")
     };
+    let suppressed = report.suppressed().count();
+    if suppressed > 0 {
+        out.push_str(&format!(
+            "{} acknowledged by netpol-guard.io/ignore (listed above, not counted)\n",
+            counted(suppressed, "finding", "findings")
+        ));
+    }
     out.push_str(&format!(
         "checked {} and {} in {place}: {} deny, {} warn, {}{skipped}\n",
         counted(report.objects.len(), "NetworkPolicy", "NetworkPolicies"),
@@ -213,6 +233,7 @@ pub fn json_value(report: &Report) -> Value {
             "warn": report.count(Severity::Warn),
             "errors": report.problems.len(),
             "resolved": report.resolved().count(),
+            "suppressed": report.suppressed().count(),
             "skipped": report.skipped,
             "exitCode": report.exit_code(),
         }
@@ -264,6 +285,21 @@ pub fn sarif(report: &Report) -> Value {
         })
         .collect();
     results.extend(resolved_results(report));
+    // acknowledged in the manifest: results with an in-source suppression, as code
+    // scanning shows them (dismissed, with the justification)
+    results.extend(report.suppressed().map(|(o, s)| {
+        let f = &s.finding;
+        json!({
+            "ruleId": f.rule,
+            "ruleIndex": CATALOG.iter().position(|r| r.id == f.rule).unwrap_or(0),
+            "level": level(f.severity),
+            "message": {"text": format!(
+                "{} {}/{}: {}: {}", o.kind, o.namespace, o.name, f.path, f.message
+            )},
+            "locations": [location(&o.source.file, o.source.line)],
+            "suppressions": [{"kind": "inSource", "justification": s.reason}],
+        })
+    }));
     // Unreadable input fails the run; SARIF carries it as a tool notification.
     let notifications: Vec<Value> = report
         .problems

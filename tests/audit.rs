@@ -242,6 +242,45 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     .await;
     // (the counter follows the API's answer)
     eventually("the delete counted", || replica.writes("delete") == 1).await;
+
+    // a finding the policy acknowledges is a `skip` result with its reason, not a warning
+    api.put("namespaces", namespace("edge"));
+    let mut gateway = policy(
+        "edge",
+        "public-gateway",
+        json!({"podSelector": {"matchLabels": {"app": "gateway"}}, "policyTypes": ["Ingress"],
+               "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]}]}),
+    );
+    gateway["metadata"]["annotations"] = json!({
+        "netpol-guard.io/ignore": "ingress-from-anywhere",
+        "netpol-guard.io/ignore-reason": "the internet-facing gateway",
+    });
+    api.put("networkpolicies", gateway);
+    eventually("the edge report", || {
+        api.get("policyreports", "edge", "netpol-guard").is_some()
+    })
+    .await;
+    let edge = api.get("policyreports", "edge", "netpol-guard").unwrap();
+    assert_eq!(
+        results(&edge),
+        [
+            (
+                "ingress-from-anywhere".into(),
+                "skip".into(),
+                "public-gateway".into()
+            ),
+            ("catalog".into(), "pass".into(), "public-gateway".into()),
+        ],
+        "{edge}"
+    );
+    assert_eq!(edge["summary"]["skip"], 1);
+    assert_eq!(edge["summary"]["warn"], 0);
+    assert!(
+        edge["results"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the internet-facing gateway")
+    );
     replica.stop().await;
 
     // a new leader (a restart) reads the reports back and rewrites none of them

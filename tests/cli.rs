@@ -1252,3 +1252,41 @@ fn serve_with_a_kubeconfig_keeps_the_controller_off_unless_asked() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn acknowledged_findings_are_listed_as_suppressed_never_silent() {
+    let file = fixture("real-world/acknowledged-patterns.yaml");
+    let out = run(&["check", "--format", "json", &file]);
+    // the protected namespace's lockout stands whatever the manifest says
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["summary"]["suppressed"], 1, "{v}");
+    let gateway = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == "public-gateway")
+        .count();
+    assert_eq!(gateway, 0, "{v}");
+    let sarif = json(&run(&["check", "--format", "sarif", &file]));
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let suppressed: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.get("suppressions").is_some())
+        .collect();
+    assert_eq!(suppressed.len(), 1, "{results:?}");
+    assert_eq!(suppressed[0]["ruleId"], "ingress-from-anywhere");
+    assert_eq!(suppressed[0]["suppressions"][0]["kind"], "inSource");
+    assert!(
+        suppressed[0]["suppressions"][0]["justification"]
+            .as_str()
+            .unwrap()
+            .contains("internet-facing gateway")
+    );
+    let text = stdout(&run(&["check", &file]));
+    assert!(
+        text.contains("suppressed  ingress-from-anywhere")
+            && text.contains("1 finding acknowledged by netpol-guard.io/ignore"),
+        "{text}"
+    );
+}

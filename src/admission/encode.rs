@@ -1,6 +1,7 @@
 //! Encoding: the guard's verdict as an AdmissionResponse (warnings, audit annotations,
 //! denial status, base64 patch), and the answers for bodies that never became a review.
 
+use crate::rules::suppress::Suppressed;
 use std::collections::{BTreeMap, HashMap};
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
@@ -165,12 +166,22 @@ pub(super) fn encode(origin: Origin<'_>, kind: &'static str, verdict: Verdict) -
     let response = admitting(origin.uid);
     let object = ObjectName(kind, origin.namespace, origin.name);
     match verdict {
-        Verdict::Allow { findings } => {
-            let response = with_findings(response, object, &findings);
+        Verdict::Allow {
+            findings,
+            suppressed,
+        } => {
+            let response = with_findings(response, object, &findings, &suppressed);
             finish(origin, response, Decision::Allowed, kind, findings)
         }
-        Verdict::Deny { message, findings } => {
-            let response = deny(with_findings(response, object, &findings), message);
+        Verdict::Deny {
+            message,
+            findings,
+            suppressed,
+        } => {
+            let response = deny(
+                with_findings(response, object, &findings, &suppressed),
+                message,
+            );
             finish(origin, response, Decision::Denied, kind, findings)
         }
         Verdict::Patch { patch, notice } => match response.clone().with_patch(patch) {
@@ -223,8 +234,9 @@ fn with_findings(
     mut response: AdmissionResponse,
     object: ObjectName<'_>,
     findings: &[Finding],
+    suppressed: &[Suppressed],
 ) -> AdmissionResponse {
-    response.audit_annotations = audit_annotations(findings);
+    response.audit_annotations = audit_annotations(findings, suppressed);
     let warnings: Vec<String> = findings
         .iter()
         .filter(|f| f.severity == Severity::Warn)
@@ -243,7 +255,7 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
     response
 }
 
-fn audit_annotations(findings: &[Finding]) -> HashMap<String, String> {
+fn audit_annotations(findings: &[Finding], suppressed: &[Suppressed]) -> HashMap<String, String> {
     // The API server prefixes each key with the webhook's name, e.g.
     // `networkpolicies.validate.netpol-guard.io/egress-missing-dns`.
     let mut by_rule: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -252,6 +264,13 @@ fn audit_annotations(findings: &[Finding]) -> HashMap<String, String> {
             .entry(f.rule)
             .or_default()
             .push(format!("{} {}", f.severity, f.path));
+    }
+    // acknowledged by the policy's netpol-guard.io/ignore: in the audit log, never silent
+    for s in suppressed {
+        by_rule.entry(s.finding.rule).or_default().push(format!(
+            "suppressed {} {} ({})",
+            s.finding.severity, s.finding.path, s.reason
+        ));
     }
     by_rule
         .into_iter()

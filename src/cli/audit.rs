@@ -37,6 +37,7 @@ pub fn report_of(audit: &Audit) -> Report {
                 name: r.name.clone(),
                 findings: r.findings.clone(),
                 resolved: Vec::new(),
+                suppressed: r.suppressed.clone(),
                 at: Vec::new(),
             })
             .collect(),

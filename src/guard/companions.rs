@@ -138,7 +138,7 @@ pub fn protect(snapshot: &Snapshot, req: &Request<'_, NetworkPolicy>) -> Protect
     Protection::Refuse(Verdict::from_findings(
         "NetworkPolicy",
         &object,
-        vec![finding],
+        (vec![finding], Vec::new()),
         "",
     ))
 }

@@ -13,6 +13,7 @@ pub(crate) mod namespace;
 pub(crate) mod policy;
 pub(crate) mod settings;
 
+use crate::rules::suppress::Suppressed;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -118,12 +119,17 @@ pub struct Request<'a, T> {
 /// What the guard decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Admit; warn-level findings become admission warnings, all become audit annotations.
-    Allow { findings: Vec<Finding> },
+    /// Admit; warn-level findings become admission warnings, all become audit annotations
+    /// (with the findings the policy's annotation acknowledged, marked as suppressed).
+    Allow {
+        findings: Vec<Finding>,
+        suppressed: Vec<Suppressed>,
+    },
     /// Refuse with this message (every deny finding: rule, field, what, fix).
     Deny {
         message: String,
         findings: Vec<Finding>,
+        suppressed: Vec<Suppressed>,
     },
     /// Admit with this JSON patch, and a warning saying what it does when the user should
     /// know (the DNS injection: the stored object is not what was sent).
@@ -146,21 +152,34 @@ impl Verdict {
     pub fn allow() -> Self {
         Self::Allow {
             findings: Vec::new(),
+            suppressed: Vec::new(),
         }
     }
 
     /// Allows, or denies when any finding is deny-level.
-    fn from_findings(kind: &str, object: &str, findings: Vec<Finding>, note: &str) -> Self {
+    fn from_findings(
+        kind: &str,
+        object: &str,
+        (findings, suppressed): (Vec<Finding>, Vec<Suppressed>),
+        note: &str,
+    ) -> Self {
         let denied: Vec<&Finding> = findings
             .iter()
             .filter(|f| f.severity == Severity::Deny)
             .collect();
         if denied.is_empty() {
-            return Self::Allow { findings };
+            return Self::Allow {
+                findings,
+                suppressed,
+            };
         }
         let mut message = deny_message(kind, object, &denied);
         message.push_str(note);
-        Self::Deny { message, findings }
+        Self::Deny {
+            message,
+            findings,
+            suppressed,
+        }
     }
 }
 

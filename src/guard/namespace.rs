@@ -59,7 +59,7 @@ pub fn validate(snapshot: &Snapshot, req: &Request<'_, ObjectMeta>) -> Verdict {
     if findings.is_empty() {
         return Verdict::allow();
     }
-    Verdict::from_findings(KIND, req.name, findings, "")
+    Verdict::from_findings(KIND, req.name, (findings, Vec::new()), "")
 }
 
 fn changed_label(

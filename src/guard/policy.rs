@@ -37,7 +37,7 @@ pub fn validate(snapshot: &Snapshot, req: &Request<'_, NetworkPolicy>) -> Verdic
         return Verdict::allow();
     };
     let subject = Subject::new(policy, req.namespace);
-    let findings = rules::evaluate(&snapshot.rule_context(), &subject);
+    let (findings, suppressed) = rules::evaluate_all(&snapshot.rule_context(), &subject);
     let note = if gitops_managed(snapshot, policy)
         && findings
             .iter()
@@ -49,7 +49,7 @@ pub fn validate(snapshot: &Snapshot, req: &Request<'_, NetworkPolicy>) -> Verdic
         ""
     };
     let object = object_name(req.namespace, req.name);
-    Verdict::from_findings(KIND, &object, findings, note)
+    Verdict::from_findings(KIND, &object, (findings, suppressed), note)
 }
 
 /// The mutating decision: the DNS allowance for a policy that restricts egress without it

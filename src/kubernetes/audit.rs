@@ -65,9 +65,22 @@ fn resource_ref(r: &PolicyResult) -> Value {
 /// The `summary` and `results` of one namespace's report: one result per finding, and a
 /// `pass` for a policy without any.
 pub fn report_content(results: &[&PolicyResult]) -> Value {
-    let (mut pass, mut fail, mut warn) = (0, 0, 0);
+    let (mut pass, mut fail, mut warn, mut skip) = (0, 0, 0, 0);
     let mut out = Vec::new();
     for r in results {
+        // acknowledged by the policy's own netpol-guard.io/ignore: `skip`, with the reason
+        for s in &r.suppressed {
+            skip += 1;
+            let f = &s.finding;
+            out.push(json!({
+                "policy": REPORT_NAME, "rule": f.rule, "result": "skip",
+                "severity": result_of(f.severity).1,
+                "source": REPORT_NAME, "category": "NetworkPolicy", "scored": true,
+                "message": format!("{} (acknowledged: {})", f.message, s.reason),
+                "resources": resource_ref(r),
+                "properties": {"path": f.path, "suppressedBy": "netpol-guard.io/ignore"},
+            }));
+        }
         if r.findings.is_empty() {
             pass += 1;
             out.push(json!({
@@ -91,7 +104,7 @@ pub fn report_content(results: &[&PolicyResult]) -> Value {
         }
     }
     json!({
-        "summary": {"pass": pass, "fail": fail, "warn": warn, "error": 0, "skip": 0},
+        "summary": {"pass": pass, "fail": fail, "warn": warn, "error": 0, "skip": skip},
         "results": out,
     })
 }

@@ -11,6 +11,7 @@ mod ignored;
 mod labels;
 mod naming;
 mod protected;
+pub mod suppress;
 mod validity;
 
 use std::collections::BTreeMap;
@@ -209,6 +210,7 @@ pub static CATALOG: &[Rule] = &[
     exposure::EGRESS_TO_METADATA_ENDPOINT,
     exposure::INGRESS_FROM_ANYWHERE,
     exposure::ALLOW_ALL_RULE,
+    suppress::IGNORE_INVALID,
     COMPANION_PROTECTED,
     EXEMPT_LABEL_PROTECTED,
     NAMESPACE_STAMP,
@@ -246,8 +248,22 @@ fn bounded(mut hits: Vec<Hit>) -> Vec<Hit> {
     hits
 }
 
-/// Runs every enabled rule over one policy.
+/// Runs every enabled rule over one policy: the findings that stand (those the policy's
+/// `netpol-guard.io/ignore` annotation acknowledged are left out; see
+/// [`evaluate_all`] for them).
 pub fn evaluate(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
+    evaluate_all(ctx, subject).0
+}
+
+/// Every finding of one policy: those that stand, and those its annotation acknowledged.
+pub fn evaluate_all(
+    ctx: &Context<'_>,
+    subject: &Subject<'_>,
+) -> (Vec<Finding>, Vec<suppress::Suppressed>) {
+    suppress::split(subject, evaluate_every(ctx, subject))
+}
+
+fn evaluate_every(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in CATALOG {
         let Check::Policy(check) = rule.check else {
