@@ -80,6 +80,18 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: $ns-dns-discove
 subjects: [{kind: ServiceAccount, name: netpol-guard, namespace: $ns-guard}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: $ns-ip-families, namespace: default}
+rules:
+- {apiGroups: [""], resources: [services], resourceNames: [kubernetes], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: $ns-ip-families, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: $ns-ip-families}
+subjects: [{kind: ServiceAccount, name: netpol-guard, namespace: $ns-guard}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: $ns}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: $ns}
@@ -209,6 +221,29 @@ fi
 grep -q "protected-namespace-deny-all" <<<"$out" || fail "rejection does not name the rule: $out"
 pass "deny-all in a protected namespace rejected"
 
+# 5b. an IPv6-only "allow everything" in a protected namespace: the cluster's families, read
+# from the kubernetes Service (by name, with the chart's Role), make it a refusal where the
+# cluster has IPv4 (offline, without --ip-families, it is a warning naming the condition)
+families=$(kubectl get service kubernetes -n default -o jsonpath='{.spec.ipFamilies}')
+v6_only='  podSelector: {}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{ipBlock: {cidr: "::/0"}}]'
+if grep -q IPv4 <<<"$families"; then
+  out=""
+  for _ in $(seq 50); do
+    if out=$(policy from-anywhere-v6 '' "$v6_only" | kubectl apply --dry-run=server -n "$ns-protected" -f - 2>&1); then
+      sleep 0.2
+      continue
+    fi
+    break
+  done
+  grep -q "protected-namespace-deny-all" <<<"$out" || fail "::/0 alone in a protected namespace of an IPv4 cluster was admitted: $out"
+  pass "::/0 alone refused in a cluster with IPv4 ($families)"
+else
+  echo "skipped: the cluster has no IPv4 family ($families)"
+fi
+
 # 6. companions: a labelled namespace gets both, within seconds
 kubectl create namespace "$ns-companions" >/dev/null
 kubectl label namespace "$ns-companions" "netpol-guard-e2e=$ns" >/dev/null
@@ -328,8 +363,13 @@ if kubectl get crd policyreports.wgpolicyk8s.io >/dev/null 2>&1; then
 else
   echo "skipped: PolicyReport CRD not installed (helm template --set policyReports.installCRD=true)"
 fi
-curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -q '^netpol_guard_audit_last_run_timestamp_seconds [1-9]' \
-  || fail "no background audit ran"
+audited=""
+for _ in $(seq 100); do
+  curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -q '^netpol_guard_audit_last_run_timestamp_seconds [1-9]' \
+    && audited=yes && break
+  sleep 0.3
+done
+[ -n "$audited" ] || fail "no background audit ran"
 pass "background audit metrics exported"
 
 # 13. the API server goes away for a minute and comes back (only with commands that stop and
