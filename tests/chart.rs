@@ -841,6 +841,76 @@ fn optional_monitoring_objects_and_schema_validation() {
     }
     assert!(queried >= 8, "{queried}");
 
+    // the alerts the README describes, each on an exported metric; off by default
+    assert!(try_find(&render(&helm, &[]), "PrometheusRule", FULLNAME).is_none());
+    let objects = render(
+        &helm,
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.prometheusRule.labels.release=prom",
+        ],
+    );
+    let rule = find(&objects, "PrometheusRule", FULLNAME);
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let names: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
+    for want in [
+        "NetpolGuardNoLeader",
+        "NetpolGuardCacheOutOfSync",
+        "NetpolGuardReviewErrors",
+        "NetpolGuardSlowReviews",
+        "NetpolGuardCompanionDrift",
+        "NetpolGuardCompanionReconcileErrors",
+        "NetpolGuardCertificateExpiresSoon",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    for alert in alerts {
+        let expr = alert["expr"].as_str().unwrap();
+        let metric = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|w| w.starts_with("netpol_guard_"))
+            .unwrap_or_else(|| panic!("{expr}"));
+        let base = metric.trim_end_matches("_bucket");
+        assert!(metrics.contains(base), "{expr}: {base} is not exported");
+        assert!(expr.contains(&format!("job=\"{FULLNAME}\"")), "{expr}");
+        assert!(alert["annotations"]["summary"].is_string(), "{alert}");
+    }
+    // without the controller there is no leader to alert on
+    let objects = render(
+        &helm,
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "controller.enabled=false",
+        ],
+    );
+    let rule = find(&objects, "PrometheusRule", FULLNAME);
+    assert!(!rule.to_string().contains("NetpolGuardNoLeader"));
+
+    // the dashboard's injection panel counts NetworkPolicy mutations only (Namespace label
+    // stamps are mutations too)
+    assert!(
+        text.contains(r#"endpoint=\"mutate\",kind=\"NetworkPolicy\",decision=\"mutated\""#),
+        "{text}"
+    );
+
+    // usable as a subchart: a parent's global values pass the schema
+    render(&helm, &["global.imageRegistry=registry.example.com"]);
+
+    // a PodDisruptionBudget of minAvailable 1 over one replica would block every drain
+    assert!(try_find(&render(&helm, &[]), "PodDisruptionBudget", FULLNAME).is_some());
+    assert!(
+        try_find(
+            &render(&helm, &["replicaCount=1"]),
+            "PodDisruptionBudget",
+            FULLNAME
+        )
+        .is_none()
+    );
+
     // the schema refuses typos and wrong values before anything reaches the cluster
     for (set, want) in [
         ("replicaCount=0", "replicaCount"),
@@ -941,4 +1011,28 @@ fn every_value_is_documented_in_the_chart_readme() {
         missing.is_empty(),
         "values without a README row: {missing:?}"
     );
+}
+
+/// The commands NOTES.txt prints are pasted into a shell: every heredoc it opens must be
+/// closed by a line holding only its word (an indented terminator never closes one).
+#[test]
+fn notes_commands_close_what_they_open() {
+    let notes = std::fs::read_to_string(chart().join("templates/NOTES.txt")).unwrap();
+    let lines: Vec<&str> = notes.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(at) = line.find("<<") else { continue };
+        let word: String = line[at + 2..]
+            .trim_start_matches('-')
+            .trim_matches(|c| c == '\'' || c == '"' || c == ' ')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            lines[i + 1..].iter().any(|l| *l == word),
+            "NOTES.txt line {}: heredoc {word:?} is never closed by a line {word:?} alone",
+            i + 1
+        );
+    }
+    // the check that the webhook refuses a kube-system default-deny is a dry run
+    assert!(notes.contains("apply --dry-run=server -f -"), "{notes}");
 }
