@@ -1014,11 +1014,27 @@ fn regex_lite_match(pattern: &str) -> impl Fn(&str) -> bool {
 fn the_readme_quick_start_checks_run_as_documented() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    // the CA is where serve writes it: the temp dir, which follows $TMPDIR
+    assert!(readme.contains("curl --cacert \"${TMPDIR:-/tmp}/netpol-guard/ca.crt\""));
+    assert!(!readme.contains("--cacert /tmp/"));
+    // the binary is put on PATH before the first section that calls it by name
+    let install = readme
+        .find("cargo install --path .")
+        .expect("how to install the binary");
+    let first_call = readme
+        .find("\nnetpol-guard certs")
+        .expect("a section calls netpol-guard");
+    assert!(
+        install < first_call,
+        "`cargo install --path .` comes after the first call"
+    );
     for (folder, code) in [("recipes", 0), ("real-world", 2)] {
-        assert!(
-            readme.contains(&format!("-- check policies/{folder}/")),
-            "the quick start no longer shows policies/{folder}/"
-        );
+        let shown = format!("-- check policies/{folder}/");
+        let line = readme
+            .lines()
+            .find(|l| l.contains(&shown))
+            .unwrap_or_else(|| panic!("the quick start no longer shows policies/{folder}/"));
+        assert!(line.contains(&format!("exit {code}")), "{line}");
         let out = run(&["check", &fixture(folder)]);
         assert_eq!(
             out.status.code(),
