@@ -82,7 +82,7 @@ fn summary_text(audit: &Audit) -> String {
 }
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let config = match super::load_config(args.config.as_deref()) {
+    let config = match super::load_config(args.cluster.config.as_deref()) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
@@ -99,7 +99,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report::render(&report, args.format));
         Ok(ExitCode::from(report.exit_code()))
     };
-    let client = match client(args.kubeconfig.as_deref()).await {
+    let client = match client(args.cluster.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => return fail(format!("{e:#}")),
     };
@@ -124,7 +124,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let audit = audit::audit(
         &inventory,
         &config,
-        &args.guard_namespace,
+        &args.cluster.guard_namespace,
         args.namespace.as_deref(),
     );
     let report = report_of(&audit);
@@ -135,7 +135,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 /// `netpol-guard companions plan`: the controller's reconcile of every namespace, once, as
 /// a dry run against the cluster as it is.
 pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
-    let config = match super::load_config(args.config.as_deref()) {
+    let config = match super::load_config(args.cluster.config.as_deref()) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
@@ -143,17 +143,17 @@ pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         Ok(ExitCode::from(2))
     };
-    let client = match client(args.kubeconfig.as_deref()).await {
+    let client = match client(args.cluster.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => return failed(&format!("{e:#}")),
     };
     let state = crate::state::Shared::new(
         config,
         crate::guard::Identity {
-            namespace: args.guard_namespace.clone(),
+            namespace: args.cluster.guard_namespace.clone(),
             service_account: format!(
                 "system:serviceaccount:{}:netpol-guard",
-                args.guard_namespace
+                args.cluster.guard_namespace
             ),
         },
         crate::metrics::Metrics::new().context("metrics")?,

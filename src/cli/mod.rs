@@ -72,11 +72,21 @@ pub enum CompanionsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub cluster: ClusterRead,
+    /// Output: text (a line per write) or json.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: PlanFormat,
+}
+
+/// How the commands that read a cluster once (`audit`, `companions plan`) reach it and
+/// judge it.
+#[derive(Debug, clap::Args)]
+pub struct ClusterRead {
     /// Kubeconfig of the cluster [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
     #[arg(long, env = "NETPOL_GUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Rule configuration (YAML; its `companions` section); the embedded default when
-    /// absent.
+    /// Rule configuration (YAML); the embedded default when absent.
     #[arg(long, env = "NETPOL_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
     /// The namespace netpol-guard runs in (it gets no companions).
@@ -86,9 +96,6 @@ pub struct PlanArgs {
         env = "NETPOL_GUARD_POD_NAMESPACE"
     )]
     pub guard_namespace: String,
-    /// Output: text (a line per write) or json.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: PlanFormat,
 }
 
 /// `companions plan --format`.
@@ -195,25 +202,14 @@ pub struct CheckArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
-    /// Kubeconfig of the cluster [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
-    #[arg(long, env = "NETPOL_GUARD_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Rule configuration (YAML); the embedded default when absent.
-    #[arg(long, env = "NETPOL_GUARD_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterRead,
     /// Output format.
     #[arg(long, value_enum, default_value = "text", env = "NETPOL_GUARD_FORMAT")]
     pub format: Format,
     /// Audit one namespace (the whole cluster is still read for context) [default: all].
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
-    /// The namespace netpol-guard runs in (it gets no companions).
-    #[arg(
-        long,
-        default_value = "netpol-guard",
-        env = "NETPOL_GUARD_POD_NAMESPACE"
-    )]
-    pub guard_namespace: String,
 }
 
 /// Applies the DNS fixes as text edits, emits them as asked (the fixed file, the files
