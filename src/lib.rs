@@ -1,7 +1,9 @@
 //! netpol-guard: keeps Kubernetes NetworkPolicy from breaking clusters.
 //!
-//! Layers, bottom up; each imports only from the ones below it (a test, `tests/layers.rs`,
-//! keeps it so):
+//! Layers, bottom up; each imports only from the ones below it. The pure core is a crate of
+//! its own, `netpol-guard-core` (Cargo keeps it free of the edges: no async runtime, HTTP,
+//! Kubernetes client or metrics), re-exported here under the same names; a test,
+//! `tests/layers.rs`, keeps the edges apart:
 //!
 //! - [`netpol`], the model: selectors, peers, ports, CIDRs, policies, DNS reachability.
 //! - [`rules`], the catalog: each rule a small pure unit over the model.
@@ -16,15 +18,9 @@
 //! the pure layers and encoded (AdmissionResponse, report, apply). The offline `check`,
 //! the webhook and the controller call the same functions, so they cannot disagree.
 
-pub mod netpol;
-pub mod rules;
-
-pub mod guard;
-
-pub mod config;
+pub use netpol_guard_core::{audit, config, guard, netpol, rules};
 
 pub mod admission;
-pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;

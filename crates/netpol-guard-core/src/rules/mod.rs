@@ -5,7 +5,7 @@
 //! severity, drops rules that are off, and orders findings by catalog order.
 
 mod context;
-pub(crate) mod dns;
+pub mod dns;
 mod exposure;
 mod ignored;
 mod labels;

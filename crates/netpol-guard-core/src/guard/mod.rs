@@ -8,9 +8,9 @@
 //! same engine, so none of them can disagree.
 
 pub mod companions;
-pub(crate) mod dns_patch;
-pub(crate) mod namespace;
-pub(crate) mod policy;
+pub mod dns_patch;
+pub mod namespace;
+pub mod policy;
 pub(crate) mod settings;
 
 use crate::rules::suppress::Suppressed;
