@@ -88,7 +88,11 @@ fn named_after_crate(rest: &str) -> Vec<String> {
             _ => {}
         }
     }
-    items.into_iter().map(ident).filter(|n| !n.is_empty()).collect()
+    items
+        .into_iter()
+        .map(ident)
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// Top-level module of each file under `src`, and the top-level modules its code names.
