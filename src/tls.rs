@@ -77,11 +77,6 @@ impl CertStore {
             *current = loaded;
         }
     }
-
-    /// When the certificate in service expires (unix seconds).
-    pub fn not_after(&self) -> Option<i64> {
-        self.current.read().ok().map(|c| c.not_after)
-    }
 }
 
 impl ResolvesServerCert for CertStore {

@@ -45,17 +45,6 @@ fn location(path: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-impl ConfigError {
-    /// A bounded label for metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Read { .. } => "read",
-            Self::Parse { .. } => "parse",
-            Self::Invalid { .. } => "invalid",
-        }
-    }
-}
-
 impl Config {
     /// Parses and validates a YAML configuration.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {

@@ -360,13 +360,6 @@ impl DnsTarget {
             .map(|p| p.port)
     }
 
-    /// Whether a peer selects DNS pods (by selectors; ipBlocks are addresses).
-    pub fn peer_selects_dns_pods(&self, peer: &NetworkPolicyPeer, policy_namespace: &str) -> bool {
-        self.endpoints
-            .iter()
-            .any(|e| e.selected_by(peer, policy_namespace))
-    }
-
     /// Whether a pod selector matches DNS pods.
     pub fn selects_dns_pods(&self, selector: &LabelSelector) -> bool {
         self.endpoints
