@@ -24,6 +24,7 @@ pub mod admission;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub(crate) mod duration;
 pub(crate) mod fix;
 #[cfg(fuzzing)]
 #[doc(hidden)]

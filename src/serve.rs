@@ -29,11 +29,6 @@ use crate::shedding;
 use crate::state::{Shared, SharedState};
 use crate::tls::{self, CertStore};
 
-fn duration(text: &str) -> Result<Duration, String> {
-    server::parse_go_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration like 5s or 250ms"))
-}
-
 /// Flags of `serve`; each has a `NETPOL_GUARD_...` environment variable.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -75,23 +70,23 @@ pub struct ServeArgs {
     )]
     pub service_account: String,
     /// How often certificate and configuration files are checked for changes.
-    #[arg(long, env = "NETPOL_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
+    #[arg(long, env = "NETPOL_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = crate::duration::flag)]
     pub reload_interval: Duration,
     /// After SIGTERM, how long to keep serving while readiness is false (endpoints drain)
     /// [default: 5s in a pod, 0s elsewhere: a local run has no endpoints to drain].
-    #[arg(long, env = "NETPOL_GUARD_SHUTDOWN_DELAY", value_parser = duration)]
+    #[arg(long, env = "NETPOL_GUARD_SHUTDOWN_DELAY", value_parser = crate::duration::flag)]
     pub shutdown_delay: Option<Duration>,
     /// How long in-flight requests may take to finish during shutdown.
-    #[arg(long, env = "NETPOL_GUARD_DRAIN_TIMEOUT", default_value = "15s", value_parser = duration)]
+    #[arg(long, env = "NETPOL_GUARD_DRAIN_TIMEOUT", default_value = "15s", value_parser = crate::duration::flag)]
     pub drain_timeout: Duration,
     /// TLS handshake timeout.
-    #[arg(long, env = "NETPOL_GUARD_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "NETPOL_GUARD_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = crate::duration::flag)]
     pub handshake_timeout: Duration,
     /// Time allowed to send request headers.
-    #[arg(long, env = "NETPOL_GUARD_HEADER_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "NETPOL_GUARD_HEADER_TIMEOUT", default_value = "5s", value_parser = crate::duration::flag)]
     pub header_timeout: Duration,
     /// Time allowed to send a request body.
-    #[arg(long, env = "NETPOL_GUARD_BODY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "NETPOL_GUARD_BODY_TIMEOUT", default_value = "10s", value_parser = crate::duration::flag)]
     pub body_timeout: Duration,
     /// Largest accepted AdmissionReview body, in bytes.
     #[arg(long, env = "NETPOL_GUARD_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]

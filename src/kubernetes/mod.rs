@@ -63,7 +63,7 @@ pub struct ClusterArgs {
     #[arg(long, env = "NETPOL_GUARD_AUDIT", value_enum, default_value = "on")]
     pub audit: Switch,
     /// How often the background audit runs besides after changes.
-    #[arg(long, env = "NETPOL_GUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
+    #[arg(long, env = "NETPOL_GUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = crate::duration::positive_flag)]
     pub audit_interval: Duration,
     /// Write the audit's results as PolicyReports (wgpolicyk8s.io/v1alpha2) when the CRD
     /// is installed.
@@ -81,16 +81,6 @@ pub struct ClusterArgs {
 pub enum Switch {
     On,
     Off,
-}
-
-/// A duration in Go's notation (`10m`, `30s`).
-fn duration(text: &str) -> Result<Duration, String> {
-    go_parse_duration::parse_duration(text)
-        .ok()
-        .and_then(|nanos| u64::try_from(nanos).ok())
-        .filter(|&nanos| nanos > 0)
-        .map(Duration::from_nanos)
-        .ok_or_else(|| format!("{text:?} is not a positive duration like 10m or 30s"))
 }
 
 /// After a change in the cluster, the background audit waits this long for more.
