@@ -117,7 +117,7 @@ kubectl --kubeconfig "$work/kubeconfig" config set-context --current --user=netp
 
 "$bin" serve --listen "0.0.0.0:$port" --metrics-listen "127.0.0.1:$metrics_port" \
   --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --config "$work/config.yaml" \
-  --kubeconfig "$work/kubeconfig" --controller on --pod-namespace "$ns-guard" \
+  --kubeconfig "$work/kubeconfig" --controller on --guard-namespace "$ns-guard" \
   --shutdown-delay 0s >"$work/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do

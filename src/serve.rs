@@ -55,14 +55,16 @@ pub struct ServeArgs {
     /// [default: $TMPDIR/netpol-guard].
     #[arg(long, env = "NETPOL_GUARD_SELF_SIGNED_DIR")]
     pub self_signed_dir: Option<PathBuf>,
-    /// The namespace the guard runs in.
+    /// The namespace the guard runs in (it gets no companions and is never sent to the
+    /// webhook). `--pod-namespace` is its former name.
     #[arg(
         long,
+        alias = "pod-namespace",
         env = "NETPOL_GUARD_POD_NAMESPACE",
         default_value = "netpol-guard"
     )]
-    pub pod_namespace: String,
-    /// The guard's service account name (in --pod-namespace).
+    pub guard_namespace: String,
+    /// The guard's service account name (in --guard-namespace).
     #[arg(
         long,
         env = "NETPOL_GUARD_SERVICE_ACCOUNT",
@@ -183,9 +185,9 @@ impl Webhook {
         let identity = Identity {
             service_account: format!(
                 "system:serviceaccount:{}:{}",
-                args.pod_namespace, args.service_account
+                args.guard_namespace, args.service_account
             ),
-            namespace: args.pod_namespace.clone(),
+            namespace: args.guard_namespace.clone(),
         };
         let state = Shared::new(config, identity, metrics);
 

@@ -449,3 +449,24 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let code = report.exit_code_failing_on(fail_on);
     Ok(ExitCode::from(if code == 0 && diffed { 1 } else { code }))
 }
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    #[test]
+    fn the_guards_namespace_is_one_flag_under_its_old_name_too() {
+        for flag in ["--guard-namespace", "--pod-namespace"] {
+            let cli = Cli::try_parse_from(["netpol-guard", "serve", flag, "platform"]);
+            match cli.map(|c| c.command) {
+                Ok(Command::Serve(args)) => assert_eq!(args.guard_namespace, "platform", "{flag}"),
+                other => panic!("{flag}: {other:?}"),
+            }
+        }
+        let cli = Cli::try_parse_from(["netpol-guard", "audit", "--guard-namespace", "platform"]);
+        match cli.map(|c| c.command) {
+            Ok(Command::Audit(args)) => assert_eq!(args.cluster.guard_namespace, "platform"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

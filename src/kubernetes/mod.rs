@@ -52,7 +52,7 @@ pub struct ClusterArgs {
     /// [default: $HOSTNAME].
     #[arg(long, env = "NETPOL_GUARD_POD_NAME")]
     pub pod_name: Option<String>,
-    /// Name of the Lease (in --pod-namespace) that elects the reconciling replica.
+    /// Name of the Lease (in --guard-namespace) that elects the reconciling replica.
     #[arg(
         long,
         env = "NETPOL_GUARD_LEASE_NAME",
