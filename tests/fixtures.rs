@@ -158,7 +158,7 @@ fn the_corpus_exercises_every_rule() {
         .map(|e| e.rule)
         .collect();
     // needs the cluster's whole namespace list, which only the webhook's cache has; its
-    // tables are in src/rules/labels.rs and tests/admission.rs
+    // tables are in crates/netpol-guard-core/src/rules/labels.rs and tests/admission.rs
     let cluster_only = ["namespace-selector-matches-nothing"];
     let missing: Vec<&str> = netpol_guard::rules::CATALOG
         .iter()

@@ -26,7 +26,7 @@ seed() {
     manifest)
       find policies charts/netpol-guard/templates -name '*.yaml' -print0 |
         while IFS= read -r -d '' f; do cp -n "$f" "$dir/$(echo "$f" | tr / _)"; done ;;
-    config) cp -n src/default-config.yaml "$dir/default-config.yaml" ;;
+    config) cp -n crates/netpol-guard-core/src/default-config.yaml "$dir/default-config.yaml" ;;
   esac
 }
 
