@@ -150,46 +150,34 @@ impl IpFamilies {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::V4 => "ipv4",
-            Self::V6 => "ipv6",
-            Self::Dual => "dual",
-        }
-    }
-
-    /// Whether the known families are all covered by whole blocks of IPv4 (`v4`) and IPv6
-    /// (`v6`).
-    fn covered_by(self, v4: bool, v6: bool) -> bool {
-        match self {
-            Self::V4 => v4,
-            Self::V6 => v6,
-            Self::Dual | Self::Unknown => v4 && v6,
-        }
-    }
-
-    /// Whether whole-family blocks of IPv4 (`v4`) and IPv6 (`v6`) are every address: both
-    /// families always are; one of them is only in a cluster of that family alone, so
-    /// where the families are unknown that is the condition.
+    /// Whether whole-family blocks of IPv4 (`v4`) and IPv6 (`v6`) are every address. Both
+    /// families always are; one of them is in a cluster of that family alone, and is not in
+    /// one of the other. In a dual-stack cluster one family admits half of the traffic, and
+    /// whether losing the other half breaks the cluster depends on which family its
+    /// Services and DNS use; where the families are unknown, on what they are. Both are the
+    /// condition, for a warning.
     pub fn everywhere(self, v4: bool, v6: bool) -> Everywhere {
-        if self != Self::Unknown || v4 == v6 {
-            return if self.covered_by(v4, v6) {
-                Everywhere::Yes
-            } else {
-                Everywhere::No
-            };
-        }
+        let certain = |yes: bool| if yes { Everywhere::Yes } else { Everywhere::No };
         let (has, only, lacks) = if v4 {
             ("0.0.0.0/0", "IPv4", "IPv6")
         } else {
             ("::/0", "IPv6", "IPv4")
         };
-        Everywhere::Depends(format!(
-            "{has} is every address only in an {only}-only cluster: it admits no {lacks} peer \
-             (a dual-stack or {lacks} cluster loses that traffic; the cluster's IP families are \
-             not known here: --ip-families ipv4|ipv6|dual decides)"
-        ))
+        match self {
+            Self::V4 => certain(v4),
+            Self::V6 => certain(v6),
+            Self::Dual | Self::Unknown if v4 == v6 => certain(v4),
+            Self::Dual => Everywhere::Depends(format!(
+                "{has} admits no {lacks} peer: in this dual-stack cluster {lacks} traffic is \
+                 locked out, which breaks what reaches these pods over {lacks} (which family \
+                 the cluster's Services and DNS use is not known here)"
+            )),
+            Self::Unknown => Everywhere::Depends(format!(
+                "{has} is every address only in an {only}-only cluster: it admits no {lacks} \
+                 peer (a dual-stack or {lacks} cluster loses that traffic; the cluster's IP \
+                 families are not known here: --ip-families ipv4|ipv6|dual decides)"
+            )),
+        }
     }
 }
 
@@ -252,8 +240,8 @@ mod tests {
             (V4, false, true, Some(false)),
             (V6, false, true, Some(true)),
             (V6, true, false, Some(false)),
-            (Dual, true, false, Some(false)),
-            (Dual, false, true, Some(false)),
+            (Dual, true, false, None),
+            (Dual, false, true, None),
             (Dual, true, true, Some(true)),
             (Unknown, true, true, Some(true)),
             (Unknown, false, false, Some(false)),

@@ -28,13 +28,6 @@ pub fn peers_everything(
     if peers.is_empty() {
         return Everywhere::Yes;
     }
-    let blocks: Vec<Block> = peers
-        .iter()
-        .filter_map(|p| match PeerKind::of(p) {
-            PeerKind::IpBlock(block) => Block::parse(block).ok(),
-            _ => None,
-        })
-        .collect();
     let all_pods = peers.iter().any(|p| match PeerKind::of(p) {
         PeerKind::Namespaces { namespaces, pods } => {
             selector::is_empty(namespaces) && pods.is_none_or(selector::is_empty)
@@ -44,10 +37,21 @@ pub fn peers_everything(
     if !(all_pods || ip_block_matches_pods) {
         return Everywhere::No;
     }
-    families.everywhere(
-        blocks.iter().any(Block::is_all_v4),
-        blocks.iter().any(Block::is_all_v6),
-    )
+    let (v4, v6) = whole_families(peers);
+    families.everywhere(v4, v6)
+}
+
+/// Whether the peers hold an `ipBlock` of all of IPv4, and one of all of IPv6.
+pub fn whole_families(peers: &[NetworkPolicyPeer]) -> (bool, bool) {
+    peers
+        .iter()
+        .filter_map(|p| match PeerKind::of(p) {
+            PeerKind::IpBlock(block) => Block::parse(block).ok(),
+            _ => None,
+        })
+        .fold((false, false), |(v4, v6), b| {
+            (v4 || b.is_all_v4(), v6 || b.is_all_v6())
+        })
 }
 
 /// The port ranges of one protocol a port list admits (`None`: every port).
@@ -89,42 +93,17 @@ pub fn rules_open_everything<'a>(
 ) -> Everywhere {
     let rules: Vec<&RuleView<'_>> = rules.into_iter().collect();
     let open = |families| open_in(&rules, ip_block_matches_pods, families);
-    let verdict = |open: bool| {
-        if open {
-            Everywhere::Yes
-        } else {
-            Everywhere::No
-        }
-    };
-    if families != IpFamilies::Unknown {
-        return verdict(open(families));
-    }
-    let each = [IpFamilies::V4, IpFamilies::V6, IpFamilies::Dual].map(open);
-    if each.iter().all(|&o| o == each[0]) {
-        return verdict(each[0]);
-    }
-    rules
-        .iter()
-        .find_map(
-            |r| match peers_everything(r.peers, ip_block_matches_pods, families) {
-                Everywhere::Depends(why) => Some(Everywhere::Depends(why)),
-                _ => None,
-            },
-        )
-        .unwrap_or(Everywhere::No)
+    // each family's traffic must be admitted whole, by any of the rules; which families
+    // there are decides (see IpFamilies::everywhere)
+    families.everywhere(open(IpFamilies::V4), open(IpFamilies::V6))
 }
 
-/// [`rules_open_everything`] in a cluster of known families. Dual-stack traffic is of one
-/// family or the other: each family's traffic must be admitted whole, by any of the rules.
-fn open_in(rules: &[&RuleView<'_>], ip_block_matches_pods: bool, families: IpFamilies) -> bool {
-    if matches!(families, IpFamilies::Dual | IpFamilies::Unknown) {
-        return open_in(rules, ip_block_matches_pods, IpFamilies::V4)
-            && open_in(rules, ip_block_matches_pods, IpFamilies::V6);
-    }
+/// [`rules_open_everything`] for the traffic of one family (`V4` or `V6`).
+fn open_in(rules: &[&RuleView<'_>], ip_block_matches_pods: bool, family: IpFamilies) -> bool {
     let wide: Vec<&RuleView<'_>> = rules
         .iter()
         .copied()
-        .filter(|r| peers_everything(r.peers, ip_block_matches_pods, families) == Everywhere::Yes)
+        .filter(|r| peers_everything(r.peers, ip_block_matches_pods, family) == Everywhere::Yes)
         .collect();
     PROTOCOLS.iter().all(|protocol| {
         let mut all = Vec::new();
@@ -229,11 +208,12 @@ mod tests {
         let split = "{ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}, {from: [{ipBlock: {cidr: '::/0'}}]}]}";
         let table = [
             (v6, V4, Some(false)),
-            (v6, Dual, Some(false)),
+            // dual-stack: half of the traffic, and which half matters is not known
+            (v6, Dual, None),
             (v6, V6, Some(true)),
             (v6, Unknown, None),
             (v4, V4, Some(true)),
-            (v4, Dual, Some(false)),
+            (v4, Dual, None),
             (v4, V6, Some(false)),
             (v4, Unknown, None),
             (both, Dual, Some(true)),
@@ -241,16 +221,28 @@ mod tests {
             (split, Unknown, Some(true)),
             (split, Dual, Some(true)),
             ("{ingress: [{}]}", Unknown, Some(true)),
+            (
+                "{ingress: [{from: [{podSelector: {}}]}]}",
+                Dual,
+                Some(false),
+            ),
         ];
         for (spec, families, want) in table {
             let got = open_in(spec, families);
             match want {
                 Some(true) => assert_eq!(got, Everywhere::Yes, "{spec} {families:?}"),
                 Some(false) => assert_eq!(got, Everywhere::No, "{spec} {families:?}"),
-                None => assert!(
-                    matches!(&got, Everywhere::Depends(why) if why.contains("--ip-families")),
-                    "{spec} {families:?}: {got:?}"
-                ),
+                None => {
+                    let named = if families == Dual {
+                        "dual-stack"
+                    } else {
+                        "--ip-families"
+                    };
+                    assert!(
+                        matches!(&got, Everywhere::Depends(why) if why.contains(named)),
+                        "{spec} {families:?}: {got:?}"
+                    );
+                }
             }
         }
     }

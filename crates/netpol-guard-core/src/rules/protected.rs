@@ -297,14 +297,15 @@ mod tests {
         let both = ks("{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: '::/0'}}");
         // (policy, families, expected: None = no finding, Some(conditional))
         let cases: [(&str, IpFamilies, Option<bool>); 10] = [
-            // ::/0 admits no IPv4 peer: an IPv4 or dual-stack kube-system is locked out
+            // ::/0 admits no IPv4 peer: an IPv4 kube-system is locked out; a dual-stack one
+            // loses its IPv4 traffic, which breaks it if its Services and DNS use IPv4
             (&v6, V4, Some(false)),
-            (&v6, Dual, Some(false)),
+            (&v6, Dual, Some(true)),
             (&v6, V6, None),
             (&v6, Unknown, Some(true)),
             (&v4, V4, None),
             (&v4, V6, Some(false)),
-            (&v4, Dual, Some(false)),
+            (&v4, Dual, Some(true)),
             (&v4, Unknown, Some(true)),
             (&both, Unknown, None),
             (&both, Dual, None),
@@ -319,7 +320,12 @@ mod tests {
             assert_eq!(got, want, "{yaml} in {families:?}: {hits:#?}");
             if want == Some(true) {
                 let why = hits[0].condition.as_deref().unwrap_or_default();
-                assert!(why.contains("--ip-families"), "{why}");
+                let named = if families == Dual {
+                    "dual-stack"
+                } else {
+                    "--ip-families"
+                };
+                assert!(why.contains(named), "{why}");
             }
         }
     }

@@ -2,7 +2,8 @@
 //! from the DNS Service and its EndpointSlices when the cache has them, the configured
 //! ones otherwise, plus any further configured DNS pods and addresses.
 
-use crate::netpol::ipblock::IpFamilies;
+use crate::netpol::ipblock::{Everywhere, IpFamilies};
+use crate::netpol::openness::whole_families;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -187,7 +188,7 @@ impl Endpoint {
     }
 
     /// Whether a block of one whole family (`0.0.0.0/0` or `::/0`) holds the pods' addresses:
-    /// in a cluster of that family alone it does, of the other it does not; in a dual-stack
+    /// certain in a cluster of one family (see [`IpFamilies::everywhere`]); in a dual-stack
     /// cluster, or where the families are unknown, that is the condition.
     fn whole_family_reach(&self, block: &Block) -> Reach {
         let (family, other) = if block.is_all_v4() {
@@ -195,18 +196,19 @@ impl Endpoint {
         } else {
             ("IPv6", "IPv4")
         };
-        let v4 = block.is_all_v4();
-        match self.families {
-            IpFamilies::V4 | IpFamilies::V6 if v4 == (self.families == IpFamilies::V4) => {
-                Reach::Yes
-            }
-            IpFamilies::V4 | IpFamilies::V6 => Reach::No,
-            IpFamilies::Dual => Reach::Maybe(format!(
+        match self
+            .families
+            .everywhere(block.is_all_v4(), block.is_all_v6())
+        {
+            Everywhere::Yes => Reach::Yes,
+            Everywhere::No => Reach::No,
+            // said as a condition on the lookups, which the DNS messages complete
+            Everywhere::Depends(_) if self.families == IpFamilies::Dual => Reach::Maybe(format!(
                 "{} holds the DNS pods' {family} addresses only: in this dual-stack cluster \
                  lookups over {other} are not admitted",
                 block.cidr
             )),
-            IpFamilies::Unknown => Reach::Maybe(format!(
+            Everywhere::Depends(_) => Reach::Maybe(format!(
                 "{} holds the DNS pods' addresses only if they are {family} (the cluster's IP \
                  families are not known here: --ip-families ipv4|ipv6|dual decides)",
                 block.cidr
@@ -404,16 +406,7 @@ impl DnsTarget {
             return if yes { Reach::Yes } else { Reach::No };
         }
         // 0.0.0.0/0 and ::/0 side by side hold every address, whatever the families
-        let blocks: Vec<Block> = rule
-            .peers
-            .iter()
-            .filter_map(|peer| match PeerKind::of(peer) {
-                PeerKind::IpBlock(block) => Block::parse(block).ok(),
-                _ => None,
-            })
-            .collect();
-        if blocks.iter().any(Block::is_all_v4)
-            && blocks.iter().any(Block::is_all_v6)
+        if whole_families(rule.peers) == (true, true)
             && self.ip_block_matches_pods
             && self.endpoints.iter().any(|e| e.ports_allow(rule, protocol))
         {
