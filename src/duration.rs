@@ -17,10 +17,8 @@ pub fn flag(text: &str) -> Result<Duration, String> {
 
 /// A duration flag that must be above zero (an interval).
 pub fn positive_flag(text: &str) -> Result<Duration, String> {
-    flag(text)?
-        .gt(&Duration::ZERO)
-        .then(|| parse(text))
-        .flatten()
+    parse(text)
+        .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{text:?} is not a positive duration like 10m or 30s"))
 }
 

@@ -22,11 +22,16 @@ const MAX_ANCESTORS: usize = 16;
 /// names it.
 pub fn patches(files: &[PathBuf]) -> BTreeMap<PathBuf, PathBuf> {
     let mut kustomizations: BTreeSet<PathBuf> = BTreeSet::new();
+    // each directory is looked at once, however many files it and those below it hold
+    let mut seen: BTreeSet<&Path> = BTreeSet::new();
     for file in files {
         if is_kustomization(file) {
             kustomizations.insert(normal(file));
         }
         for dir in file.ancestors().skip(1).take(MAX_ANCESTORS) {
+            if !seen.insert(dir) {
+                break;
+            }
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
             } else {

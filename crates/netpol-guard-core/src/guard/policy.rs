@@ -8,6 +8,8 @@ use super::dns_patch::dns_allowance_patch_in;
 use super::settings::GitOpsMode;
 use super::{Operation, Request, Snapshot, Verdict, object_name};
 use crate::netpol::policy::Subject;
+use crate::netpol::ports::Protocol;
+use crate::netpol::selector;
 use crate::rules;
 
 const KIND: &str = "NetworkPolicy";
@@ -77,15 +79,8 @@ pub fn mutate(snapshot: &Snapshot, req: &Request<'_, NetworkPolicy>) -> Verdict 
                     "no rule allowed DNS, so netpol-guard added one (UDP and TCP {} to the DNS \
                      pods {}{}) and annotated the policy netpol-guard.io/injected: dns; put the \
                      rule in this object's source so the next apply keeps it",
-                    ctx.dns
-                        .port_number(crate::netpol::ports::Protocol::Udp)
-                        .unwrap_or(53),
-                    ctx.dns
-                        .pod_labels()
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    ctx.dns.port_number(Protocol::Udp).unwrap_or(53),
+                    selector::describe(&selector::from_labels(ctx.dns.pod_labels())),
                     ctx.dns
                         .namespace()
                         .map(|ns| format!(" in {ns}"))
