@@ -497,8 +497,10 @@ pub const PATCH_DOCUMENTS: &str =
     "documents of kustomize patches (check the output of `kustomize build DIR` instead)";
 
 fn gather(manifests: &[Manifest], default_namespace: &str, families: IpFamilies) -> Gathered {
-    let mut g = Gathered::default();
-    g.inventory.set_ip_families(families);
+    let mut g = Gathered {
+        inventory: Inventory::of_families(families),
+        ..Gathered::default()
+    };
     for (m, manifest) in manifests.iter().enumerate() {
         if manifest.patch_of.is_some() {
             // a patch is a fragment of an object: judged once kustomize has applied it
@@ -585,11 +587,7 @@ impl Gathered {
     /// The context of each scope: the policies and namespaces of its files.
     fn inventories(&self, scope: Scope) -> BTreeMap<String, Inventory> {
         let mut out: BTreeMap<String, Inventory> = BTreeMap::new();
-        let fresh = || {
-            let mut inventory = Inventory::new();
-            inventory.set_ip_families(self.inventory.ip_families());
-            inventory
-        };
+        let fresh = || Inventory::of_families(self.inventory.ip_families());
         for p in &self.policies {
             out.entry(scope.key(&p.source.file))
                 .or_insert_with(fresh)
@@ -627,8 +625,7 @@ pub fn analyze_scoped(
     } else {
         BTreeMap::new()
     };
-    let mut empty = Inventory::new();
-    empty.set_ip_families(families);
+    let empty = Inventory::of_families(families);
     // one context per inventory: what it prepares about the policies serves every subject
     let (scoped_contexts, own_contexts) = (contexts(config, &scoped), contexts(config, &own));
     let empty_context = config.rule_context(&empty);
@@ -796,8 +793,7 @@ pub fn missing_dns(
 ) -> Vec<Missing> {
     let g = gather(manifests, default_namespace, families);
     let scoped = g.inventories(scope);
-    let mut empty = Inventory::new();
-    empty.set_ip_families(families);
+    let empty = Inventory::of_families(families);
     let contexts = contexts(config, &scoped);
     let empty_context = config.rule_context(&empty);
     let mut out = Vec::new();

@@ -234,14 +234,18 @@ fn judged_with_template(v: &Value) -> bool {
             _ => false,
         }
     }
+    // every field but the annotations, whose values are free text
+    let fields = |map: &serde_json::Map<String, Value>, skip: &str| {
+        map.iter()
+            .any(|(k, v)| k != skip && (is_action(k) || has_action(v)))
+    };
     match v.get("kind").and_then(Value::as_str) {
-        Some("NetworkPolicy" | "Namespace") => {
-            let mut object = v.clone();
-            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("annotations");
-            }
-            has_action(&object)
-        }
+        Some("NetworkPolicy" | "Namespace") => v.as_object().is_some_and(|object| {
+            fields(object, "metadata")
+                || v.get("metadata")
+                    .and_then(Value::as_object)
+                    .is_some_and(|meta| fields(meta, "annotations"))
+        }),
         Some("List") => v
             .get("items")
             .and_then(Value::as_array)

@@ -66,8 +66,18 @@ pub struct Companions {
     seen: Mutex<HashSet<(String, String)>>,
     /// How long after a failed reconcile it is retried ([`RETRY`] in production).
     retry: Duration,
-    /// A dry run: the writes it would make, instead of making them.
-    plan: Option<Mutex<Vec<Planned>>>,
+    /// Whether the writes are made, only logged, or also recorded.
+    writes: Writes,
+}
+
+/// What the controller does with a write it decides on.
+enum Writes {
+    Make,
+    /// A dry run (`--controller dry-run`): logged, not made.
+    Log,
+    /// `companions plan`: logged and recorded, in the order they would be made (each
+    /// namespace is reconciled once, so nothing repeats).
+    Record(Mutex<Vec<Planned>>),
 }
 
 /// A write the controller would make (a dry run's record).
@@ -117,52 +127,47 @@ impl Companions {
             state,
             seen: Mutex::new(HashSet::new()),
             retry,
-            plan: None,
+            writes: Writes::Make,
         })
     }
 
-    /// A dry-run controller: it reads the cluster as the real one does and logs (and
-    /// records) each write it would make, making none.
-    pub fn planning(client: Client, state: SharedState) -> Arc<Self> {
+    /// A dry-run controller: it reads the cluster as the real one does and logs each write
+    /// it would make, making none.
+    pub fn dry_run(client: Client, state: SharedState) -> Arc<Self> {
+        Self::not_writing(client, state, Writes::Log)
+    }
+
+    fn not_writing(client: Client, state: SharedState, writes: Writes) -> Arc<Self> {
         Arc::new(Self {
             client,
             state,
             seen: Mutex::new(HashSet::new()),
             retry: RETRY,
-            plan: Some(Mutex::new(Vec::new())),
+            writes,
         })
     }
 
-    /// In a dry run, records and logs the write and answers `true` (do not make it).
+    /// In a dry run, logs (and records) the write and answers `true`: do not make it.
     fn planned(&self, namespace: &str, policy: &str, action: PlannedAction) -> bool {
-        let Some(plan) = &self.plan else {
+        if let Writes::Make = self.writes {
             return false;
-        };
+        }
         tracing::info!(
             namespace,
             policy,
             action = action.as_str(),
             "dry run: would write this companion"
         );
-        if let Ok(mut plan) = plan.lock() {
-            let planned = Planned {
+        if let Writes::Record(plan) = &self.writes
+            && let Ok(mut plan) = plan.lock()
+        {
+            plan.push(Planned {
                 namespace: namespace.to_string(),
                 policy: policy.to_string(),
                 action,
-            };
-            if !plan.contains(&planned) {
-                plan.push(planned);
-            }
+            });
         }
         true
-    }
-
-    /// The writes a dry run recorded so far.
-    pub fn plan(&self) -> Vec<Planned> {
-        self.plan
-            .as_ref()
-            .and_then(|p| p.lock().ok().map(|p| p.clone()))
-            .unwrap_or_default()
     }
 
     fn seen(&self, namespace: &str, name: &str) -> bool {
@@ -242,9 +247,8 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
             } else {
                 PlannedAction::Restore
             };
-            if (existing.is_none() || drift.is_some()) && ctx.planned(&name, &policy, action) {
-                // a dry run: as if written
-            } else if existing.is_none() || drift.is_some() {
+            let write = existing.is_none() || drift.is_some();
+            if write && !ctx.planned(&name, &policy, action) {
                 let params = PatchParams::apply(MANAGER).force();
                 match api.patch(&policy, &params, &Patch::Apply(&wanted)).await {
                     Ok(_) => {}
@@ -287,14 +291,17 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
 /// What the controller would write in every namespace of the cluster now, writing
 /// nothing: each namespace reconciled once in a dry run (`netpol-guard companions plan`).
 pub async fn plan(client: Client, state: SharedState) -> Result<Vec<Planned>, Error> {
-    let ctx = Companions::planning(client.clone(), state);
+    let ctx = Companions::not_writing(client.clone(), state, Writes::Record(Mutex::default()));
     let namespaces: Api<Namespace> = Api::all(client);
     let mut listed = namespaces.list(&ListParams::default()).await?.items;
     listed.sort_by_key(ResourceExt::name_any);
     for ns in &listed {
         reconcile_namespace(ns, &ctx).await?;
     }
-    Ok(ctx.plan())
+    Ok(match &ctx.writes {
+        Writes::Record(plan) => plan.lock().map(|p| p.clone()).unwrap_or_default(),
+        _ => Vec::new(),
+    })
 }
 
 /// Whether the API server refused a write because the namespace is being deleted.

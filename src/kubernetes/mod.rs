@@ -205,7 +205,7 @@ pub async fn start(
     }
     let guard_namespace = state.snapshot().identity.namespace.clone();
     let companions = if args.controller == ControllerMode::DryRun {
-        controller::Companions::planning(client.clone(), state.clone())
+        controller::Companions::dry_run(client.clone(), state.clone())
     } else {
         controller::Companions::new(client.clone(), state.clone())
     };

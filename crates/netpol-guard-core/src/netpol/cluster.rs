@@ -86,6 +86,14 @@ impl Inventory {
         Self::default()
     }
 
+    /// An empty inventory of a cluster of these IP families.
+    pub fn of_families(families: IpFamilies) -> Self {
+        Self {
+            ip_families: families,
+            ..Self::default()
+        }
+    }
+
     /// The cluster's IP families, as far as known.
     pub fn ip_families(&self) -> IpFamilies {
         self.ip_families

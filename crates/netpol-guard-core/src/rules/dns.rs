@@ -480,8 +480,7 @@ mod tests {
                 assert!(h.message.contains("only if"), "{}", h.message);
             }
             // nothing is injected unless DNS is certainly missing
-            let mut inventory = crate::netpol::cluster::Inventory::new();
-            inventory.set_ip_families(setup.families);
+            let inventory = crate::netpol::cluster::Inventory::of_families(setup.families);
             let p = crate::netpol::policy::tests::policy(&yaml);
             let needs = needs_dns_allowance(&setup.context(&inventory), &Subject::new(&p, "apps"));
             assert_eq!(needs, *want == Some(false), "{rules}");

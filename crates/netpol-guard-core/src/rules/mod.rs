@@ -343,8 +343,7 @@ pub(crate) mod testing {
     }
 
     pub(crate) fn run_with(rule: &Rule, yaml: &str, others: &[&str], config: &Setup) -> Vec<Hit> {
-        let mut inventory = Inventory::new();
-        inventory.set_ip_families(config.families);
+        let mut inventory = Inventory::of_families(config.families);
         for doc in others {
             let value: serde_json::Value = serde_yaml_ng::from_str(doc).expect("context doc");
             if value["kind"] == "Pod" {
