@@ -11,12 +11,12 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netpol_guard::admission::{self, Endpoint};
-use netpol_guard::check::analyze;
 use netpol_guard::config::Config;
 use netpol_guard::guard::{Identity, Snapshot as Engine};
-use netpol_guard::manifest::{self, Manifest, Object};
 use netpol_guard::netpol::cluster::Inventory;
 use netpol_guard::netpol::policy::Subject;
+use netpol_guard::offline::check::analyze;
+use netpol_guard::offline::manifest::{self, Manifest, Object};
 use netpol_guard::rules;
 
 use netpol_guard_testkit::mix;
@@ -27,7 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn corpus() -> Vec<Manifest> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let (manifests, problems) = netpol_guard::check::load(&[root.display().to_string()]);
+    let (manifests, problems) = netpol_guard::offline::check::load(&[root.display().to_string()]);
     assert!(problems.is_empty(), "{problems:?}");
     manifests
 }

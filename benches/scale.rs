@@ -22,7 +22,7 @@ use kube::runtime::watcher::Event;
 use netpol_guard::admission::{Endpoint, review};
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::cache::{Builder, Fact, Source, policy_fact};
-use netpol_guard::state::{Shared, SharedState};
+use netpol_guard::runtime::state::{Shared, SharedState};
 use netpol_guard_testkit::mix::mix;
 use serde_json::json;
 
@@ -123,7 +123,7 @@ fn state() -> SharedState {
             namespace: "netpol-guard".into(),
             service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
         },
-        netpol_guard::metrics::Metrics::new().unwrap(),
+        netpol_guard::runtime::metrics::Metrics::new().unwrap(),
     )
 }
 

@@ -11,10 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
 use crate::admission::{self, Endpoint};
-use crate::check::{self, Scope};
 use crate::config::Config;
 use crate::guard::{Identity, Snapshot};
-use crate::manifest::Manifest;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::index::{Entry, Lookup};
 use crate::netpol::ipblock::Block;
@@ -22,7 +20,9 @@ use crate::netpol::ipblock::IpFamilies;
 use crate::netpol::policy::Subject;
 use crate::netpol::ports::{PortTarget, Protocol, port_allows, port_problems};
 use crate::netpol::selector::{Labels, Selector};
-use crate::report::{self, Format};
+use crate::offline::check::{self, Scope};
+use crate::offline::manifest::Manifest;
+use crate::offline::report::{self, Format};
 use crate::rules;
 
 const CONTEXT: &str = r#"
@@ -108,7 +108,7 @@ pub fn manifest(data: &[u8]) {
         IpFamilies::Unknown,
     );
     let name = |m: &check::Missing| format!("{}/{}", m.namespace, m.name);
-    for fix in crate::fix::fix_files(&manifests, &missing) {
+    for fix in crate::offline::fix::fix_files(&manifests, &missing) {
         // every policy lacking DNS is either fixed or named as not fixed
         assert_eq!(fix.applied.len() + fix.refused.len(), missing.len());
         if fix.applied.is_empty() {

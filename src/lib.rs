@@ -10,9 +10,11 @@
 //! - [`guard`], the decisions: NetworkPolicy verdicts, the DNS patch, companion protection
 //!   and the desired companions, the namespace guard and stamp; with the settings they read.
 //! - [`config`], which reads those settings from YAML.
-//! - the edges: [`admission`] (the AdmissionReview codec), [`server`] and [`serve`] (HTTP,
-//!   TLS, limits, signals), [`kubernetes`] (cache, Lease, controller), [`check`] and
-//!   `report` (the CLI), around [`state`] and [`metrics`], which they share.
+//! - the edges, each a folder: [`admission`] (the AdmissionReview codec), [`webhook`] (HTTP,
+//!   TLS, limits, signals, certificates), [`kubernetes`] (cache, Lease, controller, the
+//!   background audit), [`offline`] (`check` over files and its reports), [`cli`] (the
+//!   commands, their flags and the logs), around [`runtime`] (state and metrics), which
+//!   they share.
 //!
 //! Data flows one way: bytes (HTTP body, YAML file, watch event) are decoded, judged by
 //! the pure layers and encoded (AdmissionResponse, report, apply). The offline `check`,
@@ -21,24 +23,11 @@
 pub use netpol_guard_core::{audit, config, guard, netpol, rules};
 
 pub mod admission;
-pub mod certs;
-pub mod check;
 pub mod cli;
-pub(crate) mod duration;
-pub(crate) mod fix;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kubernetes;
-pub(crate) mod kustomize;
-pub mod manifest;
-pub mod metrics;
-pub(crate) mod positions;
-pub(crate) mod reload;
-pub(crate) mod report;
-pub mod serve;
-pub mod server;
-pub(crate) mod shedding;
-pub mod state;
-pub mod telemetry;
-pub mod tls;
+pub mod offline;
+pub mod runtime;
+pub mod webhook;

@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = netpol_guard::cli::Cli::parse();
-    let _logs = netpol_guard::telemetry::init(cli.log_format, &cli.log_level);
+    let _logs = netpol_guard::cli::telemetry::init(cli.log_format, &cli.log_level);
     match netpol_guard::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

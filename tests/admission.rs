@@ -12,9 +12,9 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netpol_guard::config::Config;
 use netpol_guard::guard::Identity;
-use netpol_guard::metrics::Metrics;
-use netpol_guard::server::{self, Limits};
-use netpol_guard::state::{Shared, SharedState as AppState};
+use netpol_guard::runtime::metrics::Metrics;
+use netpol_guard::runtime::state::{Shared, SharedState as AppState};
+use netpol_guard::webhook::router::{self, Limits};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -86,7 +86,7 @@ async fn send(state: &AppState, endpoint: &str, review: &Value) -> (StatusCode, 
 }
 
 fn router_of(state: &AppState) -> axum::Router {
-    server::admission_router(state.clone(), Limits::default())
+    router::admission_router(state.clone(), Limits::default())
 }
 
 async fn send_to(router: axum::Router, endpoint: &str, review: &Value) -> (StatusCode, Value) {
@@ -111,7 +111,7 @@ fn patch_of(response: &Value) -> Option<json_patch::Patch> {
 }
 
 async fn metrics_text(state: &AppState) -> String {
-    let resp = server::metrics_router(state.clone())
+    let resp = router::metrics_router(state.clone())
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -735,7 +735,7 @@ async fn an_expired_deadline_is_answered_at_once_and_refused() {
 async fn health_and_readiness() {
     let state = state();
     let get = |path: &'static str| {
-        let router = server::metrics_router(state.clone());
+        let router = router::metrics_router(state.clone());
         async move {
             router
                 .oneshot(Request::get(path).body(Body::empty()).unwrap())
@@ -764,7 +764,7 @@ async fn baseline_mode_admits_everything_and_still_echoes_the_uid() {
         baseline: true,
         ..Limits::default()
     };
-    let router = || server::admission_router(state.clone(), limits.clone());
+    let router = || router::admission_router(state.clone(), limits.clone());
     let (status, v) = send_to(
         router(),
         "validate",
@@ -1169,7 +1169,7 @@ async fn error_answers_say_why_in_the_clients_terms() {
             "GET",
         ),
     ] {
-        let resp = server::metrics_router(state.clone())
+        let resp = router::metrics_router(state.clone())
             .oneshot(request)
             .await
             .unwrap();

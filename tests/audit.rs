@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fake_api::{FakeApi, client, eventually, namespace};
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::{audit, cache};
-use netpol_guard::state::SharedState;
+use netpol_guard::runtime::state::SharedState;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 

@@ -612,7 +612,7 @@ fn helm_generated_certificate_is_trusted_through_the_ca_bundle() {
     }
     // the key matches the certificate, and the certificate verifies against the bundle for
     // the name the API server dials
-    netpol_guard::tls::load(&cert, &key).expect("certificate and key match");
+    netpol_guard::webhook::tls::load(&cert, &key).expect("certificate and key match");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types_pem(&ca) {
@@ -813,7 +813,7 @@ fn optional_monitoring_objects_and_schema_validation() {
         serde_json::from_str(dashboard["data"]["netpol-guard.json"].as_str().unwrap())
             .expect("dashboard is JSON");
     // every metric the dashboard queries exists
-    let exported = netpol_guard::metrics::Metrics::new().unwrap();
+    let exported = netpol_guard::runtime::metrics::Metrics::new().unwrap();
     // vectors show up once they have a series
     exported
         .requests

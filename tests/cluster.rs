@@ -79,7 +79,7 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(b.state.metrics.leader.get(), 0);
     let reconciles = |r: &Replica| {
-        netpol_guard::metrics::RECONCILE_RESULTS
+        netpol_guard::runtime::metrics::RECONCILE_RESULTS
             .iter()
             .map(|res| {
                 r.state

@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use netpol_guard::config::Config;
 use netpol_guard::guard::companions;
 use netpol_guard::kubernetes::controller::{self, Companions, RESYNC};
-use netpol_guard::state::SharedState as AppState;
+use netpol_guard::runtime::state::SharedState as AppState;
 use serde_json::{Value, json};
 
 const POLICIES: &str = "networkpolicies";

@@ -12,7 +12,7 @@ use common::fake_api::{FakeApi, client, eventually, namespace};
 use netpol_guard::admission::{Endpoint, review};
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::cache;
-use netpol_guard::state::SharedState;
+use netpol_guard::runtime::state::SharedState;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 

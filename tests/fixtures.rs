@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use netpol_guard::check::{Scope, analyze_scoped};
 use netpol_guard::config::Config;
-use netpol_guard::manifest::Manifest;
 use netpol_guard::netpol::IpFamilies;
+use netpol_guard::offline::check::{Scope, analyze_scoped};
+use netpol_guard::offline::manifest::Manifest;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

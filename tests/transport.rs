@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use netpol_guard::certs::{self, Bundle};
-use netpol_guard::serve::{ServeArgs, Webhook};
+use netpol_guard::webhook::certs::{self, Bundle};
+use netpol_guard::webhook::serve::{ServeArgs, Webhook};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -126,7 +126,7 @@ fn accepted_on(port: u16) -> usize {
 struct Running {
     addr: SocketAddr,
     metrics: SocketAddr,
-    state: netpol_guard::state::SharedState,
+    state: netpol_guard::runtime::state::SharedState,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::AuditArgs;
+use super::args::{AuditArgs, PlanArgs, PlanFormat};
 use crate::audit::{self, Audit};
-use crate::check::{ObjectReport, Problem, Report, Source};
 use crate::kubernetes::cache;
-use crate::report::{self, Format};
+use crate::offline::check::{ObjectReport, Problem, Report, Source};
+use crate::offline::report::{self, Format};
 
 /// The client for `--kubeconfig`, else kube's usual discovery ($KUBECONFIG, ~/.kube/config,
 /// in-cluster).
@@ -134,7 +134,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 
 /// `netpol-guard companions plan`: the controller's reconcile of every namespace, once, as
 /// a dry run against the cluster as it is.
-pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
+pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = match super::load_config(args.cluster.config.as_deref()) {
         Ok(config) => config,
         Err(code) => return Ok(code),
@@ -147,7 +147,7 @@ pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return failed(&format!("{e:#}")),
     };
-    let state = crate::state::Shared::new(
+    let state = crate::runtime::state::Shared::new(
         config,
         crate::guard::Identity {
             namespace: args.cluster.guard_namespace.clone(),
@@ -156,7 +156,7 @@ pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
                 args.cluster.guard_namespace
             ),
         },
-        crate::metrics::Metrics::new().context("metrics")?,
+        crate::runtime::metrics::Metrics::new().context("metrics")?,
     );
     let planned = match crate::kubernetes::controller::plan(client, state).await {
         Ok(planned) => planned,
@@ -164,7 +164,7 @@ pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     match args.format {
-        super::PlanFormat::Json => {
+        PlanFormat::Json => {
             let writes: Vec<serde_json::Value> = planned
                 .iter()
                 .map(|p| {
@@ -175,7 +175,7 @@ pub async fn plan(args: super::PlanArgs) -> anyhow::Result<ExitCode> {
             let value = serde_json::json!({"writes": writes});
             out.write_all((serde_json::to_string_pretty(&value)? + "\n").as_bytes())?;
         }
-        super::PlanFormat::Text => {
+        PlanFormat::Text => {
             for p in &planned {
                 writeln!(out, "{:<8} {}/{}", p.action.as_str(), p.namespace, p.policy)?;
             }

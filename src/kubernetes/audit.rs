@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::audit::{self, Audit, PolicyResult};
 use crate::rules::Severity;
-use crate::state::SharedState;
+use crate::runtime::state::SharedState;
 
 /// The PolicyReports' name in each namespace, their field manager and label value.
 pub const REPORT_NAME: &str = "netpol-guard";

@@ -29,7 +29,7 @@ use crate::netpol::cluster::{Inventory, ServiceFacts, ServicePort, SliceFacts};
 use crate::netpol::dns::{Discover, DnsConfig};
 use crate::netpol::ports::{NamedPort, Protocol};
 use crate::netpol::selector::Labels;
-use crate::state::SharedState;
+use crate::runtime::state::SharedState;
 
 /// Builds an inventory from lists of policies and namespaces (all the cluster has).
 pub fn inventory(policies: &[Arc<NetworkPolicy>], namespaces: &[Arc<Namespace>]) -> Inventory {

@@ -18,7 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::guard::companions::{self, Exemption, MANAGED_BY_LABEL, MANAGER};
-use crate::state::SharedState;
+use crate::runtime::state::SharedState;
 
 /// Every namespace is reconciled again this often, whatever the watches said.
 pub const RESYNC: Duration = Duration::from_secs(300);

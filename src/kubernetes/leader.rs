@@ -22,7 +22,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 
 use super::controller::{self, Companions};
-use crate::state::SharedState;
+use crate::runtime::state::SharedState;
 
 /// The Lease's timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use kube::Client;
 use kube::config::{Config as KubeConfig, KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
 
-use crate::state::SharedState;
+use crate::runtime::state::SharedState;
 
 /// Whether `serve` runs the companions controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,7 +63,7 @@ pub struct ClusterArgs {
     #[arg(long, env = "NETPOL_GUARD_AUDIT", value_enum, default_value = "on")]
     pub audit: Switch,
     /// How often the background audit runs besides after changes.
-    #[arg(long, env = "NETPOL_GUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = crate::duration::positive_flag)]
+    #[arg(long, env = "NETPOL_GUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = crate::runtime::duration::positive_flag)]
     pub audit_interval: Duration,
     /// Write the audit's results as PolicyReports (wgpolicyk8s.io/v1alpha2) when the CRD
     /// is installed.

@@ -3,14 +3,14 @@
 
 use std::path::Path;
 
-use netpol_guard::manifest::{self, Object};
+use netpol_guard::offline::manifest::{self, Object};
 use serde_json::{Value, json};
 
 /// Every NetworkPolicy and Namespace object of the fixture corpus, as the API server would
 /// hold them: (kind, namespace, object).
 pub fn fixture_objects() -> Vec<(&'static str, String, Value)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let (manifests, problems) = netpol_guard::check::load(&[root.display().to_string()]);
+    let (manifests, problems) = netpol_guard::offline::check::load(&[root.display().to_string()]);
     assert!(problems.is_empty(), "{problems:?}");
     let mut out = Vec::new();
     let docs = manifests.iter().flat_map(|m| &m.docs);

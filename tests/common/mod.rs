@@ -9,13 +9,15 @@ pub mod replica;
 pub use netpol_guard_testkit::*;
 
 /// The guard's shared state with `config`, deployed as `netpol-guard` in `netpol-guard`.
-pub fn state_with(config: netpol_guard::config::Config) -> netpol_guard::state::SharedState {
-    netpol_guard::state::Shared::new(
+pub fn state_with(
+    config: netpol_guard::config::Config,
+) -> netpol_guard::runtime::state::SharedState {
+    netpol_guard::runtime::state::Shared::new(
         config,
         netpol_guard::guard::Identity {
             namespace: "netpol-guard".into(),
             service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
         },
-        netpol_guard::metrics::Metrics::new().unwrap(),
+        netpol_guard::runtime::metrics::Metrics::new().unwrap(),
     )
 }

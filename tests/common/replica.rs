@@ -13,7 +13,7 @@ use axum::http::{Method, Request};
 use kube::client::Body;
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::{cache, controller, leader};
-use netpol_guard::state::SharedState;
+use netpol_guard::runtime::state::SharedState;
 use tokio::sync::watch;
 
 use super::fake_api::{FakeApi, Reply, status};

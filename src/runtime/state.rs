@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::guard::{Identity, Snapshot};
-use crate::metrics::Metrics;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::dns::DnsSource;
 use crate::netpol::ports::Protocol;
+use crate::runtime::metrics::Metrics;
 
 /// State shared by the request handlers and the background tasks.
 #[derive(Debug)]

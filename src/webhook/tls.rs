@@ -98,7 +98,7 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs;
+    use crate::webhook::certs;
 
     #[test]
     fn loads_a_generated_pair_and_refuses_mismatches() {

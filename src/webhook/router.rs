@@ -1,4 +1,4 @@
-//! The HTTP surface: the admission endpoints (served over TLS by [`crate::serve`]) and the
+//! The HTTP surface: the admission endpoints (served over TLS by [`crate::webhook::serve`]) and the
 //! plain-HTTP metrics and health endpoints. Handlers read the body under limits, hand it
 //! to [`crate::admission::review`] and turn the outcome into a response.
 
@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tracing::Level;
 
 use crate::admission::{self, Decision, Endpoint, Reviewed};
-use crate::state::SharedState;
+use crate::runtime::state::SharedState;
 
 /// Transport limits of the admission endpoints.
 #[derive(Debug, Clone)]
@@ -171,7 +171,7 @@ struct ReviewQuery {
 /// deadline computed from it can overflow.
 fn requested_timeout(req: &Request) -> Option<Duration> {
     let query = axum::extract::Query::<ReviewQuery>::try_from_uri(req.uri()).ok()?;
-    crate::duration::parse(query.0.timeout.as_deref()?).map(|t| t.min(MAX_TIMEOUT))
+    crate::runtime::duration::parse(query.0.timeout.as_deref()?).map(|t| t.min(MAX_TIMEOUT))
 }
 
 async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {

@@ -19,15 +19,15 @@ use tokio_rustls::TlsAcceptor;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{ServiceBuilder, ServiceExt as _};
 
-use crate::certs;
 use crate::config::Config;
 use crate::guard::Identity;
-use crate::metrics::Metrics;
-use crate::reload;
-use crate::server::{self, Limits};
-use crate::shedding;
-use crate::state::{Shared, SharedState};
-use crate::tls::{self, CertStore};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::state::{Shared, SharedState};
+use crate::webhook::certs;
+use crate::webhook::reload;
+use crate::webhook::router::{self, Limits};
+use crate::webhook::shedding;
+use crate::webhook::tls::{self, CertStore};
 
 /// Flags of `serve`; each has a `NETPOL_GUARD_...` environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,23 +72,23 @@ pub struct ServeArgs {
     )]
     pub service_account: String,
     /// How often certificate and configuration files are checked for changes.
-    #[arg(long, env = "NETPOL_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = crate::duration::flag)]
+    #[arg(long, env = "NETPOL_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = crate::runtime::duration::flag)]
     pub reload_interval: Duration,
     /// After SIGTERM, how long to keep serving while readiness is false (endpoints drain)
     /// [default: 5s in a pod, 0s elsewhere: a local run has no endpoints to drain].
-    #[arg(long, env = "NETPOL_GUARD_SHUTDOWN_DELAY", value_parser = crate::duration::flag)]
+    #[arg(long, env = "NETPOL_GUARD_SHUTDOWN_DELAY", value_parser = crate::runtime::duration::flag)]
     pub shutdown_delay: Option<Duration>,
     /// How long in-flight requests may take to finish during shutdown.
-    #[arg(long, env = "NETPOL_GUARD_DRAIN_TIMEOUT", default_value = "15s", value_parser = crate::duration::flag)]
+    #[arg(long, env = "NETPOL_GUARD_DRAIN_TIMEOUT", default_value = "15s", value_parser = crate::runtime::duration::flag)]
     pub drain_timeout: Duration,
     /// TLS handshake timeout.
-    #[arg(long, env = "NETPOL_GUARD_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = crate::duration::flag)]
+    #[arg(long, env = "NETPOL_GUARD_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = crate::runtime::duration::flag)]
     pub handshake_timeout: Duration,
     /// Time allowed to send request headers.
-    #[arg(long, env = "NETPOL_GUARD_HEADER_TIMEOUT", default_value = "5s", value_parser = crate::duration::flag)]
+    #[arg(long, env = "NETPOL_GUARD_HEADER_TIMEOUT", default_value = "5s", value_parser = crate::runtime::duration::flag)]
     pub header_timeout: Duration,
     /// Time allowed to send a request body.
-    #[arg(long, env = "NETPOL_GUARD_BODY_TIMEOUT", default_value = "10s", value_parser = crate::duration::flag)]
+    #[arg(long, env = "NETPOL_GUARD_BODY_TIMEOUT", default_value = "10s", value_parser = crate::runtime::duration::flag)]
     pub body_timeout: Duration,
     /// Largest accepted AdmissionReview body, in bytes.
     #[arg(long, env = "NETPOL_GUARD_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
@@ -250,7 +250,7 @@ impl Webhook {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let router = server::metrics_router(self.state.clone());
+        let router = router::metrics_router(self.state.clone());
         let metrics_stop = stopped(stop_rx.clone());
         let metrics_listener = self.metrics_listener;
         let metrics_server = tokio::spawn(serve_metrics(metrics_listener, router, metrics_stop));
@@ -528,7 +528,7 @@ pub async fn serve_tls(
     stop: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls_config);
-    let router = server::admission_router(state.clone(), transport.limits.clone());
+    let router = router::admission_router(state.clone(), transport.limits.clone());
     let service = ServiceBuilder::new()
         .layer(ConcurrencyLimitLayer::new(
             transport.max_concurrent_reviews.max(1),

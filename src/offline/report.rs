@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::check::{ObjectReport, Report};
+use crate::offline::check::{ObjectReport, Report};
 use crate::rules::{CATALOG, Finding, Severity};
 
 /// Output formats of `check`.

@@ -7,9 +7,9 @@
 
 use serde_json::Value;
 
-use crate::check::Missing;
-use crate::manifest::Manifest;
-use crate::positions::Positions;
+use crate::offline::check::Missing;
+use crate::offline::manifest::Manifest;
+use crate::offline::positions::Positions;
 
 /// Text to insert into a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub fn plan(raw: &str, start: usize, item: Option<usize>, rule: &Value) -> Optio
     let prefix = item.map_or_else(String::new, |i| format!("items[{}].", i - 1));
     let lines: Vec<&str> = raw.lines().collect();
     let at_line = |l: usize| start + l - 1;
-    let char_at = |p: crate::positions::Position| {
+    let char_at = |p: crate::offline::positions::Position| {
         lines
             .get(p.line - 1)
             .and_then(|l| l.chars().nth(p.column - 1))

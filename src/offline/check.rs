@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::guard::dns_patch::dns_allowance_patch_in;
-use crate::manifest::{self, Manifest, Object};
 use crate::netpol::cluster::Inventory;
 use crate::netpol::ipblock::IpFamilies;
 use crate::netpol::policy::Subject;
-use crate::positions::Positions;
+use crate::offline::manifest::{self, Manifest, Object};
+use crate::offline::positions::Positions;
 use crate::rules::{self, Context, Finding, Severity};
 
 /// Where an object came from.
@@ -291,13 +291,13 @@ pub fn load_with_context(paths: &[String], context: &[String]) -> (Vec<Manifest>
     let judged: std::collections::BTreeSet<std::path::PathBuf> = files_read
         .iter()
         .flatten()
-        .map(|f| crate::kustomize::identity(f))
+        .map(|f| crate::offline::kustomize::identity(f))
         .collect();
     for path in context {
         let mut files = Vec::new();
         let _ = collect(Path::new(path), 0, &mut files, true, true);
         for file in files {
-            if judged.contains(&crate::kustomize::identity(&file)) {
+            if judged.contains(&crate::offline::kustomize::identity(&file)) {
                 continue;
             }
             if let Ok(mut m) = read_manifest(&file) {
@@ -308,7 +308,7 @@ pub fn load_with_context(paths: &[String], context: &[String]) -> (Vec<Manifest>
         }
     }
     let on_disk: Vec<std::path::PathBuf> = files_read.iter().flatten().cloned().collect();
-    let patches = crate::kustomize::patches(&on_disk);
+    let patches = crate::offline::kustomize::patches(&on_disk);
     for (m, file) in manifests.iter_mut().zip(&files_read) {
         if let Some(kustomization) = file.as_ref().and_then(|f| patches.get(f)) {
             m.patch_of = Some(kustomization.display().to_string());
@@ -320,7 +320,9 @@ pub fn load_with_context(paths: &[String], context: &[String]) -> (Vec<Manifest>
 /// One manifest file, named in its normal form (`./a/b.yaml` is `a/b.yaml`, so that the
 /// same file reached two ways is one file, and one directory, for `--scope`).
 fn read_manifest(file: &Path) -> Result<Manifest, Problem> {
-    let name = crate::kustomize::normal(file).display().to_string();
+    let name = crate::offline::kustomize::normal(file)
+        .display()
+        .to_string();
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     if size > MAX_FILE_SIZE {
         return Err(too_big(&name, size));
