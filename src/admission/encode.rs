@@ -107,7 +107,7 @@ pub(super) struct Origin<'a> {
 }
 
 impl<'a> Origin<'a> {
-    pub fn of<T>(req: &'a Decoded<'_, T>) -> Self {
+    pub(super) fn of<T>(req: &'a Decoded<'_, T>) -> Self {
         let r = &req.request;
         Self {
             uid: &r.uid,

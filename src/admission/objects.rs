@@ -53,14 +53,14 @@ impl From<PolicyObject> for NetworkPolicy {
 
 /// The metadata of an object and nothing else: what the guard reads of a stored object.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct MetadataOnly {
+pub(super) struct MetadataOnly {
     #[serde(default, deserialize_with = "lean_meta")]
     pub metadata: ObjectMeta,
 }
 
 /// A Namespace under review (its metadata is all the guard reads).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct NamespaceObject {
+pub(super) struct NamespaceObject {
     #[serde(default, deserialize_with = "lean_meta")]
     pub metadata: ObjectMeta,
 }

@@ -263,7 +263,7 @@ impl Reviewable for NamespaceObject {
 
 impl<'a> LeanRequest<'a> {
     /// The request with its object as `T`, `None` when it does not decode as one.
-    pub fn decoded<T: Reviewable>(mut self) -> Option<Decoded<'a, T>> {
+    pub(super) fn decoded<T: Reviewable>(mut self) -> Option<Decoded<'a, T>> {
         let object = match self.object.take() {
             // `kind` came after the object: decoded now
             Some(Object::Raw(raw)) => Some(serde_json::from_str::<T>(raw.get()).ok()?),
@@ -281,12 +281,12 @@ impl<'a> LeanRequest<'a> {
 
 impl<T> Decoded<'_, T> {
     /// The request's namespace, empty for cluster-scoped objects.
-    pub fn namespace(&self) -> &str {
+    pub(super) fn namespace(&self) -> &str {
         self.request.namespace.as_deref().unwrap_or_default()
     }
 
     /// The guard's view of the request, with `object` as the written object.
-    pub fn facts<'b, U>(
+    pub(super) fn facts<'b, U>(
         &'b self,
         object: Option<&'b U>,
         object_name: Option<&'b str>,

@@ -25,7 +25,7 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Cl
 }
 
 /// The audit as a check report: the same text, JSON and SARIF output and exit codes.
-pub fn report_of(audit: &Audit) -> Report {
+pub(super) fn report_of(audit: &Audit) -> Report {
     Report {
         objects: audit
             .results
@@ -81,7 +81,7 @@ fn summary_text(audit: &Audit) -> String {
     out
 }
 
-pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let config = match super::load_config(args.cluster.config.as_deref()) {
         Ok(config) => config,
         Err(code) => return Ok(code),
@@ -134,7 +134,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 
 /// `netpol-guard companions plan`: the controller's reconcile of every namespace, once, as
 /// a dry run against the cluster as it is.
-pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let config = match super::load_config(args.cluster.config.as_deref()) {
         Ok(config) => config,
         Err(code) => return Ok(code),

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::rules::CATALOG;
 
-pub mod args;
+pub(crate) mod args;
 mod audit;
 mod check;
 pub mod telemetry;

@@ -13,7 +13,7 @@ use crate::offline::positions::Positions;
 
 /// Text to insert into a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Insertion {
+pub(crate) struct Insertion {
     /// 1-based line of the file.
     pub line: usize,
     /// Where on the line: before this 1-based column (in characters), or after the whole
@@ -55,7 +55,7 @@ fn block_end(lines: &[&str], key_line: usize, key_indent: usize) -> usize {
 /// A value in YAML flow style on one line: `{to: [{podSelector: {}}], ports: [...]}`.
 /// Strings are written plain where YAML reads them back as the same string, quoted
 /// otherwise.
-pub fn flow(value: &Value) -> String {
+pub(crate) fn flow(value: &Value) -> String {
     match value {
         Value::Object(map) => {
             let items: Vec<String> = map
@@ -96,7 +96,12 @@ fn block_item(rule: &Value, indent: usize) -> String {
 
 /// Where and what to insert into one document (`raw`, whose first line is line `start` of
 /// the file) to append `rule` to the egress rules of its object (`item` of a List).
-pub fn plan(raw: &str, start: usize, item: Option<usize>, rule: &Value) -> Option<Insertion> {
+pub(crate) fn plan(
+    raw: &str,
+    start: usize,
+    item: Option<usize>,
+    rule: &Value,
+) -> Option<Insertion> {
     let positions = Positions::of(raw);
     let prefix = item.map_or_else(String::new, |i| format!("items[{}].", i - 1));
     let lines: Vec<&str> = raw.lines().collect();
@@ -166,7 +171,7 @@ pub fn plan(raw: &str, start: usize, item: Option<usize>, rule: &Value) -> Optio
 }
 
 /// The file's text with the insertions made, in its own line endings.
-pub fn apply(text: &str, insertions: &[Insertion]) -> String {
+pub(crate) fn apply(text: &str, insertions: &[Insertion]) -> String {
     let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let mut sorted: Vec<&Insertion> = insertions.iter().collect();
     // from the end of the file backwards, so earlier positions stay valid
@@ -198,7 +203,7 @@ pub fn apply(text: &str, insertions: &[Insertion]) -> String {
 
 /// What `--fix` did to one file.
 #[derive(Debug, Clone)]
-pub struct FileFix {
+pub(crate) struct FileFix {
     pub file: String,
     pub original: String,
     /// The edited text (the original when nothing could be edited).
@@ -257,7 +262,7 @@ fn verified(old: &Manifest, fixed: &str, planned: &[&Missing]) -> bool {
 }
 
 /// Plans, applies and verifies the DNS fixes of every file.
-pub fn fix_files(manifests: &[Manifest], missing: &[Missing]) -> Vec<FileFix> {
+pub(crate) fn fix_files(manifests: &[Manifest], missing: &[Missing]) -> Vec<FileFix> {
     let mut out = Vec::new();
     for (m, manifest) in manifests.iter().enumerate() {
         let mine: Vec<&Missing> = missing.iter().filter(|x| x.manifest == m).collect();
@@ -317,7 +322,7 @@ pub fn fix_files(manifests: &[Manifest], missing: &[Missing]) -> Vec<FileFix> {
 }
 
 /// A unified diff of one file's fix.
-pub fn diff(fix: &FileFix) -> String {
+pub(crate) fn diff(fix: &FileFix) -> String {
     similar::TextDiff::from_lines(&fix.original, &fix.fixed)
         .unified_diff()
         .context_radius(3)

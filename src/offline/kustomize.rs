@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 
 /// The names kustomize reads a kustomization from.
-pub const KUSTOMIZATION_FILES: [&str; 3] =
+pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
     ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// How far above a file its kustomization is looked for.
@@ -20,7 +20,7 @@ const MAX_ANCESTORS: usize = 16;
 
 /// The kustomization patch files among `files`: each (as given) with the kustomization that
 /// names it.
-pub fn patches(files: &[PathBuf]) -> BTreeMap<PathBuf, PathBuf> {
+pub(crate) fn patches(files: &[PathBuf]) -> BTreeMap<PathBuf, PathBuf> {
     let mut kustomizations: BTreeSet<PathBuf> = BTreeSet::new();
     // each directory is looked at once, however many files it and those below it hold
     let mut seen: BTreeSet<&Path> = BTreeSet::new();
@@ -64,7 +64,7 @@ pub fn patches(files: &[PathBuf]) -> BTreeMap<PathBuf, PathBuf> {
 }
 
 /// Whether a file is a kustomization by its name.
-pub fn is_kustomization(file: &Path) -> bool {
+pub(crate) fn is_kustomization(file: &Path) -> bool {
     file.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| KUSTOMIZATION_FILES.contains(&n))
@@ -103,7 +103,7 @@ fn patch_paths(kustomization: &Path) -> Vec<String> {
 
 /// A path without `.` components and with `..` folded where it can be, so that the same
 /// file written two ways compares equal.
-pub fn normal(path: &Path) -> PathBuf {
+pub(crate) fn normal(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {
@@ -124,7 +124,7 @@ pub fn normal(path: &Path) -> PathBuf {
 
 /// What identifies a file whichever way it was named: its canonical path, or (for one
 /// that cannot be resolved) its normal form.
-pub fn identity(path: &Path) -> PathBuf {
+pub(crate) fn identity(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| normal(path))
 }
 

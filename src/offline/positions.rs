@@ -9,7 +9,7 @@ use yaml_rust2::scanner::Marker;
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
+pub(crate) struct Position {
     pub line: usize,
     pub column: usize,
 }
@@ -17,27 +17,27 @@ pub struct Position {
 /// A collection node: where it starts and where the parser saw its end (for a flow
 /// collection, the closing bracket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     pub start: Position,
     pub end: Position,
 }
 
 /// The positions of every field of one document, by path (`spec.egress[0].ports`).
 #[derive(Debug, Default)]
-pub struct Positions {
+pub(crate) struct Positions {
     by_path: HashMap<String, Position>,
     spans: HashMap<String, Span>,
 }
 
 impl Positions {
     /// Reads the positions of a document's fields. A document that does not parse has none.
-    pub fn of(text: &str) -> Self {
+    pub(crate) fn of(text: &str) -> Self {
         Self::read(text, None)
     }
 
     /// Reads the positions of `paths` and of their parents only: a document of thousands
     /// of rules costs a walk, not a map of every field.
-    pub fn of_paths(text: &str, paths: &[String]) -> Self {
+    pub(crate) fn of_paths(text: &str, paths: &[String]) -> Self {
         let mut wanted = std::collections::HashSet::new();
         for path in paths {
             let mut p = path.as_str();
@@ -65,17 +65,17 @@ impl Positions {
     }
 
     /// The position of exactly `path` (its key, or its item).
-    pub fn get(&self, path: &str) -> Option<Position> {
+    pub(crate) fn get(&self, path: &str) -> Option<Position> {
         self.by_path.get(path).copied()
     }
 
     /// The span of the mapping or sequence at exactly `path`.
-    pub fn span(&self, path: &str) -> Option<Span> {
+    pub(crate) fn span(&self, path: &str) -> Option<Span> {
         self.spans.get(path).copied()
     }
 
     /// The position of `path`, or of its nearest parent present in the document.
-    pub fn find(&self, path: &str) -> Option<Position> {
+    pub(crate) fn find(&self, path: &str) -> Option<Position> {
         let mut path = path;
         loop {
             if let Some(p) = self.by_path.get(path) {

@@ -16,7 +16,7 @@ pub enum Format {
 }
 
 /// Renders a report.
-pub fn render(report: &Report, format: Format) -> String {
+pub(crate) fn render(report: &Report, format: Format) -> String {
     match format {
         Format::Text => text(report),
         Format::Json => {
@@ -42,7 +42,7 @@ fn escape(text: &str, property: bool) -> String {
 
 /// `::error file=F,line=L,col=C,title=T::message` per finding (`::warning` for warn), and
 /// per unreadable input; then the text summary line.
-pub fn github(report: &Report) -> String {
+pub(crate) fn github(report: &Report) -> String {
     let mut out = String::new();
     for (o, f) in report.findings() {
         let command = match f.severity {
@@ -90,7 +90,7 @@ fn counted(n: usize, one: &str, many: &str) -> String {
 }
 
 /// Findings grouped by object, then input problems, then a summary line.
-pub fn text(report: &Report) -> String {
+pub(crate) fn text(report: &Report) -> String {
     let mut out = String::new();
     for object in report.objects.iter().filter(|o| !o.findings.is_empty()) {
         out.push_str(&format!(
@@ -180,7 +180,7 @@ pub fn text(report: &Report) -> String {
 }
 
 /// `{"findings": [...], "errors": [...], "summary": {...}}`
-pub fn json_value(report: &Report) -> Value {
+pub(crate) fn json_value(report: &Report) -> Value {
     let findings: Vec<Value> = report
         .findings()
         .map(|(o, f)| {
@@ -248,7 +248,7 @@ fn level(severity: Severity) -> &'static str {
 }
 
 /// SARIF 2.1.0, as GitHub code scanning accepts it.
-pub fn sarif(report: &Report) -> Value {
+pub(crate) fn sarif(report: &Report) -> Value {
     let rules: Vec<Value> = CATALOG
         .iter()
         .map(|r| {

@@ -5,18 +5,18 @@
 use std::time::Duration;
 
 /// Parses a duration; negative or overflowing ones are refused.
-pub fn parse(text: &str) -> Option<Duration> {
+pub(crate) fn parse(text: &str) -> Option<Duration> {
     let nanos = go_parse_duration::parse_duration(text).ok()?;
     u64::try_from(nanos).ok().map(Duration::from_nanos)
 }
 
 /// A duration flag (clap's `value_parser`): zero allowed (`--shutdown-delay 0s`).
-pub fn flag(text: &str) -> Result<Duration, String> {
+pub(crate) fn flag(text: &str) -> Result<Duration, String> {
     parse(text).ok_or_else(|| format!("{text:?} is not a duration like 5s, 250ms or 10m"))
 }
 
 /// A duration flag that must be above zero (an interval).
-pub fn positive_flag(text: &str) -> Result<Duration, String> {
+pub(crate) fn positive_flag(text: &str) -> Result<Duration, String> {
     parse(text)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{text:?} is not a positive duration like 10m or 30s"))

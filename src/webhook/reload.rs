@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Calls `on_change` with the contents of `paths` whenever any of them changes (and once at
 /// the start of watching only if `initial` differs). A read error is passed on once per
 /// failure episode, so the caller can count it; the files are retried at every tick.
-pub async fn watch<F>(
+pub(crate) async fn watch<F>(
     paths: Vec<PathBuf>,
     interval: Duration,
     initial: Vec<Vec<u8>>,

@@ -14,13 +14,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// The unproductive connections, oldest first, each with the way to close it.
 #[derive(Debug, Default)]
-pub struct Unproductive {
+pub(crate) struct Unproductive {
     inner: Mutex<(u64, BTreeMap<u64, oneshot::Sender<()>>)>,
 }
 
 /// One connection's place among the unproductive until its first request.
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     id: u64,
     registry: Arc<Unproductive>,
     productive: AtomicBool,
@@ -28,7 +28,7 @@ pub struct Pending {
 
 impl Unproductive {
     /// Registers a new connection; the receiver fires when it is shed.
-    pub fn register(self: &Arc<Self>) -> (Arc<Pending>, oneshot::Receiver<()>) {
+    pub(crate) fn register(self: &Arc<Self>) -> (Arc<Pending>, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.0 += 1;
@@ -56,7 +56,7 @@ impl Unproductive {
 
     /// How many connections are unproductive now.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -65,14 +65,14 @@ impl Unproductive {
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 impl Pending {
     /// The connection sent a request head: it can no longer be shed.
-    pub fn productive(&self) {
+    pub(crate) fn productive(&self) {
         if !self.productive.swap(true, Ordering::Relaxed) {
             self.leave();
         }
@@ -98,7 +98,7 @@ impl Drop for Pending {
 
 /// A permit for the next connection: at once if one is free, else by shedding the oldest
 /// unproductive connection, else (every connection is serving requests) when one ends.
-pub async fn permit(
+pub(crate) async fn permit(
     permits: &Arc<Semaphore>,
     unproductive: &Unproductive,
 ) -> Option<OwnedSemaphorePermit> {

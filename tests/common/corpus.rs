@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// Every NetworkPolicy and Namespace object of the fixture corpus, as the API server would
 /// hold them: (kind, namespace, object).
-pub fn fixture_objects() -> Vec<(&'static str, String, Value)> {
+pub(crate) fn fixture_objects() -> Vec<(&'static str, String, Value)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let (manifests, problems) = netpol_guard::offline::check::load(&[root.display().to_string()]);
     assert!(problems.is_empty(), "{problems:?}");

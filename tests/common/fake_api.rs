@@ -22,7 +22,7 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-pub type Reply = Response<BoxBody<Bytes, Infallible>>;
+pub(crate) type Reply = Response<BoxBody<Bytes, Infallible>>;
 
 /// Objects by (resource, namespace, name); `resource` is the URL plural.
 #[derive(Default)]
@@ -47,7 +47,7 @@ struct Store {
 const END_WATCHES: &str = "(end watches)";
 
 #[derive(Clone)]
-pub struct FakeApi {
+pub(crate) struct FakeApi {
     store: Arc<Mutex<Store>>,
     events: broadcast::Sender<(u64, String, Value)>,
 }
@@ -60,7 +60,7 @@ fn reply(code: u16, body: &Value) -> Reply {
         .unwrap()
 }
 
-pub fn status(code: u16, reason: &str) -> Reply {
+pub(crate) fn status(code: u16, reason: &str) -> Reply {
     reply(
         code,
         &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -113,7 +113,7 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 impl FakeApi {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             store: Arc::default(),
             events: broadcast::channel(1024).0,
@@ -121,7 +121,7 @@ impl FakeApi {
     }
 
     /// Stores an object and records the watch event (ADDED or MODIFIED).
-    pub fn put(&self, resource: &str, mut object: Value) -> Value {
+    pub(crate) fn put(&self, resource: &str, mut object: Value) -> Value {
         let mut s = self.store.lock().unwrap();
         s.version += 1;
         let version = s.version;
@@ -151,7 +151,7 @@ impl FakeApi {
         object
     }
 
-    pub fn delete(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+    pub(crate) fn delete(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
         let mut s = self.store.lock().unwrap();
         let mut object =
             s.objects
@@ -166,7 +166,7 @@ impl FakeApi {
         Some(object)
     }
 
-    pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+    pub(crate) fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
         self.store
             .lock()
             .unwrap()
@@ -176,13 +176,13 @@ impl FakeApi {
     }
 
     /// Installs the PolicyReport CRD (wgpolicyk8s.io/v1alpha2): before, its URLs are 404.
-    pub fn install_policy_reports(&self) {
+    pub(crate) fn install_policy_reports(&self) {
         self.store.lock().unwrap().policy_reports = true;
     }
 
     /// Marks a namespace as being deleted without a watch event yet: what a client sees in
     /// the moment before the event reaches it.
-    pub fn start_deleting_quietly(&self, namespace: &str) {
+    pub(crate) fn start_deleting_quietly(&self, namespace: &str) {
         let mut s = self.store.lock().unwrap();
         let key = (
             "namespaces".to_string(),
@@ -195,7 +195,7 @@ impl FakeApi {
     }
 
     /// Ends every open watch stream, as when the API server restarts or a connection drops.
-    pub fn end_watches(&self) {
+    pub(crate) fn end_watches(&self) {
         let _ = self
             .events
             .send((u64::MAX, END_WATCHES.to_string(), Value::Null));
@@ -203,7 +203,7 @@ impl FakeApi {
 
     /// Compacts the history: open watches end, and watches resuming from an earlier
     /// resourceVersion get `410 Gone` (an ERROR event), so clients must list again.
-    pub fn compact(&self) {
+    pub(crate) fn compact(&self) {
         {
             let mut s = self.store.lock().unwrap();
             s.compacted = s.version;
@@ -213,7 +213,7 @@ impl FakeApi {
     }
 
     /// Answers every request for `resource` (URL plural) with 403 Forbidden from now on.
-    pub fn forbid(&self, resource: &str) {
+    pub(crate) fn forbid(&self, resource: &str) {
         self.store
             .lock()
             .unwrap()
@@ -222,15 +222,15 @@ impl FakeApi {
     }
 
     /// Every request so far, as `METHOD path?query`.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.store.lock().unwrap().requests.clone()
     }
 
-    pub fn clear_requests(&self) {
+    pub(crate) fn clear_requests(&self) {
         self.store.lock().unwrap().requests.clear();
     }
 
-    pub fn names(&self, resource: &str, ns: &str) -> Vec<String> {
+    pub(crate) fn names(&self, resource: &str, ns: &str) -> Vec<String> {
         self.store
             .lock()
             .unwrap()
@@ -241,7 +241,7 @@ impl FakeApi {
             .collect()
     }
 
-    pub async fn handle(&self, req: Request<Body>) -> Reply {
+    pub(crate) async fn handle(&self, req: Request<Body>) -> Reply {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
@@ -519,7 +519,7 @@ fn tokio_stream_from(
 }
 
 /// A kube client whose every request the fake answers.
-pub fn client(api: &FakeApi) -> kube::Client {
+pub(crate) fn client(api: &FakeApi) -> kube::Client {
     let api = api.clone();
     let service = tower::service_fn(move |req: Request<Body>| {
         let api = api.clone();
@@ -529,13 +529,13 @@ pub fn client(api: &FakeApi) -> kube::Client {
 }
 
 /// A Namespace object as the API server stores it (with its name label).
-pub fn namespace(name: &str) -> Value {
+pub(crate) fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace",
            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
 }
 
 /// Waits until `check` holds, failing the test after 30 s.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while !check() {
         assert!(

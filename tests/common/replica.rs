@@ -18,12 +18,12 @@ use tokio::sync::watch;
 
 use super::fake_api::{FakeApi, Reply, status};
 
-pub const LEASE_NAMESPACE: &str = "netpol-guard";
-pub const LEASE: &str = "netpol-guard-controller";
+pub(crate) const LEASE_NAMESPACE: &str = "netpol-guard";
+pub(crate) const LEASE: &str = "netpol-guard-controller";
 
 /// What the client does to requests, switched by the test.
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     /// Every request fails as a refused connection.
     pub down: AtomicBool,
     /// Lease requests answer 503.
@@ -39,20 +39,20 @@ pub struct Faults {
 }
 
 impl Faults {
-    pub fn set_status(&self, status: Option<(u16, Option<u32>)>) {
+    pub(crate) fn set_status(&self, status: Option<(u16, Option<u32>)>) {
         *self.status.lock().unwrap() = status;
     }
 
-    pub fn set_delay(&self, delay: Duration) {
+    pub(crate) fn set_delay(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
     }
 
     /// Forgets the writes recorded so far.
-    pub fn clear_writes(&self) {
+    pub(crate) fn clear_writes(&self) {
         self.writes.lock().unwrap().clear();
     }
 
-    pub fn failed(&self) -> u64 {
+    pub(crate) fn failed(&self) -> u64 {
         *self.failed.lock().unwrap()
     }
 }
@@ -72,7 +72,7 @@ fn with_retry_after(mut reply: Reply, seconds: Option<u32>) -> Reply {
 }
 
 /// A client of `api` subject to `faults`, writing as `identity`.
-pub fn client(api: &FakeApi, faults: Arc<Faults>, identity: &str) -> kube::Client {
+pub(crate) fn client(api: &FakeApi, faults: Arc<Faults>, identity: &str) -> kube::Client {
     let api = api.clone();
     let identity = identity.to_string();
     let service = tower::service_fn(move |req: Request<Body>| {
@@ -110,7 +110,7 @@ pub fn client(api: &FakeApi, faults: Arc<Faults>, identity: &str) -> kube::Clien
 }
 
 /// One replica: the cache, and the election that runs the controller.
-pub struct Replica {
+pub(crate) struct Replica {
     pub identity: String,
     pub state: SharedState,
     pub faults: Arc<Faults>,
@@ -120,7 +120,7 @@ pub struct Replica {
 
 /// The cache's production timing scaled down by ten: an outage is told within a second and
 /// the watches start over half a second after they fail.
-pub fn quick_cache() -> cache::Timing {
+pub(crate) fn quick_cache() -> cache::Timing {
     cache::Timing {
         resync_first: Duration::from_millis(500),
         resync_max: Duration::from_secs(6),
@@ -129,11 +129,11 @@ pub fn quick_cache() -> cache::Timing {
     }
 }
 
-pub fn replica(api: &FakeApi, identity: &str) -> Replica {
+pub(crate) fn replica(api: &FakeApi, identity: &str) -> Replica {
     replica_with(api, identity, leader::Timing::default())
 }
 
-pub fn replica_with(api: &FakeApi, identity: &str, timing: leader::Timing) -> Replica {
+pub(crate) fn replica_with(api: &FakeApi, identity: &str, timing: leader::Timing) -> Replica {
     let state = super::state_with(Config::default());
     let (stop, rx) = watch::channel(false);
     let faults = Arc::new(Faults::default());
@@ -169,7 +169,7 @@ pub fn replica_with(api: &FakeApi, identity: &str, timing: leader::Timing) -> Re
 
 impl Replica {
     /// Stops the replica as SIGTERM does, waiting for its tasks.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.stop.send(true).unwrap();
         for (t, what) in self.tasks.into_iter().zip(["the cache", "the election"]) {
             tokio::time::timeout(Duration::from_secs(30), t)
@@ -179,17 +179,17 @@ impl Replica {
         }
     }
 
-    pub fn leads(&self) -> bool {
+    pub(crate) fn leads(&self) -> bool {
         self.state.metrics.leader.get() == 1
     }
 
-    pub fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         self.state.metrics.cache_synced.get() == 1
     }
 }
 
 /// Every NetworkPolicy write of these replicas was made while its writer held the Lease.
-pub fn assert_writes_only_by_the_holder(replicas: &[&Replica]) {
+pub(crate) fn assert_writes_only_by_the_holder(replicas: &[&Replica]) {
     for r in replicas {
         for (writer, holder) in r.faults.writes.lock().unwrap().iter() {
             assert_eq!(

@@ -41,11 +41,11 @@ impl Reach {
 }
 
 /// At most this many pods are named in a message.
-pub const NAMED_PODS: usize = 3;
+pub(crate) const NAMED_PODS: usize = 3;
 
 /// How the pods a policy selects fare.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PodsOutcome {
+pub(crate) enum PodsOutcome {
     /// Every known pod the policy selects is served (by it or another policy selecting it).
     Served { pods: usize },
     /// Known pods the policy selects that no applicable policy serves: the first few names
@@ -64,7 +64,7 @@ impl PodsOutcome {
     /// The condition of a `Depends` or `IfAlsoMatched` outcome, worded for messages:
     /// `pods selected by web get DNS only if they also match to-dns=allowed (policy
     /// shop/allow-dns)`.
-    pub fn condition(&self, subject: &Subject<'_>, what: &str) -> Option<String> {
+    pub(crate) fn condition(&self, subject: &Subject<'_>, what: &str) -> Option<String> {
         match self {
             Self::Depends(condition) => Some(condition.clone()),
             Self::IfAlsoMatched { policy, selector } => Some(format!(
@@ -79,7 +79,7 @@ impl PodsOutcome {
 /// The policies of a namespace that may serve pods, prepared: positions into `policies`
 /// (all that can contribute, in any order) with a lookup over them.
 #[derive(Clone, Copy)]
-pub struct Candidates<'s, 'a> {
+pub(crate) struct Candidates<'s, 'a> {
     pub policies: &'s NamespacePolicies<'a>,
     pub lookup: &'s Lookup,
 }
@@ -88,7 +88,7 @@ pub struct Candidates<'s, 'a> {
 /// for the positions of candidate policies that apply to one pod besides the subject
 /// whether together with it they serve the pod. The stored version of the subject (same
 /// name) is left out: the object under review replaces it.
-pub fn pods_outcome(
+pub(crate) fn pods_outcome(
     inventory: &Inventory,
     subject: &Subject<'_>,
     own: &Selector<'_>,
@@ -170,7 +170,7 @@ fn judge_pods(
 }
 
 /// "pods a, b, c (and 4 more)" for messages.
-pub fn describe_examples(examples: &[String], total: usize) -> String {
+pub(crate) fn describe_examples(examples: &[String], total: usize) -> String {
     let more = total.saturating_sub(examples.len());
     let list = examples.join(", ");
     let noun = if total == 1 { "pod" } else { "pods" };

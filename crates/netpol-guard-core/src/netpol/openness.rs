@@ -20,7 +20,7 @@ const MAX_PORT: i32 = 65535;
 /// Whether a rule's peers stand for every source or destination. `ip_block_matches_pods`:
 /// an `ipBlock` of every address then also holds every pod. Every address takes both
 /// families (`0.0.0.0/0` and `::/0`) unless the cluster has one family only.
-pub fn peers_everything(
+pub(crate) fn peers_everything(
     peers: &[NetworkPolicyPeer],
     ip_block_matches_pods: bool,
     families: IpFamilies,
@@ -42,7 +42,7 @@ pub fn peers_everything(
 }
 
 /// Whether the peers hold an `ipBlock` of all of IPv4, and one of all of IPv6.
-pub fn whole_families(peers: &[NetworkPolicyPeer]) -> (bool, bool) {
+pub(crate) fn whole_families(peers: &[NetworkPolicyPeer]) -> (bool, bool) {
     peers
         .iter()
         .filter_map(|p| match PeerKind::of(p) {
@@ -86,7 +86,7 @@ fn covers_all_ports(mut ranges: Vec<(i32, i32)>) -> bool {
 
 /// Whether these rules together admit every peer on every port of every protocol, in a
 /// cluster of these IP families; where the families are unknown and decide, the condition.
-pub fn rules_open_everything<'a>(
+pub(crate) fn rules_open_everything<'a>(
     rules: impl IntoIterator<Item = &'a RuleView<'a>>,
     ip_block_matches_pods: bool,
     families: IpFamilies,
@@ -118,7 +118,7 @@ fn open_in(rules: &[&RuleView<'_>], ip_block_matches_pods: bool, family: IpFamil
 }
 
 /// Whether one rule by itself admits everything, certainly.
-pub fn rule_opens_everything(
+pub(crate) fn rule_opens_everything(
     rule: &RuleView<'_>,
     ip_block_matches_pods: bool,
     families: IpFamilies,

@@ -13,7 +13,7 @@ use super::selector::{self, Labels};
 
 /// What kind of peer an entry is.
 #[derive(Debug, Clone, Copy)]
-pub enum PeerKind<'a> {
+pub(crate) enum PeerKind<'a> {
     /// Pods of the policy's own namespace.
     OwnNamespace { pods: &'a LabelSelector },
     /// Pods (all of them when `pods` is `None`) of the namespaces matching `namespaces`.
@@ -28,7 +28,7 @@ pub enum PeerKind<'a> {
 }
 
 impl<'a> PeerKind<'a> {
-    pub fn of(peer: &'a NetworkPolicyPeer) -> Self {
+    pub(crate) fn of(peer: &'a NetworkPolicyPeer) -> Self {
         match (&peer.ip_block, &peer.namespace_selector, &peer.pod_selector) {
             (Some(block), _, _) => Self::IpBlock(block),
             (None, Some(namespaces), pods) => Self::Namespaces {
@@ -43,7 +43,7 @@ impl<'a> PeerKind<'a> {
 
 /// A pod as far as selectors can see it.
 #[derive(Debug, Clone, Copy)]
-pub struct Pod<'a> {
+pub(crate) struct Pod<'a> {
     /// The pod's namespace, when known.
     pub namespace: Option<&'a str>,
     pub namespace_labels: &'a Labels,
@@ -51,7 +51,7 @@ pub struct Pod<'a> {
 }
 
 /// Whether a peer of a policy in `policy_namespace` selects `pod`.
-pub fn selects_pod(peer: &NetworkPolicyPeer, policy_namespace: &str, pod: &Pod<'_>) -> bool {
+pub(crate) fn selects_pod(peer: &NetworkPolicyPeer, policy_namespace: &str, pod: &Pod<'_>) -> bool {
     match PeerKind::of(peer) {
         // a peer with only podSelector means: pods of this policy's namespace
         PeerKind::OwnNamespace { pods } => {

@@ -11,21 +11,21 @@ use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::ports::{PortTarget, Protocol, ports_allow};
 use crate::netpol::selector::{self, Selector};
 
-pub const EGRESS_TO_METADATA_ENDPOINT: Rule = Rule {
+pub(super) const EGRESS_TO_METADATA_ENDPOINT: Rule = Rule {
     id: "egress-to-metadata-endpoint",
     default_severity: Severity::Warn,
     summary: "Egress on HTTP to the cloud metadata endpoint (169.254.169.254, fd00:ec2::254): an `ipBlock` that holds it, or a rule with no `to`.",
     check: Check::Policy(metadata),
 };
 
-pub const INGRESS_FROM_ANYWHERE: Rule = Rule {
+pub(super) const INGRESS_FROM_ANYWHERE: Rule = Rule {
     id: "ingress-from-anywhere",
     default_severity: Severity::Warn,
     summary: "Ingress from 0.0.0.0/0 or ::/0 on all ports.",
     check: Check::Policy(anywhere),
 };
 
-pub const ALLOW_ALL_RULE: Rule = Rule {
+pub(super) const ALLOW_ALL_RULE: Rule = Rule {
     id: "allow-all-rule",
     default_severity: Severity::Warn,
     summary: "A rule that admits everything hides a mistake: it voids the other rules of its policy, or cancels another policy's isolation of the same pods.",

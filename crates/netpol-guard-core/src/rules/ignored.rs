@@ -4,14 +4,14 @@ use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::policy::{Direction, Subject};
 
-pub const EGRESS_RULES_IGNORED: Rule = Rule {
+pub(super) const EGRESS_RULES_IGNORED: Rule = Rule {
     id: "egress-rules-ignored",
     default_severity: Severity::Deny,
     summary: "`policyTypes` leaves out Egress, so the `egress` rules are silently ignored.",
     check: Check::Policy(egress),
 };
 
-pub const INGRESS_RULES_IGNORED: Rule = Rule {
+pub(super) const INGRESS_RULES_IGNORED: Rule = Rule {
     id: "ingress-rules-ignored",
     default_severity: Severity::Deny,
     summary: "`policyTypes` leaves out Ingress, so the `ingress` rules are silently ignored.",

@@ -8,14 +8,14 @@ use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
 use crate::netpol::policy::{PeerView, Subject};
 use crate::netpol::selector;
 
-pub const NAMESPACE_SELECTOR_NAME_LABEL: Rule = Rule {
+pub(super) const NAMESPACE_SELECTOR_NAME_LABEL: Rule = Rule {
     id: "namespace-selector-name-label",
     default_severity: Severity::Warn,
     summary: "A `namespaceSelector` uses the key `name`, which Kubernetes never sets on namespaces.",
     check: Check::Policy(name_label),
 };
 
-pub const POD_SELECTOR_NAMESPACE_LABEL: Rule = Rule {
+pub(super) const POD_SELECTOR_NAMESPACE_LABEL: Rule = Rule {
     id: "pod-selector-namespace-label",
     default_severity: Severity::Warn,
     summary: "A `podSelector` uses `kubernetes.io/metadata.name`, a namespace label pods do not carry.",
@@ -68,7 +68,7 @@ fn name_label(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     hits
 }
 
-pub const NAMESPACE_SELECTOR_MATCHES_NOTHING: Rule = Rule {
+pub(super) const NAMESPACE_SELECTOR_MATCHES_NOTHING: Rule = Rule {
     id: "namespace-selector-matches-nothing",
     default_severity: Severity::Warn,
     summary: "A `namespaceSelector` matches none of the cluster's namespaces (judged by the webhook, which knows them).",

@@ -6,7 +6,7 @@ use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::policy::{Direction, Subject};
 
-pub const MISLEADING_DENY_NAME: Rule = Rule {
+pub(super) const MISLEADING_DENY_NAME: Rule = Rule {
     id: "misleading-deny-name",
     default_severity: Severity::Warn,
     summary: "The policy's name says deny, but its rules allow traffic (NetworkPolicy rules only ever allow).",

@@ -11,14 +11,14 @@ use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::selector;
 use crate::netpol::selector::Selector;
 
-pub const DENY_ALL: Rule = Rule {
+pub(super) const DENY_ALL: Rule = Rule {
     id: "protected-namespace-deny-all",
     default_severity: Severity::Deny,
     summary: "A policy selects every pod of a protected namespace and restricts a direction.",
     check: Check::Policy(deny_all),
 };
 
-pub const ISOLATION: Rule = Rule {
+pub(super) const ISOLATION: Rule = Rule {
     id: "protected-namespace-isolation",
     default_severity: Severity::Warn,
     summary: "A policy isolates some pods of a protected namespace.",

@@ -8,21 +8,21 @@ use crate::netpol::ports::{corrected, port_problems};
 use crate::netpol::selector::Selector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-pub const IPBLOCK_INVALID: Rule = Rule {
+pub(super) const IPBLOCK_INVALID: Rule = Rule {
     id: "ipblock-invalid",
     default_severity: Severity::Deny,
     summary: "An `ipBlock` has an unparsable CIDR, an `except` outside `cidr`, or mixed IP families.",
     check: Check::Policy(ipblock),
 };
 
-pub const SELECTOR_INVALID: Rule = Rule {
+pub(super) const SELECTOR_INVALID: Rule = Rule {
     id: "selector-invalid",
     default_severity: Severity::Deny,
     summary: "A label selector uses an unknown operator or values that do not fit its operator.",
     check: Check::Policy(selectors),
 };
 
-pub const PORT_INVALID: Rule = Rule {
+pub(super) const PORT_INVALID: Rule = Rule {
     id: "port-invalid",
     default_severity: Severity::Deny,
     summary: "A port the API server rejects: a number written as a string, a name that is not an IANA service name, a number outside 1-65535, a misused endPort, a protocol other than TCP, UDP or SCTP.",
