@@ -7,7 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::fake_api::{FakeApi, client, eventually, namespace};
+use common::fake_api::{FakeApi, client, namespace};
+use common::{PATIENCE, eventually};
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::{audit, cache};
 use netpol_guard::runtime::state::SharedState;
@@ -144,7 +145,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     let api = cluster();
     api.install_policy_reports();
     let replica = start(&api);
-    eventually("the first audit and its reports", || {
+    eventually("the first audit and its reports", PATIENCE, async || {
         replica.state.metrics.audit_last_run.get() > 0.0
             && api.get("policyreports", "shop", "netpol-guard").is_some()
             && api
@@ -203,11 +204,14 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     );
 
     // a change that changes no result: the audit runs, nothing is written
-    eventually("both writes counted", || replica.writes("apply") == 2).await;
+    eventually("both writes counted", PATIENCE, async || {
+        replica.writes("apply") == 2
+    })
+    .await;
     let applied = replica.writes("apply");
     let last = replica.state.metrics.audit_last_run.get();
     api.put("namespaces", namespace("payments"));
-    eventually("another audit", || {
+    eventually("another audit", PATIENCE, async || {
         replica.state.metrics.audit_last_run.get() > last
     })
     .await;
@@ -220,7 +224,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     // fixing the policy updates its report
     api.put("networkpolicies", web_egress(true));
     // (the gauges are set once the run's writes are done)
-    eventually("the fixed report and gauge", || {
+    eventually("the fixed report and gauge", PATIENCE, async || {
         let shop = api.get("policyreports", "shop", "netpol-guard").unwrap();
         shop["summary"]["fail"] == 0 && replica.finding_gauge("egress-missing-dns", "deny") == 0
     })
@@ -235,13 +239,16 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
 
     // nothing left to report in kube-system: its report goes
     api.delete("networkpolicies", "kube-system", "deny-all");
-    eventually("the kube-system report removed", || {
+    eventually("the kube-system report removed", PATIENCE, async || {
         api.get("policyreports", "kube-system", "netpol-guard")
             .is_none()
     })
     .await;
     // (the counter follows the API's answer)
-    eventually("the delete counted", || replica.writes("delete") == 1).await;
+    eventually("the delete counted", PATIENCE, async || {
+        replica.writes("delete") == 1
+    })
+    .await;
 
     // a finding the policy acknowledges is a `skip` result with its reason, not a warning
     api.put("namespaces", namespace("edge"));
@@ -256,7 +263,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
         "netpol-guard.io/ignore-reason": "the internet-facing gateway",
     });
     api.put("networkpolicies", gateway);
-    eventually("the edge report", || {
+    eventually("the edge report", PATIENCE, async || {
         api.get("policyreports", "edge", "netpol-guard").is_some()
     })
     .await;
@@ -285,7 +292,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
 
     // a new leader (a restart) reads the reports back and rewrites none of them
     let next = start(&api);
-    eventually("the new leader's audit", || {
+    eventually("the new leader's audit", PATIENCE, async || {
         next.state.metrics.audit_last_run.get() > 0.0
     })
     .await;
@@ -298,7 +305,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
 async fn without_the_crd_only_metrics() {
     let api = cluster();
     let replica = start(&api);
-    eventually("an audit", || {
+    eventually("an audit", PATIENCE, async || {
         replica.state.metrics.audit_last_run.get() > 0.0
     })
     .await;
@@ -321,7 +328,7 @@ async fn a_replica_that_does_not_lead_stays_idle() {
     let api = cluster();
     api.install_policy_reports();
     let replica = start_as(&api, false);
-    eventually("cache synced", || {
+    eventually("cache synced", PATIENCE, async || {
         replica.state.metrics.cache_synced.get() == 1
     })
     .await;
@@ -331,7 +338,7 @@ async fn a_replica_that_does_not_lead_stays_idle() {
     assert!(!api.requests().iter().any(|r| r.contains("policyreports")));
     // elected: it audits at once (the fixed policy leaves the deny-all in kube-system)
     replica.state.set_leading(true);
-    eventually("an audit", || {
+    eventually("an audit", PATIENCE, async || {
         replica.state.metrics.audit_last_run.get() > 0.0
     })
     .await;
@@ -341,7 +348,7 @@ async fn a_replica_that_does_not_lead_stays_idle() {
     );
     // not leading any more: idle, its gauges back at zero (dashboards sum over replicas)
     replica.state.set_leading(false);
-    eventually("gauges cleared", || {
+    eventually("gauges cleared", PATIENCE, async || {
         replica.finding_gauge("protected-namespace-deny-all", "deny") == 0
     })
     .await;

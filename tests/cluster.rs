@@ -8,6 +8,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::eventually;
 use common::fake_api::FakeApi;
 use common::replica::{Replica, replica, replica_with};
 use netpol_guard::kubernetes::leader;
@@ -16,17 +17,6 @@ use serde_json::{Value, json};
 fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace",
            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 const COMPANIONS: [&str; 2] = ["netpol-guard-allow-dns", "netpol-guard-default-deny"];
@@ -38,13 +28,16 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
         api.put("namespaces", namespace(ns));
     }
     let a = replica(&api, "replica-a");
-    eventually("companions in shop", || {
+    eventually("companions in shop", Duration::from_secs(45), async || {
         api.names("networkpolicies", "shop") == COMPANIONS
     })
     .await;
-    eventually("replica a leads", || a.state.metrics.leader.get() == 1).await;
+    eventually("replica a leads", Duration::from_secs(45), async || {
+        a.state.metrics.leader.get() == 1
+    })
+    .await;
     let b = replica(&api, "replica-b");
-    eventually("both caches synced", || {
+    eventually("both caches synced", Duration::from_secs(45), async || {
         a.state.metrics.cache_synced.get() == 1 && b.state.metrics.cache_synced.get() == 1
     })
     .await;
@@ -58,19 +51,25 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
 
     // a namespace created later gets its companions within seconds
     api.put("namespaces", namespace("payments"));
-    eventually("companions in payments", || {
-        api.names("networkpolicies", "payments") == COMPANIONS
-    })
+    eventually(
+        "companions in payments",
+        Duration::from_secs(45),
+        async || api.names("networkpolicies", "payments") == COMPANIONS,
+    )
     .await;
 
     // a deleted companion comes back, counted as drift by the leader
     api.delete("networkpolicies", "shop", "netpol-guard-default-deny");
-    eventually("default-deny restored", || {
-        api.get("networkpolicies", "shop", "netpol-guard-default-deny")
-            .is_some()
-    })
+    eventually(
+        "default-deny restored",
+        Duration::from_secs(45),
+        async || {
+            api.get("networkpolicies", "shop", "netpol-guard-default-deny")
+                .is_some()
+        },
+    )
     .await;
-    eventually("drift counted", || {
+    eventually("drift counted", Duration::from_secs(45), async || {
         a.state.metrics.drift_corrections.get() == 1
     })
     .await;
@@ -101,9 +100,11 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
                  "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]},
     });
     for replica in [&a, &b] {
-        eventually("cache holds the companions", || {
-            replica.state.snapshot().inventory.policies_in("shop").len() == 2
-        })
+        eventually(
+            "cache holds the companions",
+            Duration::from_secs(45),
+            async || replica.state.snapshot().inventory.policies_in("shop").len() == 2,
+        )
         .await;
         let review = json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -129,9 +130,12 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
 
     // the leader goes away (releasing the Lease): the other one takes over and reconciles
     a.shutdown().await;
-    eventually("replica b leads", || b.state.metrics.leader.get() == 1).await;
+    eventually("replica b leads", Duration::from_secs(45), async || {
+        b.state.metrics.leader.get() == 1
+    })
+    .await;
     api.put("namespaces", namespace("late"));
-    eventually("companions in late", || {
+    eventually("companions in late", Duration::from_secs(45), async || {
         api.names("networkpolicies", "late") == COMPANIONS
     })
     .await;
@@ -148,9 +152,12 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     let api = FakeApi::new();
     api.put("namespaces", namespace("shop"));
     let a = replica(&api, "replica-a");
-    eventually("replica a leads", || a.state.metrics.leader.get() == 1).await;
+    eventually("replica a leads", Duration::from_secs(45), async || {
+        a.state.metrics.leader.get() == 1
+    })
+    .await;
     let b = replica(&api, "replica-b");
-    eventually("b's cache synced", || {
+    eventually("b's cache synced", Duration::from_secs(45), async || {
         b.state.metrics.cache_synced.get() == 1
     })
     .await;
@@ -183,7 +190,7 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     assert_eq!(lease["spec"]["holderIdentity"], "replica-b");
     // the new leader works
     api.put("namespaces", namespace("after"));
-    eventually("companions in after", || {
+    eventually("companions in after", Duration::from_secs(45), async || {
         api.names("networkpolicies", "after") == COMPANIONS
     })
     .await;
@@ -206,7 +213,10 @@ async fn a_healthy_leader_keeps_reconciling_across_renewals() {
     let api = FakeApi::new();
     api.put("namespaces", namespace("shop"));
     let a = replica_with(&api, "replica-a", timing);
-    eventually("replica a leads", || a.state.metrics.leader.get() == 1).await;
+    eventually("replica a leads", Duration::from_secs(45), async || {
+        a.state.metrics.leader.get() == 1
+    })
+    .await;
     let started = tokio::time::Instant::now();
     // four renewal periods
     while started.elapsed() < Duration::from_secs(8) {

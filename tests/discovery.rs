@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::Review;
-use common::fake_api::{FakeApi, client, eventually, namespace};
+use common::fake_api::{FakeApi, client, namespace};
+use common::{PATIENCE, eventually};
 use netpol_guard::admission::{Endpoint, review};
 use netpol_guard::config::Config;
 use netpol_guard::kubernetes::cache;
@@ -144,7 +145,7 @@ async fn pods_decide_label_composed_policy_sets() {
         pod("shop", "web-1", json!({"app": "web", "to-dns": "allowed"})),
     );
     let cache = start(&api);
-    eventually("pods known", || {
+    eventually("pods known", PATIENCE, async || {
         let inv = cache.state.snapshot().inventory;
         inv.knows_all_pods() && inv.pod_count() == 1
     })
@@ -160,7 +161,7 @@ async fn pods_decide_label_composed_policy_sets() {
 
     // a pod without the DNS label: certain, the pod is named, the allowance injected
     api.put("pods", pod("shop", "web-2", json!({"app": "web"})));
-    eventually("second pod", || {
+    eventually("second pod", PATIENCE, async || {
         cache.state.snapshot().inventory.pod_count() == 2
     })
     .await;
@@ -192,7 +193,7 @@ async fn pods_decide_label_composed_policy_sets() {
 
     // the pod goes away: clean again
     api.delete("pods", "shop", "web-2");
-    eventually("pod gone", || {
+    eventually("pod gone", PATIENCE, async || {
         cache.state.snapshot().inventory.pod_count() == 1
     })
     .await;
@@ -217,7 +218,7 @@ async fn discovers_an_openshift_shaped_dns_service() {
         &["10.128.0.10", "10.129.0.7"],
     );
     let cache = start(&api);
-    eventually("the DNS Service discovered", || {
+    eventually("the DNS Service discovered", PATIENCE, async || {
         cache
             .state
             .metrics
@@ -276,7 +277,7 @@ async fn discovers_an_openshift_shaped_dns_service() {
 
     // the Service goes away: back to the configured target
     api.delete("services", "openshift-dns", "dns-default");
-    eventually("fallback", || {
+    eventually("fallback", PATIENCE, async || {
         cache
             .state
             .metrics
@@ -301,7 +302,7 @@ async fn without_rbac_for_pods_and_services_pods_are_unknown_and_dns_is_configur
         api.forbid(resource);
     }
     let cache = start(&api);
-    eventually("cache synced", || {
+    eventually("cache synced", PATIENCE, async || {
         cache.state.metrics.cache_synced.get() == 1
     })
     .await;
@@ -345,7 +346,10 @@ async fn the_kubernetes_services_ip_families_decide_what_a_whole_family_block_ad
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
                  "ingress": [{"from": [{"ipBlock": {"cidr": "::/0"}}]}]}});
     let cache = start(&api);
-    eventually("synced", || cache.state.metrics.cache_synced.get() == 1).await;
+    eventually("synced", PATIENCE, async || {
+        cache.state.metrics.cache_synced.get() == 1
+    })
+    .await;
 
     // families unknown (no kubernetes Service): admitted, with the condition named
     let (allowed, warnings, _) = verdict(&cache.state, &v6_only);
@@ -366,7 +370,7 @@ async fn the_kubernetes_services_ip_families_decide_what_a_whole_family_block_ad
     };
     // an IPv4 cluster: locked out, certainly
     api.put("services", api_service(json!(["IPv4"])));
-    eventually("IPv4 known", || {
+    eventually("IPv4 known", PATIENCE, async || {
         cache.state.snapshot().inventory.ip_families() == netpol_guard::netpol::IpFamilies::V4
     })
     .await;
@@ -387,7 +391,7 @@ async fn the_kubernetes_services_ip_families_decide_what_a_whole_family_block_ad
 
     // an IPv6 cluster: ::/0 is every address
     api.put("services", api_service(json!(["IPv6"])));
-    eventually("IPv6 known", || {
+    eventually("IPv6 known", PATIENCE, async || {
         cache.state.snapshot().inventory.ip_families() == netpol_guard::netpol::IpFamilies::V6
     })
     .await;

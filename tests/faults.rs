@@ -11,10 +11,11 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::fake_api::{FakeApi, eventually, namespace};
+use common::fake_api::{FakeApi, namespace};
 use common::replica::{
     LEASE, LEASE_NAMESPACE, Replica, assert_writes_only_by_the_holder, replica, replica_with,
 };
+use common::{PATIENCE, eventually};
 use netpol_guard::admission::{self, Endpoint};
 use netpol_guard::kubernetes::leader;
 use serde_json::{Value, json};
@@ -68,11 +69,11 @@ fn deletes(api: &FakeApi) -> usize {
 async fn started(api: &FakeApi) -> Replica {
     api.put("namespaces", namespace("shop"));
     let a = replica_with(api, "replica-a", quick());
-    eventually("companions in shop", || {
+    eventually("companions in shop", PATIENCE, async || {
         api.names("networkpolicies", "shop") == COMPANIONS
     })
     .await;
-    eventually("a synced with the companions", || {
+    eventually("a synced with the companions", PATIENCE, async || {
         a.synced() && admits_web_to_db_unpatched(&a)
     })
     .await;
@@ -88,7 +89,10 @@ async fn an_unreachable_api_server_leaves_admission_on_the_last_snapshot_and_the
     // the API server goes away as a real one shuts down: new connections are refused while
     // the open watches stay silent (only the cache's probe of the server can tell)
     a.faults.down.store(true, Ordering::SeqCst);
-    eventually("cache_synced tells the outage", || !a.synced()).await;
+    eventually("cache_synced tells the outage", PATIENCE, async || {
+        !a.synced()
+    })
+    .await;
     api.end_watches();
     // admission answers from the last snapshot, which still holds the companion
     assert!(admits_web_to_db_unpatched(&a));
@@ -109,12 +113,12 @@ async fn an_unreachable_api_server_leaves_admission_on_the_last_snapshot_and_the
 
     // it comes back: the cache catches up and the controller resumes
     a.faults.down.store(false, Ordering::SeqCst);
-    eventually("cache_synced again", || a.synced()).await;
-    eventually("companions in later", || {
+    eventually("cache_synced again", PATIENCE, async || a.synced()).await;
+    eventually("companions in later", PATIENCE, async || {
         api.names("networkpolicies", "later") == COMPANIONS
     })
     .await;
-    eventually("the cache sees later", || {
+    eventually("the cache sees later", PATIENCE, async || {
         a.state
             .snapshot()
             .inventory
@@ -148,7 +152,7 @@ async fn errors_throttling_and_slow_answers_delay_but_never_break_anything() {
         );
         assert!(admits_web_to_db_unpatched(&a), "{fault}");
         a.faults.set_status(None);
-        eventually("companions after the fault", || {
+        eventually("companions after the fault", PATIENCE, async || {
             api.names("networkpolicies", &format!("during-{fault}")) == COMPANIONS
         })
         .await;
@@ -165,7 +169,7 @@ async fn errors_throttling_and_slow_answers_delay_but_never_break_anything() {
         started.elapsed() < Duration::from_secs(2),
         "admission waited"
     );
-    eventually("companions while slow", || {
+    eventually("companions while slow", PATIENCE, async || {
         api.names("networkpolicies", "slow") == COMPANIONS
     })
     .await;
@@ -181,7 +185,7 @@ async fn watches_that_end_with_410_gone_list_again_and_miss_nothing() {
     let api = FakeApi::new();
     let a = started(&api).await;
     api.put("networkpolicies", web_to_db());
-    eventually("the cache holds web-to-db", || {
+    eventually("the cache holds web-to-db", PATIENCE, async || {
         a.state.snapshot().inventory.policies_in("shop").len() == 3
     })
     .await;
@@ -198,13 +202,14 @@ async fn watches_that_end_with_410_gone_list_again_and_miss_nothing() {
 
     eventually(
         "the relisted cache lost web-to-db and found after-gone",
-        || {
+        PATIENCE,
+        async || {
             let inv = a.state.snapshot().inventory;
             inv.policies_in("shop").len() == 2 && inv.namespace_labels("after-gone").is_some()
         },
     )
     .await;
-    eventually("companions in after-gone", || {
+    eventually("companions in after-gone", PATIENCE, async || {
         api.names("networkpolicies", "after-gone") == COMPANIONS
     })
     .await;
@@ -234,8 +239,8 @@ async fn replicas_started_together_elect_one_and_a_deleted_or_stolen_lease_moves
         replica_with(&api, "replica-c", quick()),
     ];
     let leaders = |rs: &[Replica]| rs.iter().filter(|r| r.leads()).count();
-    eventually("one leader", || leaders(&replicas) == 1).await;
-    eventually("companions", || {
+    eventually("one leader", PATIENCE, async || leaders(&replicas) == 1).await;
+    eventually("companions", PATIENCE, async || {
         api.names("networkpolicies", "payments") == COMPANIONS
     })
     .await;
@@ -260,7 +265,10 @@ async fn replicas_started_together_elect_one_and_a_deleted_or_stolen_lease_moves
         assert!(leaders(&replicas) <= 1, "two replicas reconciling");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    eventually("one leader after the deletion", || leaders(&replicas) == 1).await;
+    eventually("one leader after the deletion", PATIENCE, async || {
+        leaders(&replicas) == 1
+    })
+    .await;
     assert!(api.get("leases", LEASE_NAMESPACE, LEASE).is_some());
 
     // another identity takes the Lease (fresh, for 4 s): nobody here reconciles meanwhile
@@ -270,12 +278,18 @@ async fn replicas_started_together_elect_one_and_a_deleted_or_stolen_lease_moves
     lease["spec"]["leaseDurationSeconds"] = json!(4);
     assert_writes_only_by_the_holder(&all);
     api.put("leases", lease);
-    eventually("our leader stops", || leaders(&replicas) == 0).await;
+    eventually("our leader stops", PATIENCE, async || {
+        leaders(&replicas) == 0
+    })
+    .await;
     forget_the_window().await;
     api.put("namespaces", namespace("while-stolen"));
     // the intruder never renews: after its Lease expires one of ours takes over
-    eventually("one of ours leads again", || leaders(&replicas) == 1).await;
-    eventually("companions after the takeover", || {
+    eventually("one of ours leads again", PATIENCE, async || {
+        leaders(&replicas) == 1
+    })
+    .await;
+    eventually("companions after the takeover", PATIENCE, async || {
         api.names("networkpolicies", "while-stolen") == COMPANIONS
     })
     .await;
@@ -295,7 +309,7 @@ async fn a_stop_while_reconciling_never_leaves_default_deny_without_dns() {
     // every answer is slow, so the stop lands in the middle of reconciles
     let a = replica(&api, "replica-a");
     a.faults.set_delay(Duration::from_millis(150));
-    eventually("some companions written", || {
+    eventually("some companions written", PATIENCE, async || {
         (0..20).any(|i| !api.names("networkpolicies", &format!("ns-{i}")).is_empty())
     })
     .await;
@@ -325,7 +339,7 @@ async fn a_namespace_deleted_while_reconciled_is_left_alone_without_an_error_loo
     let api = FakeApi::new();
     let a = started(&api).await;
     api.put("namespaces", namespace("doomed"));
-    eventually("companions in doomed", || {
+    eventually("companions in doomed", PATIENCE, async || {
         api.names("networkpolicies", "doomed") == COMPANIONS
     })
     .await;

@@ -104,20 +104,18 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Polls `check` until it holds, for at most `limit`.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+/// How long a test waits for the guard to get somewhere it must get (the cache synced, a
+/// write made): long enough for a loaded CI machine, short enough to fail a stuck test.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it holds, failing the test after `limit`. The check is an async
+/// closure: `async || api.get(..).is_some()` as well as one that makes requests.
+pub async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("timed out waiting for: {what}");
 }
 
 /// A free loopback port (for a server started as a separate process).
