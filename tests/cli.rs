@@ -660,25 +660,58 @@ fn config_file_changes_severities_and_bad_config_is_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-rule"));
 }
 
+/// The text between the catalog markers of a document.
+fn catalog_block(doc: &str) -> &str {
+    let start = doc
+        .find("<!-- catalog: generated")
+        .expect("the catalog's start marker");
+    let start = start + doc[start..].find('\n').unwrap() + 1;
+    let end = doc
+        .find("<!-- catalog end -->")
+        .expect("the catalog's end marker");
+    &doc[start..end]
+}
+
+/// Regenerate with `NETPOL_GUARD_REGENERATE_DOCS=1 cargo test --test cli rules_`.
 #[test]
-fn rules_lists_the_catalog_and_the_readme_documents_it() {
-    let out = run(&["rules"]);
-    let listed = stdout(&out);
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+fn rules_lists_the_catalog_and_the_docs_carry_it_generated() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let listed = stdout(&run(&["rules"]));
+    let table = stdout(&run(&["rules", "--format", "markdown"]));
     for rule in netpol_guard::rules::CATALOG {
         assert!(listed.contains(rule.id), "{} not listed", rule.id);
-        assert!(
-            readme.contains(&format!("\n### {}\n", rule.id)),
-            "README has no section for {}",
-            rule.id
+        let row = format!("| [`{0}`](#{0}) | {1}", rule.id, rule.default_severity);
+        assert!(table.contains(&row), "{row}");
+    }
+    // docs/rules.md links to its own sections, the README to docs/rules.md
+    for (doc, link) in [("docs/rules.md", "](#"), ("README.md", "](docs/rules.md#")] {
+        let path = root.join(doc);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let wanted = table.replace("](#", link);
+        if std::env::var_os("NETPOL_GUARD_REGENERATE_DOCS").is_some() {
+            let block = catalog_block(&text);
+            std::fs::write(&path, text.replacen(block, &wanted, 1)).unwrap();
+            continue;
+        }
+        assert_eq!(
+            catalog_block(&text),
+            wanted,
+            "{doc}'s catalog table is not `netpol-guard rules --format markdown` \
+             (NETPOL_GUARD_REGENERATE_DOCS=1 cargo test --test cli rules_ rewrites it)"
         );
+    }
+    // every rule has its section: what triggers it and the fix
+    let rules = std::fs::read_to_string(root.join("docs/rules.md")).unwrap();
+    for rule in netpol_guard::rules::CATALOG {
+        let start = rules
+            .find(&format!("\n### {}\n", rule.id))
+            .unwrap_or_else(|| panic!("docs/rules.md has no section for {}", rule.id));
+        let rest = &rules[start + 5..];
+        let section = &rest[..rest.find("\n### ").unwrap_or(rest.len())];
+        let refuses = rule.id != "namespace-stamp";
         assert!(
-            readme.contains(&format!(
-                "| [`{}`](#{}) | {} |",
-                rule.id, rule.id, rule.default_severity
-            )),
-            "README catalog row for {} is missing or has the wrong severity",
+            !refuses || (section.contains("Fix") && section.contains("rigger")),
+            "the section of {} shows no trigger or no fix",
             rule.id
         );
     }

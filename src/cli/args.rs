@@ -50,10 +50,24 @@ pub enum Command {
     /// Write a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
     /// List the rule catalog.
-    Rules,
+    Rules(RulesArgs),
     /// The default-deny and allow-DNS companions the controller keeps in every namespace.
     #[command(subcommand)]
     Companions(CompanionsCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    /// text (one line per rule) or markdown (the table of docs/rules.md and the README)
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: RulesFormat,
+}
+
+/// `rules --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RulesFormat {
+    Text,
+    Markdown,
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,21 +51,53 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             runtime.block_on(audit::plan(args))
         }
-        Command::Rules => {
-            let mut out = std::io::stdout().lock();
-            for rule in CATALOG {
-                writeln!(
-                    out,
-                    "{:<34} {:<5} {:<13} {}",
-                    rule.id,
-                    rule.default_severity,
-                    rule.applies_to(),
-                    rule.summary
-                )?;
-            }
+        Command::Rules(args) => {
+            let text = match args.format {
+                args::RulesFormat::Text => catalog_text(),
+                args::RulesFormat::Markdown => catalog_markdown(),
+            };
+            std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `netpol-guard rules`: one line per rule.
+fn catalog_text() -> String {
+    CATALOG
+        .iter()
+        .map(|rule| {
+            format!(
+                "{:<34} {:<5} {:<13} {}\n",
+                rule.id,
+                rule.default_severity,
+                rule.applies_to(),
+                rule.summary
+            )
+        })
+        .collect()
+}
+
+/// `netpol-guard rules --format markdown`: the catalog table that docs/rules.md and the
+/// README carry (a test keeps both in step with it). Each id links to its section.
+pub fn catalog_markdown() -> String {
+    let mut out = String::from(
+        "| rule | default | applies to | what it catches |\n| --- | --- | --- | --- |\n",
+    );
+    for rule in CATALOG {
+        let level = if rule.configurable() {
+            rule.default_severity.to_string()
+        } else {
+            format!("{} (fixed)", rule.default_severity)
+        };
+        out.push_str(&format!(
+            "| [`{id}`](#{id}) | {level} | {} | {} |\n",
+            rule.applies_to(),
+            rule.summary.replace('|', "\\|"),
+            id = rule.id,
+        ));
+    }
+    out
 }
 
 /// The rule configuration of `--config`, or the embedded default; an unusable file is
