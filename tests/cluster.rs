@@ -119,8 +119,8 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
         ] {
             let reviewed =
                 netpol_guard::admission::review(&replica.state.snapshot(), endpoint, &body);
-            let response = reviewed.review.response.unwrap();
-            assert!(response.allowed, "{endpoint:?}: {:?}", response.result);
+            let response = reviewed.response;
+            assert!(response.allowed, "{endpoint:?}: {:?}", response.status);
             assert!(
                 response.patch.is_none(),
                 "{endpoint:?} patched a covered policy"

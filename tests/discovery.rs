@@ -106,23 +106,13 @@ fn to_db() -> Value {
 fn verdict(state: &SharedState, object: &Value) -> (bool, Vec<String>, Option<Value>) {
     let body = Review::policy("CREATE", object.clone()).body();
     let snapshot = state.snapshot();
-    let validated = review(&snapshot, Endpoint::Validate, &body)
-        .review
-        .response
-        .unwrap();
-    let mutated = review(&snapshot, Endpoint::Mutate, &body)
-        .review
-        .response
-        .unwrap();
+    let validated = review(&snapshot, Endpoint::Validate, &body).response;
+    let mutated = review(&snapshot, Endpoint::Mutate, &body).response;
     assert!(mutated.allowed);
     let patch = mutated
         .patch
         .map(|p| serde_json::from_slice::<Value>(&p).unwrap());
-    (
-        validated.allowed,
-        validated.warnings.unwrap_or_default(),
-        patch,
-    )
+    (validated.allowed, validated.warnings, patch)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,12 +156,9 @@ async fn pods_decide_label_composed_policy_sets() {
     })
     .await;
     let body = Review::policy("CREATE", web.clone()).body();
-    let denied = review(&cache.state.snapshot(), Endpoint::Validate, &body)
-        .review
-        .response
-        .unwrap();
+    let denied = review(&cache.state.snapshot(), Endpoint::Validate, &body).response;
     assert!(!denied.allowed);
-    let message = denied.result.message;
+    let message = denied.status.message;
     assert!(
         message.contains("egress-missing-dns") && message.contains("pod web-2"),
         "{message}"
@@ -375,18 +362,15 @@ async fn the_kubernetes_services_ip_families_decide_what_a_whole_family_block_ad
     })
     .await;
     let body = Review::policy("CREATE", v6_only.clone()).body();
-    let denied = review(&cache.state.snapshot(), Endpoint::Validate, &body)
-        .review
-        .response
-        .unwrap();
+    let denied = review(&cache.state.snapshot(), Endpoint::Validate, &body).response;
     assert!(!denied.allowed);
     assert!(
         denied
-            .result
+            .status
             .message
             .contains("protected-namespace-deny-all"),
         "{}",
-        denied.result.message
+        denied.status.message
     );
 
     // an IPv6 cluster: ::/0 is every address

@@ -53,7 +53,7 @@ fn admits_web_to_db_unpatched(r: &Replica) -> bool {
                     "userInfo": {"username": "alice"}, "object": web_to_db()}});
     let body = serde_json::to_vec(&review).unwrap();
     let reviewed = admission::review(&r.state.snapshot(), Endpoint::Mutate, &body);
-    let response = reviewed.review.response.unwrap();
+    let response = reviewed.response;
     assert_eq!(response.uid, "u-1");
     response.allowed && response.patch.is_none()
 }

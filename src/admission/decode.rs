@@ -1,15 +1,66 @@
-//! Decoding: a first look at a body (enough to route it and to echo its uid whatever else
-//! is wrong), the careful path for unusual bodies, and the guard's view of a request.
+//! Decoding: a body becomes the request the guard reads, decoded once. NetworkPolicy and
+//! Namespace reviews are the common case and decode straight into the guard's view; a body
+//! that does not (another version, broken JSON, another kind) goes the careful way, which
+//! takes a first look (enough to echo the uid whatever else is wrong) and says precisely
+//! what is wrong, decoding again only on that error path.
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::core::{DynamicObject, Resource};
 use serde::Deserialize;
 
-use super::encode::{admitting, finish, invalid};
+use super::encode::{self, invalid};
 use super::objects::{NamespaceObject, PolicyObject};
-use super::request::{Decoded, LeanReview, Reviewable};
-use super::{Decision, Endpoint, REVIEW_API_VERSION, Reviewed, namespace, network_policy};
-use crate::guard::Snapshot;
+use super::request::{Decoded, LeanReview};
+use super::{REVIEW_API_VERSION, Reviewed};
+
+/// A decoded request, by what the guard does with it.
+pub(super) enum Incoming<'a> {
+    Policy(Decoded<'a, PolicyObject>),
+    Namespace(Decoded<'a, NamespaceObject>),
+    /// A kind the guard does not review (a misconfigured webhook), and its name.
+    Other(AdmissionRequest<DynamicObject>, String),
+}
+
+/// Why a body is not a review the guard can judge: what the answer says (400 invalid).
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub uid: Option<String>,
+    pub message: String,
+    /// Not an AdmissionReview at all (HTTP 400), rather than an unusable one.
+    pub bad_request: bool,
+}
+
+fn refuse(uid: Option<String>, message: impl Into<String>, bad_request: bool) -> Refusal {
+    Refusal {
+        uid,
+        message: message.into(),
+        bad_request,
+    }
+}
+
+/// The request of an AdmissionReview body, or why it cannot be judged.
+pub(super) fn incoming(body: &[u8]) -> Result<Incoming<'_>, Refusal> {
+    if let Ok(review) = serde_json::from_slice::<LeanReview>(body)
+        && review.api_version.as_deref() == Some(REVIEW_API_VERSION)
+        && review.kind.as_deref() == Some("AdmissionReview")
+        && let Some(request) = review.request
+    {
+        match (request.kind.group.as_ref(), request.kind.kind.as_ref()) {
+            ("networking.k8s.io", "NetworkPolicy") => {
+                if let Some(decoded) = request.decoded() {
+                    return Ok(Incoming::Policy(decoded));
+                }
+            }
+            ("", "Namespace") => {
+                if let Some(decoded) = request.decoded() {
+                    return Ok(Incoming::Namespace(decoded));
+                }
+            }
+            _ => {}
+        }
+    }
+    careful(body)
+}
 
 /// A JSON error in words for the client: where it is, and what, without the names of this
 /// program's internal types (`expected struct Peek`).
@@ -91,26 +142,25 @@ impl std::fmt::Display for PeekKind {
     }
 }
 
-/// Routes by a first look at the body, so every failure can still echo the uid.
-pub(super) fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed {
-    let peek: Peek = match serde_json::from_slice(body) {
-        Ok(p) => p,
-        Err(e) => {
-            return invalid(
-                None,
-                format!(
-                    "the body is not an AdmissionReview: {}",
-                    json_error_at::<Peek>(body, &e)
-                ),
-                true,
-            );
-        }
-    };
+/// A body the common path could not decode: a first look at it, so every failure can still
+/// echo the uid, and the precise reason. A NetworkPolicy or Namespace review reaching here
+/// does not decode as the guard reads it; the reason comes from kube's full types.
+fn careful(body: &[u8]) -> Result<Incoming<'_>, Refusal> {
+    let peek: Peek = serde_json::from_slice(body).map_err(|e| {
+        refuse(
+            None,
+            format!(
+                "the body is not an AdmissionReview: {}",
+                json_error_at::<Peek>(body, &e)
+            ),
+            true,
+        )
+    })?;
     let uid = peek.request.as_ref().and_then(|r| r.uid.clone());
     if peek.api_version.as_deref() != Some(REVIEW_API_VERSION)
         || peek.kind.as_deref() != Some("AdmissionReview")
     {
-        return invalid(
+        return Err(refuse(
             uid,
             format!(
                 "expected kind AdmissionReview in {REVIEW_API_VERSION}, got {} in {}",
@@ -118,34 +168,28 @@ pub(super) fn careful_review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8
                 peek.api_version.as_deref().unwrap_or("no apiVersion")
             ),
             false,
-        );
+        ));
     }
     let Some(request) = &peek.request else {
-        return invalid(None, "the AdmissionReview has no request", true);
+        return Err(refuse(None, "the AdmissionReview has no request", true));
     };
     let Some(uid) = uid else {
-        return invalid(None, "the AdmissionReview request has no uid", true);
+        return Err(refuse(None, "the AdmissionReview request has no uid", true));
     };
     let kind = request.kind.as_ref();
     match kind.map(|k| (k.group.as_str(), k.kind.as_str())) {
-        Some(("networking.k8s.io", "NetworkPolicy")) => match lean::<PolicyObject>(body) {
-            Some(req) => network_policy(snapshot, endpoint, req),
-            None => invalid(Some(uid), why_not::<PolicyObject>(body), false),
+        Some(("networking.k8s.io", "NetworkPolicy")) => {
+            Err(refuse(Some(uid), why_not::<PolicyObject>(body), false))
+        }
+        Some(("", "Namespace")) => Err(refuse(Some(uid), why_not::<NamespaceObject>(body), false)),
+        _ => match decode::<DynamicObject>(body) {
+            Ok(req) => {
+                let what = kind.map_or_else(|| "an unknown kind".to_string(), ToString::to_string);
+                Ok(Incoming::Other(req, what))
+            }
+            Err(e) => Err(refuse(Some(uid), e, false)),
         },
-        Some(("", "Namespace")) => match lean::<NamespaceObject>(body) {
-            Some(req) => namespace(snapshot, endpoint, &req),
-            None => invalid(Some(uid), why_not::<NamespaceObject>(body), false),
-        },
-        _ => other_kind(kind, body, uid),
     }
-}
-
-/// The body as the guard reads it, objects decoded as `T`.
-fn lean<T: Reviewable>(body: &[u8]) -> Option<Decoded<'_, T>> {
-    serde_json::from_slice::<LeanReview>(body)
-        .ok()?
-        .request?
-        .decoded()
 }
 
 /// Why a body of kind `T` does not decode, in the words of kube's full types (the lean
@@ -157,28 +201,6 @@ where
     match decode::<T>(body) {
         Err(e) => e,
         Ok(_) => "cannot decode the AdmissionReview".to_string(),
-    }
-}
-
-/// A webhook configuration that sends other kinds is a misconfiguration: admit (this
-/// guard has nothing to say about them) and say so.
-fn other_kind(kind: Option<&PeekKind>, body: &[u8], uid: String) -> Reviewed {
-    match decode::<DynamicObject>(body) {
-        Ok(req) => {
-            let what = kind.map_or_else(|| "an unknown kind".to_string(), ToString::to_string);
-            let mut response = AdmissionResponse::from(&req);
-            response.warnings = Some(vec![format!(
-                "netpol-guard does not review {what}: check the webhook configuration's rules"
-            )]);
-            finish(
-                (&req).into(),
-                response,
-                Decision::Allowed,
-                "other",
-                Vec::new(),
-            )
-        }
-        Err(e) => invalid(Some(uid), e, false),
     }
 }
 
@@ -208,25 +230,14 @@ where
 /// The benchmark baseline: admits everything, decoding nothing but the uid. Same transport,
 /// no rules, so load runs can show what the rules cost.
 pub fn baseline(body: &[u8]) -> Reviewed {
-    let Some(uid) = peek_uid(body) else {
-        return invalid(None, "the body has no AdmissionReview request uid", true);
-    };
-    let response = admitting(&uid);
-    let mut reviewed = invalid(Some(uid), "", false);
-    reviewed.review = response.into_review();
-    reviewed.decision = Decision::Allowed;
-    reviewed
+    match peek_uid(body) {
+        Some(uid) => encode::admitted(&uid),
+        None => invalid(None, "the body has no AdmissionReview request uid", true),
+    }
 }
 
 /// A review that could not be finished (timeout, internal failure): not allowed, with the
 /// request's uid when the body has one.
 pub fn failed(body: &[u8], message: &str) -> Reviewed {
-    let uid = peek_uid(body);
-    let mut reviewed = invalid(uid, message, false);
-    if let Some(response) = reviewed.review.response.as_mut() {
-        response.result.code = 500;
-        response.result.reason = "InternalError".to_string();
-    }
-    reviewed.decision = Decision::Error;
-    reviewed
+    encode::failed(peek_uid(body), message)
 }

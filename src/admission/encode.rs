@@ -1,75 +1,126 @@
-//! Encoding: the guard's verdict as an AdmissionResponse (warnings, audit annotations,
-//! denial status, base64 patch), and the answers for bodies that never became a review.
+//! Encoding: the guard's verdict written straight into the AdmissionResponse the API server
+//! reads (warnings, audit annotations, denial status, base64 patch), and the answers for
+//! bodies that never became a review. The wire types are this module's own: kube's
+//! serialization goes through a flattened map and writes `patch`, Go's `[]byte`, as an array
+//! of numbers (kube-rs issue #1781), where the API documents base64.
 
-use crate::rules::suppress::Suppressed;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-use kube::core::{DynamicObject, Resource};
 use serde::Serialize;
 
 use super::request::{Decoded, operation};
 use super::{Decision, Reviewed};
 use crate::guard::{self, Verdict};
+use crate::rules::suppress::Suppressed;
 use crate::rules::{Finding, Severity};
-
-/// Serializes a review for the API server, written straight from the response (kube's own
-/// serialization goes through a flattened map, and writes `patch`, Go's `[]byte`, as an
-/// array of numbers, kube-rs issue #1781; the API documents base64).
-pub fn to_json(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
-    let answer = Answer {
-        api_version: super::REVIEW_API_VERSION,
-        kind: "AdmissionReview",
-        response: review.response.as_ref().map(|r| Response {
-            uid: &r.uid,
-            allowed: r.allowed,
-            status: &r.result,
-            patch: r.patch.as_deref().map(Base64),
-            patch_type: r.patch.as_ref().map(|_| "JSONPatch"),
-            audit_annotations: &r.audit_annotations,
-            warnings: r.warnings.as_deref(),
-        }),
-    };
-    let mut out = Vec::with_capacity(256);
-    serde_json::to_writer(&mut out, &answer)?;
-    Ok(out)
-}
 
 /// The AdmissionReview the API server reads back.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Answer<'a> {
-    api_version: &'a str,
-    kind: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<Response<'a>>,
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a Response,
 }
 
-#[derive(Serialize)]
+/// An AdmissionResponse, field for field as `admission.k8s.io/v1` has it.
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Response<'a> {
-    uid: &'a str,
-    allowed: bool,
-    status: &'a kube::core::Status,
+pub struct Response {
+    /// The request's uid, echoed.
+    pub uid: String,
+    pub allowed: bool,
+    pub status: Status,
+    /// A JSONPatch (RFC 6902), written base64.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64")]
+    pub patch: Option<Vec<u8>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<Base64<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    audit_annotations: &'a HashMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    warnings: Option<&'a [String]>,
+    pub patch_type: Option<&'static str>,
+    /// Keys the API server prefixes with the webhook's name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_annotations: BTreeMap<String, String>,
+    /// Shown by kubectl.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-/// Bytes written as a base64 string.
-struct Base64<'a>(&'a [u8]);
+/// The `status` of a response (a `metav1.Status`): empty when allowed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub code: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub reason: &'static str,
+}
 
-impl Serialize for Base64<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&base64::display::Base64Display::new(
-            self.0,
-            &base64::engine::general_purpose::STANDARD,
-        ))
+fn is_zero(code: &u16) -> bool {
+    *code == 0
+}
+
+fn base64<S: serde::Serializer>(patch: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+    let bytes = patch.as_deref().unwrap_or_default();
+    serializer.collect_str(&base64::display::Base64Display::new(
+        bytes,
+        &base64::engine::general_purpose::STANDARD,
+    ))
+}
+
+impl Response {
+    /// Admits the request `uid`.
+    pub(super) fn admitting(uid: &str) -> Self {
+        Self {
+            uid: uid.to_string(),
+            allowed: true,
+            ..Self::default()
+        }
+    }
+
+    /// Refuses with `message` (403 Forbidden), keeping the warnings and annotations.
+    fn denying(self, message: String) -> Self {
+        Self {
+            allowed: false,
+            status: Status {
+                status: None,
+                code: 403,
+                message,
+                reason: "Forbidden",
+            },
+            ..self
+        }
+    }
+
+    /// Refuses a request that is not a usable review (`InvalidRequest`, 400).
+    fn refusing(uid: Option<&str>, message: String) -> Self {
+        Self {
+            uid: uid.unwrap_or_default().to_string(),
+            allowed: false,
+            status: Status {
+                status: Some("Failure"),
+                code: 400,
+                message,
+                reason: "InvalidRequest",
+            },
+            ..Self::default()
+        }
+    }
+
+    /// The AdmissionReview body for the API server.
+    pub(super) fn to_json(&self) -> Vec<u8> {
+        let answer = Answer {
+            api_version: super::REVIEW_API_VERSION,
+            kind: "AdmissionReview",
+            response: self,
+        };
+        let mut out = Vec::with_capacity(256);
+        // plain structs of strings, numbers and string-keyed maps: writing to a Vec cannot fail
+        if serde_json::to_writer(&mut out, &answer).is_err() {
+            out.clear();
+        }
+        out
     }
 }
 
@@ -78,12 +129,10 @@ pub(super) fn invalid(
     message: impl Into<String>,
     bad_request: bool,
 ) -> Reviewed {
-    let message = message.into();
-    let mut response = AdmissionResponse::invalid(&message);
-    response.uid = uid.clone().unwrap_or_default();
-    response.result.code = 400;
+    let response = Response::refusing(uid.as_deref(), message.into());
     Reviewed {
-        review: response.into_review(),
+        body: response.to_json(),
+        response,
         bad_request,
         decision: Decision::Invalid,
         kind: "unknown",
@@ -96,6 +145,17 @@ pub(super) fn invalid(
     }
 }
 
+/// A review that could not be finished (timeout, internal failure): not allowed (500),
+/// with the request's uid when the body has one.
+pub(super) fn failed(uid: Option<String>, message: &str) -> Reviewed {
+    let mut reviewed = invalid(uid, message, false);
+    reviewed.response.status.code = 500;
+    reviewed.response.status.reason = "InternalError";
+    reviewed.body = reviewed.response.to_json();
+    reviewed.decision = Decision::Error;
+    reviewed
+}
+
 /// What an answer repeats of its request.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Origin<'a> {
@@ -104,6 +164,20 @@ pub(super) struct Origin<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub dry_run: bool,
+}
+
+impl<'a, K: kube::core::Resource> From<&'a kube::core::admission::AdmissionRequest<K>>
+    for Origin<'a>
+{
+    fn from(req: &'a kube::core::admission::AdmissionRequest<K>) -> Self {
+        Self {
+            uid: &req.uid,
+            operation: operation(&req.operation),
+            namespace: req.namespace.as_deref().unwrap_or_default(),
+            name: &req.name,
+            dry_run: req.dry_run,
+        }
+    }
 }
 
 impl<'a> Origin<'a> {
@@ -119,36 +193,16 @@ impl<'a> Origin<'a> {
     }
 }
 
-impl<'a, K: Resource> From<&'a AdmissionRequest<K>> for Origin<'a> {
-    fn from(req: &'a AdmissionRequest<K>) -> Self {
-        Self {
-            uid: &req.uid,
-            operation: operation(&req.operation),
-            namespace: req.namespace.as_deref().unwrap_or_default(),
-            name: &req.name,
-            dry_run: req.dry_run,
-        }
-    }
-}
-
-/// An answer that admits the request `uid` (before a verdict is written into it).
-pub(super) fn admitting(uid: &str) -> AdmissionResponse {
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.to_string();
-    response.allowed = true;
-    response.result = Default::default();
-    response
-}
-
 pub(super) fn finish(
     origin: Origin<'_>,
-    response: AdmissionResponse,
+    response: Response,
     decision: Decision,
     kind: &'static str,
     findings: Vec<Finding>,
 ) -> Reviewed {
     Reviewed {
-        review: response.into_review(),
+        body: response.to_json(),
+        response,
         bad_request: false,
         decision,
         kind,
@@ -161,9 +215,31 @@ pub(super) fn finish(
     }
 }
 
+/// A kind the guard does not review, sent by a misconfigured webhook: admitted (the guard has
+/// nothing to say about it), with a warning that says so.
+pub(super) fn unreviewed(origin: Origin<'_>, what: &str) -> Reviewed {
+    let response = Response {
+        warnings: vec![format!(
+            "netpol-guard does not review {what}: check the webhook configuration's rules"
+        )],
+        ..Response::admitting(origin.uid)
+    };
+    finish(origin, response, Decision::Allowed, "other", Vec::new())
+}
+
+/// The benchmark baseline's answer: admits `uid`, nothing decided.
+pub(super) fn admitted(uid: &str) -> Reviewed {
+    let response = Response::admitting(uid);
+    let mut reviewed = invalid(Some(uid.to_string()), "", false);
+    reviewed.body = response.to_json();
+    reviewed.response = response;
+    reviewed.decision = Decision::Allowed;
+    reviewed
+}
+
 /// Encodes the guard's verdict as the response to the request `origin`.
 pub(super) fn encode(origin: Origin<'_>, kind: &'static str, verdict: Verdict) -> Reviewed {
-    let response = admitting(origin.uid);
+    let response = Response::admitting(origin.uid);
     let object = ObjectName(kind, origin.namespace, origin.name);
     match verdict {
         Verdict::Allow {
@@ -178,24 +254,26 @@ pub(super) fn encode(origin: Origin<'_>, kind: &'static str, verdict: Verdict) -
             findings,
             suppressed,
         } => {
-            let response = deny(
-                with_findings(response, object, &findings, &suppressed),
-                message,
-            );
+            let response = with_findings(response, object, &findings, &suppressed).denying(message);
             finish(origin, response, Decision::Denied, kind, findings)
         }
-        Verdict::Patch { patch, notice } => match response.clone().with_patch(patch) {
-            Ok(mut patched) => {
-                if let Some(n) = notice {
-                    patched.warnings = Some(vec![warning(n.rule, object, &n.path, &n.message)]);
-                }
+        Verdict::Patch { patch, notice } => match serde_json::to_vec(&patch) {
+            Ok(bytes) => {
+                let warnings = notice
+                    .map(|n| warning(n.rule, object, &n.path, &n.message))
+                    .into_iter()
+                    .collect();
+                let patched = Response {
+                    patch: Some(bytes),
+                    patch_type: Some("JSONPatch"),
+                    warnings,
+                    ..response
+                };
                 finish(origin, patched, Decision::Mutated, kind, Vec::new())
             }
             Err(e) => {
-                let failed = deny(
-                    response,
-                    format!("netpol-guard could not encode its patch: {e}"),
-                );
+                let failed =
+                    response.denying(format!("netpol-guard could not encode its patch: {e}"));
                 finish(origin, failed, Decision::Error, kind, Vec::new())
             }
         },
@@ -231,31 +309,21 @@ fn warning(rule: &str, object: ObjectName<'_>, path: &str, message: &str) -> Str
 /// Warn-level findings as admission warnings (kubectl prints them), every finding as an
 /// audit annotation.
 fn with_findings(
-    mut response: AdmissionResponse,
+    mut response: Response,
     object: ObjectName<'_>,
     findings: &[Finding],
     suppressed: &[Suppressed],
-) -> AdmissionResponse {
+) -> Response {
     response.audit_annotations = audit_annotations(findings, suppressed);
-    let warnings: Vec<String> = findings
+    response.warnings = findings
         .iter()
         .filter(|f| f.severity == Severity::Warn)
         .map(|f| warning(f.rule, object, &f.path, &f.message))
         .collect();
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
-    }
     response
 }
 
-fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
-    let mut response = response.deny(message);
-    response.result.code = 403;
-    response.result.reason = "Forbidden".to_string();
-    response
-}
-
-fn audit_annotations(findings: &[Finding], suppressed: &[Suppressed]) -> HashMap<String, String> {
+fn audit_annotations(findings: &[Finding], suppressed: &[Suppressed]) -> BTreeMap<String, String> {
     // The API server prefixes each key with the webhook's name, e.g.
     // `networkpolicies.validate.netpol-guard.io/egress-missing-dns`.
     let mut by_rule: BTreeMap<&str, Vec<String>> = BTreeMap::new();

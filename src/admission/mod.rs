@@ -8,17 +8,16 @@ mod objects;
 mod request;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionReview, Operation};
+use kube::core::admission::Operation;
 use objects::{NamespaceObject, PolicyObject};
-use request::{Decoded, LeanReview};
+use request::Decoded;
 
 use crate::guard::{self, Snapshot};
 use crate::rules::Finding;
-use decode::careful_review;
+use decode::Incoming;
 pub use decode::{baseline, failed};
-pub use encode::to_json;
 use encode::{Origin, encode};
+pub use encode::{Response, Status};
 
 /// The API version this webhook speaks.
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -64,8 +63,10 @@ impl Decision {
 /// A finished review.
 #[derive(Debug)]
 pub struct Reviewed {
-    /// The AdmissionReview to send back.
-    pub review: AdmissionReview<DynamicObject>,
+    /// The AdmissionReview to send back, encoded.
+    pub body: Vec<u8>,
+    /// What `body` says.
+    pub response: Response,
     /// Whether the body was unusable as an AdmissionReview (HTTP 400).
     pub bad_request: bool,
     pub decision: Decision,
@@ -80,32 +81,15 @@ pub struct Reviewed {
     pub findings: Vec<Finding>,
 }
 
-/// Reviews one AdmissionReview body.
+/// Reviews one AdmissionReview body: decoded once, dispatched on its kind here and nowhere
+/// else, decided by the guard, and encoded from the verdict.
 pub fn review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed {
-    // NetworkPolicy and Namespace reviews are the common case: decode the body once, as
-    // the guard reads it, and its object as what `kind` says. Anything unusual (another
-    // version, a body that does not decode, other kinds) takes the careful path, which
-    // says precisely what is wrong.
-    if let Ok(review) = serde_json::from_slice::<LeanReview>(body)
-        && review.api_version.as_deref() == Some(REVIEW_API_VERSION)
-        && review.kind.as_deref() == Some("AdmissionReview")
-        && let Some(request) = review.request
-    {
-        match (request.kind.group.as_ref(), request.kind.kind.as_ref()) {
-            ("networking.k8s.io", "NetworkPolicy") => {
-                if let Some(decoded) = request.decoded() {
-                    return network_policy(snapshot, endpoint, decoded);
-                }
-            }
-            ("", "Namespace") => {
-                if let Some(decoded) = request.decoded() {
-                    return namespace(snapshot, endpoint, &decoded);
-                }
-            }
-            _ => {}
-        }
+    match decode::incoming(body) {
+        Ok(Incoming::Policy(req)) => network_policy(snapshot, endpoint, req),
+        Ok(Incoming::Namespace(req)) => namespace(snapshot, endpoint, &req),
+        Ok(Incoming::Other(req, what)) => encode::unreviewed((&req).into(), &what),
+        Err(refusal) => encode::invalid(refusal.uid, refusal.message, refusal.bad_request),
     }
-    careful_review(snapshot, endpoint, body)
 }
 
 /// The objects an operation must carry, as the API server always sends them: CREATE and
