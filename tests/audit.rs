@@ -108,19 +108,22 @@ impl Replica {
     }
 
     fn finding_gauge(&self, rule: &str, severity: &str) -> i64 {
-        self.state
-            .metrics
-            .audit_findings
-            .with_label_values(&[rule, severity])
-            .get()
+        let severity = match severity {
+            "deny" => netpol_guard::rules::Severity::Deny,
+            "warn" => netpol_guard::rules::Severity::Warn,
+            other => panic!("no severity {other}"),
+        };
+        self.state.metrics.audit.findings(rule, severity)
     }
 
     fn writes(&self, operation: &str) -> u64 {
-        self.state
-            .metrics
-            .report_writes
-            .with_label_values(&[operation, "success"])
-            .get()
+        use netpol_guard::runtime::metrics::ReportWrite;
+        let write = match operation {
+            "apply" => ReportWrite::Apply,
+            "delete" => ReportWrite::Delete,
+            other => panic!("no report write {other}"),
+        };
+        self.state.metrics.audit.report_writes(write)
     }
 }
 
@@ -146,7 +149,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     api.install_policy_reports();
     let replica = start(&api);
     eventually("the first audit and its reports", PATIENCE, async || {
-        replica.state.metrics.audit_last_run.get() > 0.0
+        replica.state.metrics.audit.last_run() > 0.0
             && api.get("policyreports", "shop", "netpol-guard").is_some()
             && api
                 .get("policyreports", "kube-system", "netpol-guard")
@@ -163,7 +166,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
         0,
         "series exist at zero"
     );
-    assert!(replica.state.metrics.audit_last_run.get() > 0.0);
+    assert!(replica.state.metrics.audit.last_run() > 0.0);
 
     let shop = api.get("policyreports", "shop", "netpol-guard").unwrap();
     assert_eq!(
@@ -209,10 +212,10 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     })
     .await;
     let applied = replica.writes("apply");
-    let last = replica.state.metrics.audit_last_run.get();
+    let last = replica.state.metrics.audit.last_run();
     api.put("namespaces", namespace("payments"));
     eventually("another audit", PATIENCE, async || {
-        replica.state.metrics.audit_last_run.get() > last
+        replica.state.metrics.audit.last_run() > last
     })
     .await;
     assert_eq!(
@@ -293,7 +296,7 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     // a new leader (a restart) reads the reports back and rewrites none of them
     let next = start(&api);
     eventually("the new leader's audit", PATIENCE, async || {
-        next.state.metrics.audit_last_run.get() > 0.0
+        next.state.metrics.audit.last_run() > 0.0
     })
     .await;
     assert_eq!(next.writes("apply"), 0);
@@ -306,7 +309,7 @@ async fn without_the_crd_only_metrics() {
     let api = cluster();
     let replica = start(&api);
     eventually("an audit", PATIENCE, async || {
-        replica.state.metrics.audit_last_run.get() > 0.0
+        replica.state.metrics.audit.last_run() > 0.0
     })
     .await;
     assert_eq!(replica.finding_gauge("egress-missing-dns", "deny"), 1);
@@ -329,17 +332,17 @@ async fn a_replica_that_does_not_lead_stays_idle() {
     api.install_policy_reports();
     let replica = start_as(&api, false);
     eventually("cache synced", PATIENCE, async || {
-        replica.state.metrics.cache_synced.get() == 1
+        replica.state.metrics.cache.synced()
     })
     .await;
     api.put("networkpolicies", web_egress(true));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(replica.state.metrics.audit_last_run.get(), 0.0);
+    assert_eq!(replica.state.metrics.audit.last_run(), 0.0);
     assert!(!api.requests().iter().any(|r| r.contains("policyreports")));
     // elected: it audits at once (the fixed policy leaves the deny-all in kube-system)
     replica.state.set_leading(true);
     eventually("an audit", PATIENCE, async || {
-        replica.state.metrics.audit_last_run.get() > 0.0
+        replica.state.metrics.audit.last_run() > 0.0
     })
     .await;
     assert_eq!(

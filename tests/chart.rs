@@ -815,14 +815,14 @@ fn optional_monitoring_objects_and_schema_validation() {
     // every metric the dashboard queries exists
     let exported = netpol_guard::runtime::metrics::Metrics::new().unwrap();
     // vectors show up once they have a series
-    exported
-        .requests
-        .with_label_values(&["validate", "NetworkPolicy", "CREATE", "allowed"])
-        .inc();
-    exported
-        .duration
-        .with_label_values(&["validate"])
-        .observe(0.001);
+    exported.admission.review(
+        netpol_guard::guard::Endpoint::Validate,
+        "NetworkPolicy",
+        "CREATE",
+        netpol_guard::guard::Decision::Allowed,
+        std::time::Duration::from_millis(1),
+        &[],
+    );
     let metrics = exported.render();
     let text = json.to_string();
     let mut queried = 0;

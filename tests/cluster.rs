@@ -33,12 +33,12 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
     })
     .await;
     eventually("replica a leads", Duration::from_secs(45), async || {
-        a.state.metrics.leader.get() == 1
+        a.state.metrics.controller.is_leader()
     })
     .await;
     let b = replica(&api, "replica-b");
     eventually("both caches synced", Duration::from_secs(45), async || {
-        a.state.metrics.cache_synced.get() == 1 && b.state.metrics.cache_synced.get() == 1
+        a.state.metrics.cache.synced() && b.state.metrics.cache.synced()
     })
     .await;
     let lease = api
@@ -70,25 +70,14 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
     )
     .await;
     eventually("drift counted", Duration::from_secs(45), async || {
-        a.state.metrics.drift_corrections.get() == 1
+        a.state.metrics.controller.drift_corrections() == 1
     })
     .await;
 
     // the other replica reconciles nothing while the first holds the Lease
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(b.state.metrics.leader.get(), 0);
-    let reconciles = |r: &Replica| {
-        netpol_guard::runtime::metrics::RECONCILE_RESULTS
-            .iter()
-            .map(|res| {
-                r.state
-                    .metrics
-                    .companion_reconciles
-                    .with_label_values(&[*res])
-                    .get()
-            })
-            .sum::<u64>()
-    };
+    assert!(!b.state.metrics.controller.is_leader());
+    let reconciles = |r: &Replica| r.state.metrics.controller.reconciles();
     assert_eq!(reconciles(&b), 0);
     assert!(reconciles(&a) >= 4, "{}", reconciles(&a));
 
@@ -131,7 +120,7 @@ async fn two_replicas_one_leader_companions_everywhere_and_admission_sees_them()
     // the leader goes away (releasing the Lease): the other one takes over and reconciles
     a.shutdown().await;
     eventually("replica b leads", Duration::from_secs(45), async || {
-        b.state.metrics.leader.get() == 1
+        b.state.metrics.controller.is_leader()
     })
     .await;
     api.put("namespaces", namespace("late"));
@@ -153,12 +142,12 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     api.put("namespaces", namespace("shop"));
     let a = replica(&api, "replica-a");
     eventually("replica a leads", Duration::from_secs(45), async || {
-        a.state.metrics.leader.get() == 1
+        a.state.metrics.controller.is_leader()
     })
     .await;
     let b = replica(&api, "replica-b");
     eventually("b's cache synced", Duration::from_secs(45), async || {
-        b.state.metrics.cache_synced.get() == 1
+        b.state.metrics.cache.synced()
     })
     .await;
 
@@ -166,14 +155,17 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     a.faults.cut_leases.store(true, Ordering::SeqCst);
     let started = tokio::time::Instant::now();
     let mut a_stopped = None;
-    while b.state.metrics.leader.get() == 0 {
+    while !b.state.metrics.controller.is_leader() {
         assert!(
             started.elapsed() < Duration::from_secs(45),
             "replica b never took over"
         );
-        let (la, lb) = (a.state.metrics.leader.get(), b.state.metrics.leader.get());
-        assert!(!(la == 1 && lb == 1), "two replicas reconciling");
-        if la == 0 && a_stopped.is_none() {
+        let (la, lb) = (
+            a.state.metrics.controller.is_leader(),
+            b.state.metrics.controller.is_leader(),
+        );
+        assert!(!(la && lb), "two replicas reconciling");
+        if !la && a_stopped.is_none() {
             a_stopped = Some(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -183,7 +175,7 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
         a_stopped <= Duration::from_secs(12),
         "a kept reconciling {a_stopped:?} without renewing"
     );
-    assert_eq!(a.state.metrics.leader.get(), 0);
+    assert!(!a.state.metrics.controller.is_leader());
     let lease = api
         .get("leases", "netpol-guard", "netpol-guard-controller")
         .unwrap();
@@ -214,26 +206,29 @@ async fn a_healthy_leader_keeps_reconciling_across_renewals() {
     api.put("namespaces", namespace("shop"));
     let a = replica_with(&api, "replica-a", timing);
     eventually("replica a leads", Duration::from_secs(45), async || {
-        a.state.metrics.leader.get() == 1
+        a.state.metrics.controller.is_leader()
     })
     .await;
     let started = tokio::time::Instant::now();
     // four renewal periods
     while started.elapsed() < Duration::from_secs(8) {
-        assert_eq!(
-            a.state.metrics.leader.get(),
-            1,
+        assert!(
+            a.state.metrics.controller.is_leader(),
             "the controller stopped at {:?}",
             started.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(a.state.metrics.leader_transitions.get(), 1, "flapping");
+    assert_eq!(
+        a.state.metrics.controller.leader_transitions(),
+        1,
+        "flapping"
+    );
     let lease = api
         .get("leases", "netpol-guard", "netpol-guard-controller")
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
     let state = a.state.clone();
     a.shutdown().await;
-    assert_eq!(state.metrics.leader_transitions.get(), 2);
+    assert_eq!(state.metrics.controller.leader_transitions(), 2);
 }

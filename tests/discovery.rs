@@ -206,12 +206,9 @@ async fn discovers_an_openshift_shaped_dns_service() {
     );
     let cache = start(&api);
     eventually("the DNS Service discovered", PATIENCE, async || {
-        cache
-            .state
-            .metrics
-            .dns_target
-            .with_label_values(&["openshift-dns", "discovered"])
-            .get()
+        cache.state.metrics.render().contains(
+            r#"netpol_guard_dns_target_info{namespace="openshift-dns",source="discovered"} 1"#,
+        ) as i64
             == 1
     })
     .await;
@@ -265,12 +262,9 @@ async fn discovers_an_openshift_shaped_dns_service() {
     // the Service goes away: back to the configured target
     api.delete("services", "openshift-dns", "dns-default");
     eventually("fallback", PATIENCE, async || {
-        cache
-            .state
-            .metrics
-            .dns_target
-            .with_label_values(&["kube-system", "configured"])
-            .get()
+        cache.state.metrics.render().contains(
+            r#"netpol_guard_dns_target_info{namespace="kube-system",source="configured"} 1"#,
+        ) as i64
             == 1
     })
     .await;
@@ -290,19 +284,16 @@ async fn without_rbac_for_pods_and_services_pods_are_unknown_and_dns_is_configur
     }
     let cache = start(&api);
     eventually("cache synced", PATIENCE, async || {
-        cache.state.metrics.cache_synced.get() == 1
+        cache.state.metrics.cache.synced()
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let snapshot = cache.state.snapshot();
     assert!(!snapshot.inventory.knows_all_pods());
     assert_eq!(
-        cache
-            .state
-            .metrics
-            .dns_target
-            .with_label_values(&["kube-system", "configured"])
-            .get(),
+        cache.state.metrics.render().contains(
+            r#"netpol_guard_dns_target_info{namespace="kube-system",source="configured"} 1"#
+        ) as i64,
         1
     );
     // the pod that would make it certain is not visible: a warning, not a denial
@@ -334,7 +325,7 @@ async fn the_kubernetes_services_ip_families_decide_what_a_whole_family_block_ad
                  "ingress": [{"from": [{"ipBlock": {"cidr": "::/0"}}]}]}});
     let cache = start(&api);
     eventually("synced", PATIENCE, async || {
-        cache.state.metrics.cache_synced.get() == 1
+        cache.state.metrics.cache.synced()
     })
     .await;
 

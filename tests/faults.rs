@@ -353,9 +353,13 @@ async fn a_namespace_deleted_while_reconciled_is_left_alone_without_an_error_loo
     let errors = a
         .state
         .metrics
-        .companion_reconciles
-        .with_label_values(&["error"])
-        .get();
+        .render()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"netpol_guard_companion_reconciles_total{result="error"} "#)
+                .map(|v| v.parse::<u64>().unwrap())
+        })
+        .unwrap();
     assert_eq!(
         errors, 0,
         "a finalizing namespace counted as a failed reconcile"

@@ -695,9 +695,9 @@ async fn two_thousand_slow_connections_cannot_hold_the_door() {
     // the server holds at most its 500 connections, counted by its own listener (the
     // descriptors of this process also hold the 2,000 client sockets and whatever the tests
     // running beside this one have open), and it made room by shedding
-    let held = server.state.metrics.connections.get();
+    let held = server.state.metrics.webhook.open_connections();
     assert!((1..=500).contains(&held), "{held} connections held");
-    let shed = server.state.metrics.connections_shed.get();
+    let shed = server.state.metrics.webhook.shed_connections();
     assert!(shed >= 1000, "{shed} connections shed");
     drip.abort();
     drop(slow);

@@ -13,6 +13,7 @@ use objects::{NamespaceObject, PolicyObject};
 use request::Decoded;
 
 use crate::guard::{self, Snapshot};
+pub use crate::guard::{Decision, Endpoint};
 use crate::rules::Finding;
 use decode::Incoming;
 pub use decode::{baseline, failed};
@@ -21,44 +22,6 @@ pub use encode::{Response, Status};
 
 /// The API version this webhook speaks.
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
-
-/// Which webhook endpoint a review came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Validate,
-    Mutate,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Validate => "validate",
-            Self::Mutate => "mutate",
-        }
-    }
-}
-
-/// The outcome of a review, as counted in metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allowed,
-    Denied,
-    Mutated,
-    Invalid,
-    Error,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allowed => "allowed",
-            Self::Denied => "denied",
-            Self::Mutated => "mutated",
-            Self::Invalid => "invalid",
-            Self::Error => "error",
-        }
-    }
-}
 
 /// A finished review.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::audit::{self, Audit, PolicyResult};
 use crate::rules::Severity;
+use crate::runtime::metrics::{Attempt, ReportWrite};
 use crate::runtime::state::SharedState;
 
 /// The PolicyReports' name in each namespace, their field manager and label value.
@@ -244,7 +245,10 @@ impl Reports {
                 .await
                 .inspect_err(|e| tracing::warn!(namespace = %ns, error = %e, "writing a PolicyReport failed"))
                 .is_ok();
-            state.metrics.report_write("apply", ok);
+            state
+                .metrics
+                .audit
+                .report_write(ReportWrite::Apply, Attempt::of(ok));
             if ok {
                 written.insert(ns.to_string(), print);
                 applied += 1;
@@ -264,7 +268,10 @@ impl Reports {
                 Err(kube::Error::Api(e)) => e.code == 404,
                 Err(_) => false,
             };
-            state.metrics.report_write("delete", ok);
+            state
+                .metrics
+                .audit
+                .report_write(ReportWrite::Delete, Attempt::of(ok));
             if ok {
                 written.remove(&ns);
                 deleted += 1;
@@ -300,7 +307,7 @@ async fn run_once(
         (0, 0)
     };
     // last: the run's timestamp marks the end of its writes too
-    state.metrics.audited(&audit.counts());
+    state.metrics.audit.audited(&audit.counts());
     tracing::info!(
         policies = audit.results.len(),
         namespaces = audit.namespaces.len(),
@@ -347,12 +354,12 @@ pub async fn run(
                 ok = leading.wait_for(|l| !*l).map(|r| r.is_ok()) => {
                     if !ok { return }
                     tracing::info!("not leading: background audit idle");
-                    state.metrics.audit_reset();
+                    state.metrics.audit.reset();
                     break;
                 }
                 () = super::stopped(stop.clone()) => return,
             }
-            if state.metrics.cache_synced.get() == 1 {
+            if state.metrics.cache.synced() {
                 run_once(&client, &state, &settings, &mut reports).await;
             }
         }

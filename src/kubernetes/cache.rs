@@ -29,6 +29,7 @@ use crate::netpol::cluster::{Inventory, ServiceFacts, ServicePort, SliceFacts};
 use crate::netpol::dns::{Discover, DnsConfig};
 use crate::netpol::ports::{NamedPort, Protocol};
 use crate::netpol::selector::Labels;
+use crate::runtime::metrics::CacheSize;
 use crate::runtime::state::SharedState;
 
 /// Builds an inventory from lists of policies and namespaces (all the cluster has).
@@ -636,7 +637,7 @@ impl Feed {
 
     /// A policy or namespace watch failed: the cache is out of sync until a fresh list.
     fn out_of_sync(&mut self, state: &SharedState) {
-        state.metrics.cache_synced.set(0);
+        state.metrics.cache.set_synced(false);
         if self.resync_at.is_none() {
             self.resync_at = Some(tokio::time::Instant::now() + self.resync_after);
             self.resync_after = (self.resync_after * 2).min(self.timing.resync_max);
@@ -692,12 +693,14 @@ impl Feed {
                 "cluster cache synced; admission now uses the cluster's policies, namespaces and pods"
             );
         }
-        state
-            .metrics
-            .cache_size(inv.policy_count(), inv.namespace_count(), inv.pod_count());
+        state.metrics.cache.size(CacheSize {
+            policies: inv.policy_count(),
+            namespaces: inv.namespace_count(),
+            pods: inv.pod_count(),
+        });
         state.set_inventory(inv);
         if self.in_sync() {
-            state.metrics.cache_synced.set(1);
+            state.metrics.cache.set_synced(true);
             self.resync_after = self.timing.resync_first;
         } else {
             // admission goes on with this snapshot, the last the API server gave
@@ -760,7 +763,7 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
             }
         }
     }
-    state.metrics.cache_synced.set(0);
+    state.metrics.cache.set_synced(false);
 }
 
 #[cfg(test)]

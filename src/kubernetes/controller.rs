@@ -18,6 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::guard::companions::{self, Exemption, MANAGED_BY_LABEL, MANAGER};
+use crate::runtime::metrics::Reconciled;
 use crate::runtime::state::SharedState;
 
 /// Every namespace is reconciled again this often, whatever the watches said.
@@ -27,26 +28,6 @@ pub const RETRY: Duration = Duration::from_secs(15);
 /// Namespaces reconciled at once: at start every namespace is due, and an unbounded burst of
 /// list and apply calls would land on the API server together.
 pub const CONCURRENCY: u16 = 8;
-
-/// What one reconcile did, as counted in `netpol_guard_companion_reconciles_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Applied,
-    Unchanged,
-    Removed,
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Unchanged => "unchanged",
-            Self::Removed => "removed",
-            Self::Skipped => "skipped",
-        }
-    }
-}
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -192,19 +173,19 @@ impl Companions {
 /// Brings one namespace's companions to what the configuration wants.
 pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Companions>) -> Result<Action, Error> {
     let outcome = reconcile_namespace(&namespace, &ctx).await?;
-    ctx.state.metrics.reconcile(outcome.as_str());
+    ctx.state.metrics.controller.reconciled(outcome);
     Ok(match outcome {
         // nothing to keep up in these until the namespace itself changes
-        Outcome::Skipped => Action::await_change(),
+        Reconciled::Skipped => Action::await_change(),
         _ => Action::requeue(RESYNC),
     })
 }
 
-async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome, Error> {
+async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Reconciled, Error> {
     let name = ns.name_any();
     if ns.metadata.deletion_timestamp.is_some() {
         // the namespace controller deletes everything in it; nothing to keep
-        return Ok(Outcome::Skipped);
+        return Ok(Reconciled::Skipped);
     }
     let engine = ctx.state.snapshot();
     let config = &engine.config;
@@ -215,7 +196,7 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
         ns.metadata.labels.as_ref(),
     );
     if matches!(exemption, Some(Exemption::Protected | Exemption::Guard)) {
-        return Ok(Outcome::Skipped);
+        return Ok(Reconciled::Skipped);
     }
     let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &name);
     // the guard's policies in this namespace, by name
@@ -227,7 +208,7 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
         .into_iter()
         .map(|p| (p.name_any(), p))
         .collect();
-    let mut outcome = Outcome::Unchanged;
+    let mut outcome = Reconciled::Unchanged;
     if exemption.is_none() {
         let uid = ns
             .metadata
@@ -255,13 +236,13 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
                     // deleted while this reconcile ran: nothing to keep, nothing to retry
                     Err(kube::Error::Api(e)) if is_terminating(&e) => {
                         tracing::debug!(namespace = %name, "namespace is being deleted");
-                        return Ok(Outcome::Skipped);
+                        return Ok(Reconciled::Skipped);
                     }
                     Err(e) => return Err(e.into()),
                 }
-                outcome = Outcome::Applied;
+                outcome = Reconciled::Applied;
                 if let Some(how) = drift {
-                    ctx.state.metrics.drift_corrections.inc();
+                    ctx.state.metrics.controller.drift_corrected();
                     tracing::info!(namespace = %name, policy = %policy, drift = how, "companion restored");
                 } else {
                     tracing::info!(namespace = %name, policy = %policy, "companion created");
@@ -280,7 +261,7 @@ async fn reconcile_namespace(ns: &Namespace, ctx: &Companions) -> Result<Outcome
             continue;
         }
         if remove(&api, &existing).await? {
-            outcome = Outcome::Removed;
+            outcome = Reconciled::Removed;
             tracing::info!(namespace = %name, policy = %policy, "companion removed");
         }
         ctx.remember(&name, &policy, false);
@@ -328,7 +309,7 @@ async fn remove(api: &Api<NetworkPolicy>, existing: &NetworkPolicy) -> Result<bo
 
 /// A failed reconcile is logged, counted and retried.
 pub fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Companions>) -> Action {
-    ctx.state.metrics.reconcile("error");
+    ctx.state.metrics.controller.reconciled(Reconciled::Failed);
     tracing::warn!(namespace = %namespace.name_any(), %error, "companion reconcile failed; retrying");
     Action::requeue(ctx.retry)
 }

@@ -186,8 +186,7 @@ async fn campaign(
         match (holds, running.is_some()) {
             (true, false) => {
                 tracing::info!(identity = %election.identity, lease = %election.lease, "acquired the leader Lease: reconciling companions");
-                state.metrics.leader.set(1);
-                state.metrics.leader_transitions.inc();
+                state.metrics.controller.lead(true);
                 state.set_leading(true);
                 let (tx, rx) = watch::channel(false);
                 let task = tokio::spawn(controller::run(companions.clone(), rx));
@@ -242,9 +241,9 @@ async fn stop_controller(
             task.abort();
             let _ = task.await;
         }
-        state.metrics.leader_transitions.inc();
+        state.metrics.controller.lead(false);
     }
-    state.metrics.leader.set(0);
+    state.metrics.controller.not_leading();
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ impl Shared {
             Arc::new(Inventory::new()),
             Arc::new(identity),
         );
-        metrics.dns_target(
+        metrics.cache.dns_target(
             snapshot.dns.namespace().unwrap_or_default(),
             snapshot.dns.source().label(),
         );
@@ -82,7 +82,7 @@ impl Shared {
                     tracing::info!(namespace = %namespace, "DNS target from the configuration")
                 }
             }
-            self.metrics.dns_target(&namespace, source.label());
+            self.metrics.cache.dns_target(&namespace, source.label());
         }
         *guard = next;
     }

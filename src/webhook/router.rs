@@ -186,7 +186,7 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
             reviewed,
         ),
         Err(rejected) => {
-            state.shared.metrics.rejected(endpoint.as_str());
+            state.shared.metrics.admission.rejected(endpoint);
             tracing::info!(
                 endpoint = endpoint.as_str(),
                 status = rejected.status().as_u16(),
@@ -196,11 +196,11 @@ async fn handle(state: AppState, endpoint: Endpoint, req: Request) -> Response {
         }
     };
     let elapsed = started.elapsed();
-    state.shared.metrics.review(
-        endpoint.as_str(),
+    state.shared.metrics.admission.review(
+        endpoint,
         reviewed.kind,
         reviewed.operation,
-        reviewed.decision.as_str(),
+        reviewed.decision,
         elapsed,
         &reviewed.findings,
     );

@@ -21,7 +21,7 @@ use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::config::Config;
 use crate::guard::Identity;
-use crate::runtime::metrics::Metrics;
+use crate::runtime::metrics::{Attempt, Metrics};
 use crate::runtime::state::{Shared, SharedState};
 use crate::webhook::certs;
 use crate::webhook::reload;
@@ -199,7 +199,7 @@ impl Webhook {
             .await
             .with_context(|| format!("binding {}", args.metrics_listen))?;
         let (loaded, tls_files) = serving_certificate(args)?;
-        state.metrics.tls_expiry.set(loaded.not_after as f64);
+        state.metrics.webhook.certificate(loaded.not_after);
         let store = Arc::new(CertStore::new(loaded));
         let tls_config = tls::server_config(store.clone())?;
 
@@ -349,13 +349,13 @@ async fn watch_certificates(
             .and_then(|files| tls::load(&files[0], &files[1]).map_err(|e| e.to_string()));
         match result {
             Ok(loaded) => {
-                state.metrics.tls_expiry.set(loaded.not_after as f64);
+                state.metrics.webhook.certificate(loaded.not_after);
                 store.replace(loaded);
-                state.metrics.tls_reload(true);
+                state.metrics.webhook.tls_reload(Attempt::Succeeded);
                 tracing::info!("serving certificate reloaded");
             }
             Err(e) => {
-                state.metrics.tls_reload(false);
+                state.metrics.webhook.tls_reload(Attempt::Failed);
                 tracing::error!(error = %e, "new serving certificate refused; the previous one stays in service");
             }
         }
@@ -374,11 +374,11 @@ async fn watch_config(state: SharedState, path: PathBuf, initial: Vec<u8>, inter
         match result {
             Ok(config) => {
                 state.set_config(config);
-                state.metrics.config_reload(true);
+                state.metrics.webhook.config_reload(Attempt::Succeeded);
                 tracing::info!(config = %path.display(), "configuration reloaded");
             }
             Err(e) => {
-                state.metrics.config_reload(false);
+                state.metrics.webhook.config_reload(Attempt::Failed);
                 tracing::error!(config = %path.display(), error = %e, "new configuration refused; the previous one stays in service");
             }
         }
@@ -561,7 +561,8 @@ pub async fn serve_tls(
         let (pending, shed) = unproductive.register();
         let metrics = state.metrics.clone();
         tokio::spawn(async move {
-            let _held = Held::new(permit, &metrics.connections);
+            // counted until the connection ends; the count drops before the permit is released
+            let _held = (metrics.webhook.connection(), permit);
             let serve = async {
                 let tls = handshake(&acceptor, tcp, peer, handshake_timeout).await?;
                 let marker = pending.clone();
@@ -579,7 +580,7 @@ pub async fn serve_tls(
             tokio::select! {
                 _ = serve => {}
                 Ok(()) = shed => {
-                    metrics.connections_shed.inc();
+                    metrics.webhook.connection_shed();
                     tracing::debug!(%peer, "shed: no request yet at the connection limit");
                 }
             }
@@ -600,28 +601,6 @@ pub async fn serve_tls(
         .is_err()
     {
         tracing::warn!("drain timeout: closing the remaining connections");
-    }
-}
-
-/// A webhook connection's permit, counted in the open-connections gauge while it is held.
-struct Held {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    gauge: prometheus::IntGauge,
-}
-
-impl Held {
-    fn new(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Self {
-            _permit: permit,
-            gauge: gauge.clone(),
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.gauge.dec();
     }
 }
 

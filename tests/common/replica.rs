@@ -180,11 +180,11 @@ impl Replica {
     }
 
     pub(crate) fn leads(&self) -> bool {
-        self.state.metrics.leader.get() == 1
+        self.state.metrics.controller.is_leader()
     }
 
     pub(crate) fn synced(&self) -> bool {
-        self.state.metrics.cache_synced.get() == 1
+        self.state.metrics.cache.synced()
     }
 }
 

@@ -79,6 +79,44 @@ impl Snapshot {
     }
 }
 
+/// Which webhook endpoint a review came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validate => "validate",
+            Self::Mutate => "mutate",
+        }
+    }
+}
+
+/// The outcome of a review, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    Denied,
+    Mutated,
+    Invalid,
+    Error,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Mutated => "mutated",
+            Self::Invalid => "invalid",
+            Self::Error => "error",
+        }
+    }
+}
+
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
