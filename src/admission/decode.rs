@@ -9,8 +9,8 @@ use kube::core::{DynamicObject, Resource};
 use serde::Deserialize;
 
 use super::encode::{self, invalid};
+use super::lean::{Decoded, LeanReview};
 use super::objects::{NamespaceObject, PolicyObject};
-use super::request::{Decoded, LeanReview};
 use super::{REVIEW_API_VERSION, Reviewed};
 
 /// A decoded request, by what the guard does with it.

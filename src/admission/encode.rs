@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::request::{Decoded, operation};
+use super::lean::{Decoded, operation};
 use super::{Decision, Reviewed};
 use crate::guard::{self, Verdict};
 use crate::rules::suppress::Suppressed;

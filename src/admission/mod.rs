@@ -4,13 +4,13 @@
 
 mod decode;
 mod encode;
+mod lean;
 mod objects;
-mod request;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::admission::Operation;
+use lean::Decoded;
 use objects::{NamespaceObject, PolicyObject};
-use request::Decoded;
 
 use crate::guard::{self, Snapshot};
 pub use crate::guard::{Decision, Endpoint};
@@ -74,7 +74,7 @@ fn incomplete<T>(req: &Decoded<'_, T>) -> Option<Reviewed> {
         Some(req.request.uid.to_string()),
         format!(
             "the AdmissionReview request for {} has no {missing}",
-            request::operation(operation).as_str()
+            lean::operation(operation).as_str()
         ),
         false,
     ))

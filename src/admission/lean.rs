@@ -1,5 +1,7 @@
-//! An AdmissionReview request as the guard reads it, decoded in one pass with the strings
-//! borrowed from the body where they have no escapes.
+//! The lean decoder, written by hand: an AdmissionReview request as the guard reads it,
+//! decoded in one pass with the strings borrowed from the body where they have no escapes.
+//! It halved what a review costs against decoding kube's full types (the request mix 336 →
+//! 170 µs, docs/perf-history.md), so it stays, with the careful path behind it.
 //!
 //! What a decision reads: the uid, the kind (to route), the operation, name and namespace,
 //! the requester (username and groups, for the companion and namespace guards), `dryRun`,
