@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::LocalBoxFuture;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -366,67 +367,201 @@ where
     stream.map(move |e| (source.clone(), e)).boxed()
 }
 
-/// The watch streams: every policy, namespace and pod (metadata), and with discovery on,
-/// each DNS Service candidate and its EndpointSlices.
-fn streams(client: &Client, dns: &DnsConfig) -> SelectAll<Events> {
-    let all = watcher::Config::default();
-    let mut streams = vec![
-        tagged(
+/// How a watched resource is selected: a field or a label selector, or everything.
+#[derive(Debug, Clone, Default)]
+struct Selected {
+    fields: Option<String>,
+    labels: Option<String>,
+}
+
+impl Selected {
+    fn by_name(name: &str) -> Self {
+        Self {
+            fields: Some(format!("metadata.name={name}")),
+            labels: None,
+        }
+    }
+
+    fn by_label(selector: String) -> Self {
+        Self {
+            fields: None,
+            labels: Some(selector),
+        }
+    }
+
+    fn watch(&self) -> watcher::Config {
+        let mut config = watcher::Config::default();
+        if let Some(fields) = &self.fields {
+            config = config.fields(fields);
+        }
+        if let Some(labels) = &self.labels {
+            config = config.labels(labels);
+        }
+        config
+    }
+
+    fn list(&self) -> ListParams {
+        let mut params = ListParams::default();
+        if let Some(fields) = &self.fields {
+            params = params.fields(fields);
+        }
+        if let Some(labels) = &self.labels {
+            params = params.labels(labels);
+        }
+        params
+    }
+}
+
+type Listing<'a> = LocalBoxFuture<'a, Result<Vec<Fact>, kube::Error>>;
+/// Lists a watched resource once, telling the running count.
+type Lister = Box<dyn for<'a> Fn(&'a mut dyn FnMut(usize)) -> Listing<'a> + Send>;
+
+/// One resource the cache watches and the one-shot list (`netpol-guard audit`) reads: the
+/// watch loop and the list both iterate [`watched`], so a new kind is one entry there.
+struct Watched {
+    source: Source,
+    /// What a failure means. `None`: the resource is needed (policies, namespaces), a
+    /// watch retries loudly and a one-shot list fails. `Some`: the guard degrades and says
+    /// so once, naming what the cluster's verdicts lose.
+    without: Option<&'static str>,
+    /// The note of a one-shot list that could not read it (the audit prints each once).
+    note: String,
+    watch: Box<dyn Fn() -> Events + Send>,
+    list: Lister,
+}
+
+/// An entry of the table: the objects of `api` that `selected` picks, each turned into the
+/// fact the inventory keeps.
+fn entry<K>(source: Source, api: Api<K>, selected: Selected, fact: fn(K) -> Fact) -> Watched
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let lister = api.clone();
+    let listed = selected.clone();
+    let tag = source.clone();
+    Watched {
+        source,
+        without: None,
+        note: String::new(),
+        watch: Box::new(move || {
+            tagged(
+                tag.clone(),
+                watcher(api.clone(), selected.watch())
+                    .default_backoff()
+                    .map(move |e| e.map(|e| convert(e, fact))),
+            )
+        }),
+        list: Box::new(move |progress| {
+            let api = lister.clone();
+            let params = listed.list();
+            async move {
+                let items = list_all(&api, params, progress).await?;
+                Ok(items.into_iter().map(fact).collect())
+            }
+            .boxed_local()
+        }),
+    }
+}
+
+impl Watched {
+    /// The guard works without it, degraded as `without` says; `note` is what a one-shot
+    /// list that cannot read it reports.
+    fn optional(self, without: &'static str, note: String) -> Self {
+        Self {
+            without: Some(without),
+            note,
+            ..self
+        }
+    }
+}
+
+/// Everything the cache watches: every policy, namespace and pod (metadata only: no pod
+/// specs cross the wire or stay in memory), the API server's own Service (the cluster's IP
+/// families), and with discovery on, each DNS Service candidate and its EndpointSlices.
+fn watched(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
+    let (api_ns, api_name) = API_SERVICE;
+    let mut table = vec![
+        entry(
             Source::Policies,
-            watcher(Api::<NetworkPolicy>::all(client.clone()), all.clone())
-                .default_backoff()
-                .map(|e| e.map(|e| convert(e, policy_fact))),
+            Api::<NetworkPolicy>::all(client.clone()),
+            Selected::default(),
+            policy_fact,
         ),
-        tagged(
+        entry(
             Source::Namespaces,
-            watcher(Api::<Namespace>::all(client.clone()), all.clone())
-                .default_backoff()
-                .map(|e| e.map(|e| convert(e, namespace_fact))),
+            Api::<Namespace>::all(client.clone()),
+            Selected::default(),
+            namespace_fact,
         ),
-        tagged(
+        entry(
             Source::Pods,
-            // metadata only: no pod specs cross the wire or stay in memory
-            watcher(Api::<PartialObjectMeta<Pod>>::all(client.clone()), all)
-                .default_backoff()
-                .map(|e| e.map(|e| convert(e, pod_fact))),
+            Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+            Selected::default(),
+            pod_fact,
+        )
+        .optional(
+            "cannot watch pods; treating pods as unknown (verdicts that depend on pod labels \
+             are warnings) and retrying",
+            "pods not listed: pods count as unknown".into(),
+        ),
+        entry(
+            Source::ApiService,
+            Api::<Service>::namespaced(client.clone(), api_ns),
+            Selected::by_name(api_name),
+            api_service_fact,
+        )
+        .optional(
+            "cannot read the kubernetes Service in default: the cluster's IP families are \
+             unknown (verdicts on ipBlocks of one whole family are warnings); retrying",
+            format!(
+                "Service {api_ns}/{api_name} not read: the cluster's IP families are unknown, \
+                 and verdicts on ipBlocks of one whole family (0.0.0.0/0, ::/0) are warnings"
+            ),
         ),
     ];
-    let (ns, name) = API_SERVICE;
-    streams.push(tagged(
-        Source::ApiService,
-        watcher(
-            Api::<Service>::namespaced(client.clone(), ns),
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-        )
-        .default_backoff()
-        .map(|e| e.map(|e| convert(e, api_service_fact))),
-    ));
     if dns.discover == Discover::Auto {
         for candidate in &dns.services {
             let Some((ns, name)) = candidate.split_once('/') else {
                 continue;
             };
-            let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let by_service =
-                watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
-            streams.push(tagged(
-                Source::Service(ns.into(), name.into()),
-                watcher(Api::<Service>::namespaced(client.clone(), ns), by_name)
-                    .default_backoff()
-                    .map(|e| e.map(|e| convert(e, service_fact))),
-            ));
-            streams.push(tagged(
-                Source::Slices(ns.into(), name.into()),
-                watcher(
-                    Api::<EndpointSlice>::namespaced(client.clone(), ns),
-                    by_service,
+            let without = "cannot watch a DNS Service candidate; keeping the configured DNS target and retrying";
+            let note =
+                format!("DNS Service {candidate} not read: the configured DNS target applies");
+            table.push(
+                entry(
+                    Source::Service(ns.into(), name.into()),
+                    Api::<Service>::namespaced(client.clone(), ns),
+                    Selected::by_name(name),
+                    service_fact,
                 )
-                .default_backoff()
-                .map(|e| e.map(|e| convert(e, slice_fact))),
-            ));
+                .optional(without, note.clone()),
+            );
+            table.push(
+                entry(
+                    Source::Slices(ns.into(), name.into()),
+                    Api::<EndpointSlice>::namespaced(client.clone(), ns),
+                    Selected::by_label(format!("{SERVICE_NAME_LABEL}={name}")),
+                    slice_fact,
+                )
+                .optional(without, note),
+            );
         }
     }
-    futures::stream::select_all(streams)
+    table
+}
+
+/// The watch streams of the table, merged, and what each source's failure means.
+fn streams(
+    client: &Client,
+    dns: &DnsConfig,
+) -> (SelectAll<Events>, BTreeMap<Source, &'static str>) {
+    let table = watched(client, dns);
+    let degraded = table
+        .iter()
+        .map(|w| (w.source.clone(), w.without.unwrap_or(NEEDED)))
+        .collect();
+    let streams = futures::stream::select_all(table.iter().map(|w| (w.watch)()));
+    (streams, degraded)
 }
 
 /// Every object of `api` matching `params`, page by page (500 at a time); `progress` hears
@@ -455,85 +590,36 @@ where
 /// Lists what the cache watches, once, into an inventory: for `netpol-guard audit`.
 /// Policies and namespaces must be readable; pods and the DNS Services may be forbidden
 /// (then pods are unknown and the configured DNS target is used), which is returned as a
-/// note. `progress` hears (resource, count so far).
+/// note, once per note. `progress` hears (resource, count so far).
 pub async fn list_once(
     client: &Client,
     dns: &DnsConfig,
     progress: &mut dyn FnMut(&str, usize),
 ) -> Result<(Inventory, Vec<String>), kube::Error> {
     let mut builder = Builder::new();
-    let mut notes = Vec::new();
-    let all = ListParams::default();
-    let policies = list_all(
-        &Api::<NetworkPolicy>::all(client.clone()),
-        all.clone(),
-        &mut |n| progress("networkpolicies", n),
-    )
-    .await?;
-    list_into(
-        &mut builder,
-        Source::Policies,
-        policies.into_iter().map(policy_fact),
-    );
-    let namespaces = list_all(
-        &Api::<Namespace>::all(client.clone()),
-        all.clone(),
-        &mut |n| progress("namespaces", n),
-    )
-    .await?;
-    list_into(
-        &mut builder,
-        Source::Namespaces,
-        namespaces.into_iter().map(namespace_fact),
-    );
-    let pods = Api::<PartialObjectMeta<Pod>>::all(client.clone());
-    match list_all(&pods, all, &mut |n| progress("pods", n)).await {
-        Ok(pods) => list_into(&mut builder, Source::Pods, pods.into_iter().map(pod_fact)),
-        Err(e) => notes.push(format!("pods not listed ({e}): pods count as unknown")),
-    }
-    let (ns, name) = API_SERVICE;
-    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
-    match list_all(
-        &Api::<Service>::namespaced(client.clone(), ns),
-        by_name,
-        &mut |_| {},
-    )
-    .await
-    {
-        Ok(s) => list_into(
-            &mut builder,
-            Source::ApiService,
-            s.into_iter().map(api_service_fact),
-        ),
-        Err(e) => notes.push(format!(
-            "Service {ns}/{name} not read ({e}): the cluster's IP families are unknown, and \
-             verdicts on ipBlocks of one whole family (0.0.0.0/0, ::/0) are warnings"
-        )),
-    }
-    if dns.discover == Discover::Auto {
-        for candidate in &dns.services {
-            let Some((ns, name)) = candidate.split_once('/') else {
-                continue;
-            };
-            let services = Api::<Service>::namespaced(client.clone(), ns);
-            let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
-            let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns);
-            let by_service = ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
-            let found = async {
-                let s = list_all(&services, by_name, &mut |_| {}).await?;
-                let e = list_all(&slices, by_service, &mut |_| {}).await?;
-                Ok::<_, kube::Error>((s, e))
-            };
-            match found.await {
-                Ok((s, e)) => {
-                    let service = Source::Service(ns.into(), name.into());
-                    list_into(&mut builder, service, s.into_iter().map(service_fact));
-                    let slices = Source::Slices(ns.into(), name.into());
-                    list_into(&mut builder, slices, e.into_iter().map(slice_fact));
-                }
-                Err(e) => notes.push(format!(
-                    "DNS Service {candidate} not read ({e}): the configured DNS target applies"
-                )),
+    let mut notes: Vec<String> = Vec::new();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+    for w in watched(client, dns) {
+        if failed.contains(&w.note) {
+            continue;
+        }
+        let resource = w.source.resource();
+        let counted = matches!(
+            w.source,
+            Source::Policies | Source::Namespaces | Source::Pods
+        );
+        let mut heard = |n: usize| {
+            if counted {
+                progress(resource, n);
+            }
+        };
+        match ((w.list)(&mut heard).await, w.without) {
+            (Ok(facts), _) => list_into(&mut builder, w.source, facts.into_iter()),
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(_)) => {
+                let (what, then) = w.note.split_once(": ").unwrap_or((&w.note, ""));
+                notes.push(format!("{what} ({e}): {then}"));
+                failed.insert(w.note);
             }
         }
     }
@@ -548,27 +634,9 @@ fn list_into(builder: &mut Builder, source: Source, facts: impl Iterator<Item = 
     builder.apply(&source, watcher::Event::InitDone);
 }
 
-/// What the cache does when a watch cannot list (RBAC, a missing API): policies and
-/// namespaces are needed and retried loudly; pods and DNS discovery degrade to "unknown"
-/// and say so once.
-fn degraded(source: &Source) -> &'static str {
-    match source {
-        Source::Policies | Source::Namespaces => {
-            "cluster cache watch failed; retrying (admission judges objects alone until it syncs)"
-        }
-        Source::Pods => {
-            "cannot watch pods; treating pods as unknown (verdicts that depend on pod labels are \
-             warnings) and retrying"
-        }
-        Source::Service(..) | Source::Slices(..) => {
-            "cannot watch a DNS Service candidate; keeping the configured DNS target and retrying"
-        }
-        Source::ApiService => {
-            "cannot read the kubernetes Service in default: the cluster's IP families are \
-             unknown (verdicts on ipBlocks of one whole family are warnings); retrying"
-        }
-    }
-}
+/// What the cache logs when a watch of a needed resource cannot list (RBAC, a missing API).
+const NEEDED: &str =
+    "cluster cache watch failed; retrying (admission judges objects alone until it syncs)";
 
 /// The cache's timing against the API server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -611,6 +679,8 @@ struct Feed {
     /// Probes of the API server that failed in a row.
     probe_failures: u32,
     timing: Timing,
+    /// What each watched source's failure means (from the table).
+    degraded: BTreeMap<Source, &'static str>,
 }
 
 impl Feed {
@@ -660,7 +730,8 @@ impl Feed {
                     self.builder.apply(&source, event);
                 }
                 Err(e) if self.warned.insert(source.clone()) => {
-                    tracing::warn!(resource = source.resource(), error = %e, "{}", degraded(&source));
+                    let degraded = self.degraded.get(&source).copied().unwrap_or(NEEDED);
+                    tracing::warn!(resource = source.resource(), error = %e, "{degraded}");
                 }
                 Err(e) => {
                     tracing::debug!(resource = source.resource(), error = %e, "watch still failing");
@@ -721,12 +792,14 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
         resync_after: timing.resync_first,
         probe_failures: 0,
         timing,
+        degraded: BTreeMap::new(),
     };
     let mut probe = tokio::time::interval(timing.probe_every);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut config_changes = state.config_changes();
     let mut dns = state.snapshot().config.dns.clone();
-    let mut events = streams(&client, &dns);
+    let (mut events, degraded) = streams(&client, &dns);
+    feed.degraded = degraded;
     loop {
         let resync = feed.resync_at;
         tokio::select! {
@@ -737,7 +810,7 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
                     dns = now;
                     tracing::info!("dns.discover or dns.services changed: restarting the watches");
                     feed.warned.clear();
-                    events = streams(&client, &dns);
+                    (events, feed.degraded) = streams(&client, &dns);
                 }
             }
             () = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
@@ -745,7 +818,7 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
                 feed.resync_at = None;
                 // the fresh lists tell from now on
                 feed.probe_failures = 0;
-                events = streams(&client, &dns);
+                (events, feed.degraded) = streams(&client, &dns);
             }
             _ = probe.tick() => {
                 let answer = tokio::time::timeout(timing.probe_timeout, client.apiserver_version()).await;
