@@ -127,6 +127,14 @@ pub(crate) fn text(report: &Report) -> String {
     for p in &report.problems {
         out.push_str(&format!("error: {p}\n"));
     }
+    out.push_str(&text_summary(report));
+    out
+}
+
+/// The closing lines of the text report: what was resolved elsewhere or acknowledged, and
+/// what was checked where, with the counts.
+fn text_summary(report: &Report) -> String {
+    let mut out = String::new();
     let skipped = if report.skipped.is_empty() {
         String::new()
     } else {
@@ -148,9 +156,30 @@ pub(crate) fn text(report: &Report) -> String {
             if resolved == 1 { " was" } else { "s were" }
         ));
     }
+    let suppressed = report.suppressed().count();
+    if suppressed > 0 {
+        out.push_str(&format!(
+            "{} acknowledged by netpol-guard.io/ignore (listed above, not counted)\n",
+            counted(suppressed, "finding", "findings")
+        ));
+    }
+    out.push_str(&format!(
+        "checked {} and {} in {}: {} deny, {} warn, {}{skipped}\n",
+        counted(report.objects.len(), "NetworkPolicy", "NetworkPolicies"),
+        counted(report.namespaces, "Namespace", "Namespaces"),
+        checked_where(report),
+        report.count(Severity::Deny),
+        report.count(Severity::Warn),
+        counted(report.problems.len(), "error", "errors"),
+    ));
+    out
+}
+
+/// `3 files`, `1 file (with 2 other files for context)`, or `the cluster`.
+fn checked_where(report: &Report) -> String {
     // objects audited in a cluster come from no file
     let from_cluster = report.files == 0 && report.objects.iter().all(|o| o.source.document == 0);
-    let place = if from_cluster && !report.objects.is_empty() {
+    if from_cluster && !report.objects.is_empty() {
         "the cluster".to_string()
     } else if report.context_files > 0 {
         format!(
@@ -160,23 +189,7 @@ pub(crate) fn text(report: &Report) -> String {
         )
     } else {
         counted(report.files, "file", "files")
-    };
-    let suppressed = report.suppressed().count();
-    if suppressed > 0 {
-        out.push_str(&format!(
-            "{} acknowledged by netpol-guard.io/ignore (listed above, not counted)\n",
-            counted(suppressed, "finding", "findings")
-        ));
     }
-    out.push_str(&format!(
-        "checked {} and {} in {place}: {} deny, {} warn, {}{skipped}\n",
-        counted(report.objects.len(), "NetworkPolicy", "NetworkPolicies"),
-        counted(report.namespaces, "Namespace", "Namespaces"),
-        report.count(Severity::Deny),
-        report.count(Severity::Warn),
-        counted(report.problems.len(), "error", "errors"),
-    ));
-    out
 }
 
 /// `{"findings": [...], "errors": [...], "summary": {...}}`
@@ -257,49 +270,14 @@ pub(crate) fn sarif(report: &Report) -> Value {
                 "name": r.id,
                 "shortDescription": {"text": r.summary},
                 "fullDescription": {"text": r.summary},
-                "helpUri": format!("https://github.com/netpol-guard/netpol-guard#{}", r.id),
+                "helpUri": format!("https://github.com/netpol-guard/netpol-guard/blob/main/docs/rules.md#{}", r.id),
                 "defaultConfiguration": {"level": level(r.default_severity)},
             })
         })
         .collect();
-    let mut results: Vec<Value> = report
-        .findings()
-        .map(|(o, f)| {
-            json!({
-                "ruleId": f.rule,
-                "ruleIndex": CATALOG.iter().position(|r| r.id == f.rule).unwrap_or(0),
-                "level": level(f.severity),
-                "message": {"text": format!(
-                    "{} {}/{}: {}: {} Fix: {}",
-                    o.kind, o.namespace, o.name, f.path, f.message, f.fix
-                )},
-                "locations": [match at(o, f) {
-                    Some((line, column)) => location_at(&o.source.file, line, Some(column)),
-                    None => location(&o.source.file, o.source.line),
-                }],
-                "partialFingerprints": {
-                    "netpolGuard/v1": format!("{}/{}/{}/{}/{}", f.rule, o.kind, o.namespace, o.name, f.path),
-                },
-                "properties": {"condition": f.condition},
-            })
-        })
-        .collect();
+    let mut results: Vec<Value> = finding_results(report).collect();
     results.extend(resolved_results(report));
-    // acknowledged in the manifest: results with an in-source suppression, as code
-    // scanning shows them (dismissed, with the justification)
-    results.extend(report.suppressed().map(|(o, s)| {
-        let f = &s.finding;
-        json!({
-            "ruleId": f.rule,
-            "ruleIndex": CATALOG.iter().position(|r| r.id == f.rule).unwrap_or(0),
-            "level": level(f.severity),
-            "message": {"text": format!(
-                "{} {}/{}: {}: {}", o.kind, o.namespace, o.name, f.path, f.message
-            )},
-            "locations": [location(&o.source.file, o.source.line)],
-            "suppressions": [{"kind": "inSource", "justification": s.reason}],
-        })
-    }));
+    results.extend(suppressed_results(report));
     // Unreadable input fails the run; SARIF carries it as a tool notification.
     let notifications: Vec<Value> = report
         .problems
@@ -329,6 +307,51 @@ pub(crate) fn sarif(report: &Report) -> Value {
             }],
             "results": results,
         }]
+    })
+}
+
+fn rule_index(rule: &str) -> usize {
+    CATALOG.iter().position(|r| r.id == rule).unwrap_or(0)
+}
+
+/// Each finding as a result at its field, with a fingerprint that survives line moves.
+fn finding_results(report: &Report) -> impl Iterator<Item = Value> + '_ {
+    report.findings().map(|(o, f)| {
+        json!({
+            "ruleId": f.rule,
+            "ruleIndex": rule_index(f.rule),
+            "level": level(f.severity),
+            "message": {"text": format!(
+                "{} {}/{}: {}: {} Fix: {}",
+                o.kind, o.namespace, o.name, f.path, f.message, f.fix
+            )},
+            "locations": [match at(o, f) {
+                Some((line, column)) => location_at(&o.source.file, line, Some(column)),
+                None => location(&o.source.file, o.source.line),
+            }],
+            "partialFingerprints": {
+                "netpolGuard/v1": format!("{}/{}/{}/{}/{}", f.rule, o.kind, o.namespace, o.name, f.path),
+            },
+            "properties": {"condition": f.condition},
+        })
+    })
+}
+
+/// Acknowledged in the manifest: results with an in-source suppression, as code scanning
+/// shows them (dismissed, with the justification).
+fn suppressed_results(report: &Report) -> impl Iterator<Item = Value> + '_ {
+    report.suppressed().map(|(o, s)| {
+        let f = &s.finding;
+        json!({
+            "ruleId": f.rule,
+            "ruleIndex": rule_index(f.rule),
+            "level": level(f.severity),
+            "message": {"text": format!(
+                "{} {}/{}: {}: {}", o.kind, o.namespace, o.name, f.path, f.message
+            )},
+            "locations": [location(&o.source.file, o.source.line)],
+            "suppressions": [{"kind": "inSource", "justification": s.reason}],
+        })
     })
 }
 

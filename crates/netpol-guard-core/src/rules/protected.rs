@@ -4,7 +4,7 @@ use super::Context;
 use super::{Check, Hit, Rule, Severity};
 use crate::netpol::coverage::{Candidates, PodsOutcome, describe_examples, pods_outcome};
 use crate::netpol::dns::Reach;
-use crate::netpol::index::Lookup;
+use crate::netpol::index::{Lookup, NamespacePolicies};
 use crate::netpol::ipblock::Everywhere;
 use crate::netpol::openness::rules_open_everything;
 use crate::netpol::policy::{Direction, RuleView, Subject};
@@ -47,37 +47,17 @@ fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Optio
     if !ctx.is_protected(subject.namespace) || subject.selects_all_pods() != all_pods {
         return None;
     }
-    let matches_pods = ctx.dns.ip_block_matches_pods();
-    let families = ctx.inventory.ip_families();
-    let opening = |set: &[&Subject<'_>], d: Direction| {
-        let rules: Vec<RuleView<'_>> = set.iter().flat_map(|s| s.rules(d)).collect();
-        rules_open_everything(&rules, matches_pods, families)
-    };
-    let opens = |set: &[&Subject<'_>], d: Direction| opening(set, d) == Everywhere::Yes;
     let own_selector = subject.pod_selector();
     let own = Selector::parse(&own_selector).ok();
     let prepared = ctx.policies.namespace(subject.namespace);
-    let entries = &prepared.entries;
-    // the policies that select every pod this one selects add their rules to its own
-    let mut set: Vec<&Subject<'_>> = vec![subject];
-    set.extend(
-        (0..entries.len())
-            .filter(|&i| !prepared.is_itself(i, subject))
-            .filter(|&i| {
-                let broad = entries[i].selector.as_ref();
-                own.as_ref()
-                    .zip(broad)
-                    .is_some_and(|(own, broad)| own.implies(broad))
-            })
-            .map(|i| &entries[i].subject),
-    );
+    let set = covering_set(&prepared, subject, own.as_ref());
     let mut found = Restricted::default();
     let mut dirs = Vec::new();
     for d in Direction::BOTH {
         if !subject.isolates(d) {
             continue;
         }
-        match opening(&set, d) {
+        match opening(ctx, &set, d) {
             Everywhere::Yes => continue,
             // open or locked out by the cluster's IP families alone: a warning naming them
             Everywhere::Depends(why) => {
@@ -87,38 +67,10 @@ fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Optio
             }
             Everywhere::No => {}
         }
-        if let (true, Some(own)) = (all_pods, &own) {
-            let lookup = Lookup::new(
-                entries,
-                (0..entries.len()).filter(|&i| entries[i].subject.isolates(d)),
-            );
-            let candidates = Candidates {
-                policies: &prepared,
-                lookup: &lookup,
-            };
-            let judge = |ids: &[usize]| {
-                let set: Vec<&Subject<'_>> = std::iter::once(subject)
-                    .chain(ids.iter().map(|&i| &entries[i].subject))
-                    .collect();
-                if opens(&set, d) {
-                    Reach::Yes
-                } else {
-                    Reach::No
-                }
-            };
-            match pods_outcome(ctx.inventory, subject, own, candidates, judge) {
-                PodsOutcome::Served { .. } => continue,
-                PodsOutcome::Unserved { examples, total } => {
-                    found.pods = Some(describe_examples(&examples, total));
-                }
-                outcome @ PodsOutcome::IfAlsoMatched { .. } => {
-                    let what = format!("all {} traffic", d.policy_type());
-                    found.condition = found
-                        .condition
-                        .or_else(|| outcome.condition(subject, &what));
-                }
-                PodsOutcome::Depends(_) | PodsOutcome::Nobody => {}
-            }
+        if let (true, Some(own)) = (all_pods, &own)
+            && served_pod_by_pod(ctx, &prepared, subject, own, d, &mut found)
+        {
+            continue;
         }
         dirs.push(d.policy_type());
     }
@@ -131,6 +83,83 @@ fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Optio
         found.condition = None;
     }
     Some(found)
+}
+
+/// Whether the rules of `set` admit every peer on every port in direction `d`.
+fn opening(ctx: &Context<'_>, set: &[&Subject<'_>], d: Direction) -> Everywhere {
+    let rules: Vec<RuleView<'_>> = set.iter().flat_map(|s| s.rules(d)).collect();
+    rules_open_everything(
+        &rules,
+        ctx.dns.ip_block_matches_pods(),
+        ctx.inventory.ip_families(),
+    )
+}
+
+/// The policy and those of its namespace that select every pod it selects: their rules
+/// add to its own.
+fn covering_set<'p, 's>(
+    prepared: &'p NamespacePolicies<'s>,
+    subject: &'p Subject<'s>,
+    own: Option<&Selector>,
+) -> Vec<&'p Subject<'s>> {
+    let entries = &prepared.entries;
+    let mut set = vec![subject];
+    set.extend(
+        (0..entries.len())
+            .filter(|&i| !prepared.is_itself(i, subject))
+            .filter(|&i| {
+                own.zip(entries[i].selector.as_ref())
+                    .is_some_and(|(own, broad)| own.implies(broad))
+            })
+            .map(|i| &entries[i].subject),
+    );
+    set
+}
+
+/// For a policy over every pod whose own rules do not open direction `d`: whether the
+/// other policies open it for every pod there is, pod by pod. Records the unserved pods or
+/// the condition in `found`.
+fn served_pod_by_pod(
+    ctx: &Context<'_>,
+    prepared: &NamespacePolicies<'_>,
+    subject: &Subject<'_>,
+    own: &Selector,
+    d: Direction,
+    found: &mut Restricted,
+) -> bool {
+    let entries = &prepared.entries;
+    let lookup = Lookup::new(
+        entries,
+        (0..entries.len()).filter(|&i| entries[i].subject.isolates(d)),
+    );
+    let candidates = Candidates {
+        policies: prepared,
+        lookup: &lookup,
+    };
+    let judge = |ids: &[usize]| {
+        let set: Vec<&Subject<'_>> = std::iter::once(subject)
+            .chain(ids.iter().map(|&i| &entries[i].subject))
+            .collect();
+        if opening(ctx, &set, d) == Everywhere::Yes {
+            Reach::Yes
+        } else {
+            Reach::No
+        }
+    };
+    match pods_outcome(ctx.inventory, subject, own, candidates, judge) {
+        PodsOutcome::Served { .. } => return true,
+        PodsOutcome::Unserved { examples, total } => {
+            found.pods = Some(describe_examples(&examples, total));
+        }
+        outcome @ PodsOutcome::IfAlsoMatched { .. } => {
+            let what = format!("all {} traffic", d.policy_type());
+            if found.condition.is_none() {
+                found.condition = outcome.condition(subject, &what);
+            }
+        }
+        PodsOutcome::Depends(_) | PodsOutcome::Nobody => {}
+    }
+    false
 }
 
 fn deny_all(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
