@@ -130,14 +130,19 @@ pub(super) fn invalid(
     bad_request: bool,
 ) -> Reviewed {
     let response = Response::refusing(uid.as_deref(), message.into());
+    unrouted(response, Decision::Invalid, bad_request)
+}
+
+/// The answer to a body that never became a judged request: no kind, operation or object.
+fn unrouted(response: Response, decision: Decision, bad_request: bool) -> Reviewed {
     Reviewed {
         body: response.to_json(),
+        uid: response.uid.clone(),
         response,
         bad_request,
-        decision: Decision::Invalid,
+        decision,
         kind: "unknown",
         operation: "unknown",
-        uid: uid.unwrap_or_default(),
         namespace: String::new(),
         name: String::new(),
         dry_run: false,
@@ -148,12 +153,10 @@ pub(super) fn invalid(
 /// A review that could not be finished (timeout, internal failure): not allowed (500),
 /// with the request's uid when the body has one.
 pub(super) fn failed(uid: Option<String>, message: &str) -> Reviewed {
-    let mut reviewed = invalid(uid, message, false);
-    reviewed.response.status.code = 500;
-    reviewed.response.status.reason = "InternalError";
-    reviewed.body = reviewed.response.to_json();
-    reviewed.decision = Decision::Error;
-    reviewed
+    let mut response = Response::refusing(uid.as_deref(), message.to_string());
+    response.status.code = 500;
+    response.status.reason = "InternalError";
+    unrouted(response, Decision::Error, false)
 }
 
 /// What an answer repeats of its request.
@@ -229,12 +232,7 @@ pub(super) fn unreviewed(origin: Origin<'_>, what: &str) -> Reviewed {
 
 /// The benchmark baseline's answer: admits `uid`, nothing decided.
 pub(super) fn admitted(uid: &str) -> Reviewed {
-    let response = Response::admitting(uid);
-    let mut reviewed = invalid(Some(uid.to_string()), "", false);
-    reviewed.body = response.to_json();
-    reviewed.response = response;
-    reviewed.decision = Decision::Allowed;
-    reviewed
+    unrouted(Response::admitting(uid), Decision::Allowed, false)
 }
 
 /// Encodes the guard's verdict as the response to the request `origin`.
