@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::http::Request;
 use common::fake_api::{FakeApi, Reply};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use netpol_guard::config::Config;
@@ -31,7 +32,9 @@ fn harness(config: Config) -> Harness {
     let (api, client) = fake_cluster();
     let state = common::state_with(config);
     let ctx = Companions::new(client, state.clone());
-    Harness { api, state, ctx }
+    let h = Harness { api, state, ctx };
+    h.sync();
+    h
 }
 
 /// The in-memory API server and a client of it.
@@ -48,10 +51,38 @@ fn fake_cluster() -> (FakeApi, kube::Client) {
 }
 
 impl Harness {
+    /// Reconciles `ns` once the cluster cache has caught up with the API server.
     async fn reconcile(&self, ns: &Namespace) -> Action {
+        self.sync();
+        self.reconcile_on_the_view(ns).await
+    }
+
+    /// Reconciles `ns` against the view the cache last published, however old.
+    async fn reconcile_on_the_view(&self, ns: &Namespace) -> Action {
         controller::reconcile(Arc::new(ns.clone()), self.ctx.clone())
             .await
             .expect("reconcile")
+    }
+
+    /// Publishes what the API server holds as the cluster cache's view (a synced cache).
+    fn sync(&self) {
+        let policies: Vec<Arc<NetworkPolicy>> = self
+            .api
+            .objects(POLICIES)
+            .into_iter()
+            .map(|o| Arc::new(serde_json::from_value(o).unwrap()))
+            .collect();
+        let namespaces: Vec<Arc<Namespace>> = self
+            .api
+            .objects("namespaces")
+            .into_iter()
+            .map(|o| Arc::new(serde_json::from_value(o).unwrap()))
+            .collect();
+        self.state
+            .set_inventory(netpol_guard::kubernetes::cache::inventory(
+                &policies,
+                &namespaces,
+            ));
     }
 
     fn names(&self, ns: &str) -> Vec<String> {
@@ -398,4 +429,67 @@ async fn a_plan_reads_the_cluster_and_writes_nothing() {
     assert!(writes.is_empty(), "a plan wrote: {writes:?}");
     assert!(api.names(POLICIES, "shop").is_empty());
     assert_eq!(api.names(POLICIES, "lab"), [ALLOW_DNS, DEFAULT_DENY]);
+}
+
+#[tokio::test]
+async fn a_cache_behind_the_api_server_never_counts_a_false_drift() {
+    let h = harness(Config::default());
+    let shop = namespace("shop", &[]);
+    // the view the cache published before the companions existed
+    h.reconcile(&shop).await;
+    assert_eq!(h.names("shop"), [ALLOW_DNS, DEFAULT_DENY]);
+
+    // reconciled again before the cache has seen its own writes: the view says both are
+    // missing; the applies change nothing on the server (same uid and resourceVersion),
+    // so nothing was restored
+    h.clear_requests();
+    h.reconcile_on_the_view(&shop).await;
+    assert_eq!(
+        h.metric("netpol_guard_companion_drift_corrections_total"),
+        0.0
+    );
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"unchanged\"}"),
+        1.0
+    );
+    assert_eq!(
+        h.metric("netpol_guard_companion_reconciles_total{result=\"applied\"}"),
+        1.0
+    );
+
+    // a real deletion seen through the same stale view is drift: the apply makes a new object
+    h.delete("shop", DEFAULT_DENY);
+    h.reconcile_on_the_view(&shop).await;
+    assert!(h.get("shop", DEFAULT_DENY).is_some());
+    assert_eq!(
+        h.metric("netpol_guard_companion_drift_corrections_total"),
+        1.0
+    );
+
+    // and an edit made while the view still shows the companion as wanted is found at the
+    // next view, as any drift is
+    h.sync();
+    let mut edited = h.get("shop", ALLOW_DNS).unwrap();
+    edited["spec"]["egress"] = json!([]);
+    h.put("shop", edited);
+    h.clear_requests();
+    h.reconcile_on_the_view(&shop).await;
+    assert!(h.writes().is_empty(), "{:?}", h.writes());
+    h.reconcile(&shop).await;
+    assert_eq!(
+        h.metric("netpol_guard_companion_drift_corrections_total"),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_reconciled_before_the_cache_has_synced() {
+    let (api, client) = fake_cluster();
+    let state = common::state_with(Config::default());
+    let ctx = Companions::new(client, state);
+    let err = controller::reconcile(Arc::new(namespace("shop", &[])), ctx)
+        .await
+        .expect_err("an unsynced view cannot tell a missing companion");
+    assert!(matches!(err, controller::Error::NotSynced), "{err}");
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
 }

@@ -241,6 +241,18 @@ impl FakeApi {
             .collect()
     }
 
+    /// Every stored object of `resource`, across namespaces.
+    pub(crate) fn objects(&self, resource: &str) -> Vec<Value> {
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|((r, _, _), _)| r == resource)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
     pub(crate) async fn handle(&self, req: Request<Body>) -> Reply {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -384,6 +396,19 @@ impl FakeApi {
                 assert_eq!(patch["metadata"]["name"], name);
                 let mut object = patch;
                 object["metadata"]["namespace"] = json!(ns);
+                // an apply that changes nothing leaves the object (and its
+                // resourceVersion) as it was, as the API server does
+                if let Some(current) = current {
+                    let mut unchanged = current.clone();
+                    for field in ["uid", "resourceVersion"] {
+                        if let Some(m) = unchanged["metadata"].as_object_mut() {
+                            m.remove(field);
+                        }
+                    }
+                    if unchanged == object {
+                        return reply(200, &current);
+                    }
+                }
                 reply(200, &self.put(resource, object))
             }
             (Method::DELETE, Some(name)) => {

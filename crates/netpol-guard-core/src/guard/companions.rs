@@ -255,6 +255,39 @@ pub fn drifted(desired: &NetworkPolicy, current: &NetworkPolicy) -> bool {
     spec(desired) != spec(current) || !is_managed(current.metadata.labels.as_ref())
 }
 
+/// The guard's companions of `namespace` in a view of the cluster, by name: the
+/// policies that carry the companion label.
+pub fn managed_in<'i>(
+    inventory: &'i Inventory,
+    namespace: &str,
+) -> impl Iterator<Item = &'i NetworkPolicy> + 'i {
+    inventory
+        .policies_in(namespace)
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|p| is_managed(p.metadata.labels.as_ref()))
+}
+
+/// The namespaces whose companions differ between two views of the cluster (one
+/// created, deleted, edited or unlabelled): the ones the controller looks at again.
+/// Other policies changing is no reason to.
+pub fn changed_namespaces(before: &Inventory, after: &Inventory) -> Vec<String> {
+    let identities = |inventory: &Inventory, namespace: &str| -> Vec<(String, String, String)> {
+        managed_in(inventory, namespace)
+            .map(|p| {
+                let m = &p.metadata;
+                let field = |f: &Option<String>| f.clone().unwrap_or_default();
+                (field(&m.name), field(&m.uid), field(&m.resource_version))
+            })
+            .collect()
+    };
+    after
+        .namespaces_with_other_policies(before)
+        .filter(|ns| identities(before, ns) != identities(after, ns))
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,5 +445,85 @@ mod tests {
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: netpol-guard-default-deny\n  namespace: shop\n  resourceVersion: \"7\"\n  labels: {app.kubernetes.io/managed-by: netpol-guard, extra: x}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n",
         );
         assert!(!drifted(wanted, &stored));
+    }
+
+    #[test]
+    fn only_namespaces_whose_companions_moved_are_looked_at_again() {
+        let config = Config::default();
+        let mut base = Inventory::new();
+        for ns in ["shop", "lab", "team"] {
+            for wanted in desired(&config, ns, "u") {
+                let name = wanted.metadata.name.clone().unwrap_or_default();
+                base.insert_policy(ns, stored(ns, &name, "1", true));
+            }
+        }
+        base.insert_policy("team", stored("team", "own", "1", false));
+        type Change = fn(&mut Inventory);
+        let cases: &[(&str, Change, &[&str])] = &[
+            ("nothing", |_| {}, &[]),
+            (
+                "a companion deleted",
+                |i| i.remove_policy("shop", "netpol-guard-default-deny"),
+                &["shop"],
+            ),
+            (
+                "a companion edited (new resourceVersion)",
+                |i| i.insert_policy("lab", stored("lab", "netpol-guard-allow-dns", "2", true)),
+                &["lab"],
+            ),
+            (
+                "a companion unlabelled",
+                |i| i.insert_policy("lab", stored("lab", "netpol-guard-allow-dns", "2", false)),
+                &["lab"],
+            ),
+            (
+                "another policy edited",
+                |i| i.insert_policy("team", stored("team", "own", "2", false)),
+                &[],
+            ),
+            (
+                "a relist of the same objects",
+                |i| {
+                    let again: Vec<_> = ["shop", "lab", "team"]
+                        .iter()
+                        .flat_map(|ns| i.policies_in(ns).to_vec())
+                        .collect();
+                    i.clear_policies();
+                    for p in again {
+                        let ns = p.metadata.namespace.clone().unwrap_or_default();
+                        i.insert_policy(&ns, p);
+                    }
+                },
+                &[],
+            ),
+            (
+                "a namespace's last companion gone",
+                |i| {
+                    i.remove_policy("shop", "netpol-guard-default-deny");
+                    i.remove_policy("shop", "netpol-guard-allow-dns");
+                },
+                &["shop"],
+            ),
+        ];
+        for (what, change, want) in cases {
+            let mut after = base.clone();
+            change(&mut after);
+            let mut got = changed_namespaces(&base, &after);
+            got.sort();
+            assert_eq!(got, *want, "{what}");
+        }
+    }
+
+    /// A policy as the API server stores it (a plain function, so the table's entries can
+    /// be function pointers).
+    fn stored(ns: &str, name: &str, rv: &str, managed: bool) -> std::sync::Arc<NetworkPolicy> {
+        let labels = if managed {
+            "{app.kubernetes.io/managed-by: netpol-guard}"
+        } else {
+            "{team: x}"
+        };
+        std::sync::Arc::new(policy(&format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: {ns}\n  uid: u-{ns}-{name}\n  resourceVersion: \"{rv}\"\n  labels: {labels}\nspec:\n  podSelector: {{}}\n"
+        )))
     }
 }

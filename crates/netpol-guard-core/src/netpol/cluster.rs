@@ -372,6 +372,29 @@ impl Inventory {
         self.policies.get(namespace).map_or(&[], |l| l.as_slice())
     }
 
+    /// The namespaces whose list of policies is not the very list they had in `before`:
+    /// changed, new or gone. A list rebuilt with equal content (a relist) counts as changed,
+    /// so callers compare what they care about; unchanged lists are shared between
+    /// snapshots, so this costs one pointer comparison per namespace.
+    pub fn namespaces_with_other_policies<'s>(
+        &'s self,
+        before: &'s Inventory,
+    ) -> impl Iterator<Item = &'s str> + 's {
+        let changed = self.policies.iter().filter(move |(ns, list)| {
+            before
+                .policies
+                .get(*ns)
+                .is_none_or(|old| !Arc::ptr_eq(old, list))
+        });
+        let gone = before
+            .policies
+            .keys()
+            .filter(move |ns| !self.policies.contains_key(*ns));
+        changed
+            .map(|(ns, _)| ns.as_str())
+            .chain(gone.map(String::as_str))
+    }
+
     /// The known policies of a namespace, with the namespace's name as stored.
     pub fn policies_with_namespace(
         &self,
