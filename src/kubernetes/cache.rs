@@ -477,7 +477,7 @@ impl Watched {
 
 /// Everything the cache watches: every policy, namespace and pod (metadata only: no pod
 /// specs cross the wire or stay in memory), the API server's own Service (the cluster's IP
-/// families), and with discovery on, each DNS Service candidate and its EndpointSlices.
+/// families), and the DNS Service candidates ([`dns_candidates`]).
 fn watched(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
     let (api_ns, api_name) = API_SERVICE;
     let mut table = vec![
@@ -519,33 +519,41 @@ fn watched(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
             ),
         ),
     ];
-    if dns.discover == Discover::Auto {
-        for candidate in &dns.services {
-            let Some((ns, name)) = candidate.split_once('/') else {
-                continue;
-            };
-            let without = "cannot watch a DNS Service candidate; keeping the configured DNS target and retrying";
-            let note =
-                format!("DNS Service {candidate} not read: the configured DNS target applies");
-            table.push(
-                entry(
-                    Source::Service(ns.into(), name.into()),
-                    Api::<Service>::namespaced(client.clone(), ns),
-                    Selected::by_name(name),
-                    service_fact,
-                )
-                .optional(without, note.clone()),
-            );
-            table.push(
-                entry(
-                    Source::Slices(ns.into(), name.into()),
-                    Api::<EndpointSlice>::namespaced(client.clone(), ns),
-                    Selected::by_label(format!("{SERVICE_NAME_LABEL}={name}")),
-                    slice_fact,
-                )
-                .optional(without, note),
-            );
-        }
+    table.extend(dns_candidates(client, dns));
+    table
+}
+
+/// With discovery on, each DNS Service candidate and its EndpointSlices; none without.
+fn dns_candidates(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
+    if dns.discover != Discover::Auto {
+        return Vec::new();
+    }
+    let mut table = Vec::new();
+    for candidate in &dns.services {
+        let Some((ns, name)) = candidate.split_once('/') else {
+            continue;
+        };
+        let without =
+            "cannot watch a DNS Service candidate; keeping the configured DNS target and retrying";
+        let note = format!("DNS Service {candidate} not read: the configured DNS target applies");
+        table.push(
+            entry(
+                Source::Service(ns.into(), name.into()),
+                Api::<Service>::namespaced(client.clone(), ns),
+                Selected::by_name(name),
+                service_fact,
+            )
+            .optional(without, note.clone()),
+        );
+        table.push(
+            entry(
+                Source::Slices(ns.into(), name.into()),
+                Api::<EndpointSlice>::namespaced(client.clone(), ns),
+                Selected::by_label(format!("{SERVICE_NAME_LABEL}={name}")),
+                slice_fact,
+            )
+            .optional(without, note),
+        );
     }
     table
 }

@@ -148,7 +148,7 @@ async fn campaign(
 ) -> bool {
     let (mut leading, campaign) = manager.watch().await;
     let leases: Api<Lease> = Api::namespaced(election.client.clone(), &election.namespace);
-    let mut running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+    let mut running: Running = None;
     let mut stop_rx = stop;
     // Until when the last look at the Lease says we hold it (renewal + duration - grace).
     let mut held_until: Option<Timestamp> = None;
@@ -172,32 +172,13 @@ async fn campaign(
             tracing::warn!(identity = %election.identity, lease = %election.lease, "the leader Lease was deleted");
             break false;
         }
-        held_until = match look {
-            _ if !elected => None,
-            Some(Ok(Some(lease))) => held_until_of(&lease, &election.identity, &election.timing),
-            Some(Err(e)) => {
-                // what was confirmed last still runs out on its own
-                tracing::debug!(error = %e, "cannot read the leader Lease");
-                held_until
-            }
-            _ => None,
+        held_until = if elected {
+            confirmed(look, held_until, election)
+        } else {
+            None
         };
         let holds = elected && held_until.is_some_and(|t| Timestamp::now() < t);
-        match (holds, running.is_some()) {
-            (true, false) => {
-                tracing::info!(identity = %election.identity, lease = %election.lease, "acquired the leader Lease: reconciling companions");
-                state.metrics.controller.lead(true);
-                state.set_leading(true);
-                let (tx, rx) = watch::channel(false);
-                let task = tokio::spawn(controller::run(companions.clone(), rx));
-                running = Some((tx, task));
-            }
-            (false, true) => {
-                tracing::warn!(identity = %election.identity, elected, "not holding a fresh leader Lease: companions controller stopped");
-                stop_controller(&mut running, state, &timing).await;
-            }
-            _ => {}
-        }
+        follow(holds, &mut running, election, state, companions).await;
         // wake at the fence itself too, not only at the next confirmation
         let fence = held_until
             .filter(|_| running.is_some())
@@ -223,12 +204,54 @@ async fn campaign(
     stopped
 }
 
-/// Stops the controller: reconciles in flight get half the fence margin to finish.
-async fn stop_controller(
-    running: &mut Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+/// Until when an elected replica holds the Lease, after a look at it: what the Lease says,
+/// or, when it could not be read, what was confirmed last (which runs out on its own).
+fn confirmed(
+    look: Option<Result<Option<Lease>, kube::Error>>,
+    last: Option<Timestamp>,
+    election: &Election,
+) -> Option<Timestamp> {
+    match look {
+        Some(Ok(Some(lease))) => held_until_of(&lease, &election.identity, &election.timing),
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "cannot read the leader Lease");
+            last
+        }
+        _ => None,
+    }
+}
+
+/// The controller task of a campaign, if it runs.
+type Running = Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>;
+
+/// Starts the controller when this replica came to hold a fresh Lease, stops it when it
+/// no longer does.
+async fn follow(
+    holds: bool,
+    running: &mut Running,
+    election: &Election,
     state: &SharedState,
-    timing: &Timing,
+    companions: &std::sync::Arc<Companions>,
 ) {
+    match (holds, running.is_some()) {
+        (true, false) => {
+            tracing::info!(identity = %election.identity, lease = %election.lease, "acquired the leader Lease: reconciling companions");
+            state.metrics.controller.lead(true);
+            state.set_leading(true);
+            let (tx, rx) = watch::channel(false);
+            let task = tokio::spawn(controller::run(companions.clone(), rx));
+            *running = Some((tx, task));
+        }
+        (false, true) => {
+            tracing::warn!(identity = %election.identity, "not holding a fresh leader Lease: companions controller stopped");
+            stop_controller(running, state, &election.timing).await;
+        }
+        _ => {}
+    }
+}
+
+/// Stops the controller: reconciles in flight get half the fence margin to finish.
+async fn stop_controller(running: &mut Running, state: &SharedState, timing: &Timing) {
     state.set_leading(false);
     if let Some((tx, mut task)) = running.take() {
         let _ = tx.send(true);

@@ -163,26 +163,8 @@ pub async fn start(
         cache::Timing::default(),
         stop.clone(),
     ))];
-    match (args.controller, in_cluster) {
-        (ControllerMode::Off, _) => {
-            tracing::info!(
-                "companions controller off (--controller off); no background audit either (it \
-                 runs on the replica elected for the controller: use `netpol-guard audit`)"
-            );
-            return Ok(tasks);
-        }
-        (ControllerMode::Auto, false) => {
-            tracing::info!(
-                "companions controller off: outside a cluster it runs only with --controller on \
-                 (--controller dry-run, or `netpol-guard companions plan`, shows what it would \
-                 write); the cluster is read for the verdicts only"
-            );
-            return Ok(tasks);
-        }
-        (ControllerMode::DryRun, _) => tracing::info!(
-            "companions controller in dry run: what it would write is logged, nothing is written"
-        ),
-        _ => {}
+    if !controller_runs(args.controller, in_cluster) {
+        return Ok(tasks);
     }
     let identity = args
         .pod_name
@@ -222,6 +204,35 @@ pub async fn start(
         stop,
     )));
     Ok(tasks)
+}
+
+/// Whether the companions controller (and with it the background audit) runs, saying so
+/// when it does not or only in a dry run.
+fn controller_runs(mode: ControllerMode, in_cluster: bool) -> bool {
+    match (mode, in_cluster) {
+        (ControllerMode::Off, _) => {
+            tracing::info!(
+                "companions controller off (--controller off); no background audit either (it \
+                 runs on the replica elected for the controller: use `netpol-guard audit`)"
+            );
+            false
+        }
+        (ControllerMode::Auto, false) => {
+            tracing::info!(
+                "companions controller off: outside a cluster it runs only with --controller on \
+                 (--controller dry-run, or `netpol-guard companions plan`, shows what it would \
+                 write); the cluster is read for the verdicts only"
+            );
+            false
+        }
+        (ControllerMode::DryRun, _) => {
+            tracing::info!(
+                "companions controller in dry run: what it would write is logged, nothing is written"
+            );
+            true
+        }
+        _ => true,
+    }
 }
 
 /// Resolves when `stop` turns true (or its sender is gone).

@@ -3,7 +3,7 @@
 //! Every NetworkPolicy of the input is judged with the other policies and Namespaces of the
 //! same input as its context, exactly as the webhook judges it against the cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -288,7 +288,7 @@ pub fn load_with_context(paths: &[String], context: &[String]) -> (Vec<Manifest>
             }
         }
     }
-    let judged: std::collections::BTreeSet<std::path::PathBuf> = files_read
+    let judged: BTreeSet<std::path::PathBuf> = files_read
         .iter()
         .flatten()
         .map(|f| crate::offline::kustomize::identity(f))
@@ -573,8 +573,8 @@ pub fn analyze(manifests: &[Manifest], config: &Config, default_namespace: &str)
 impl Gathered {
     /// The scopes that hold more than one file: only there can another file resolve a
     /// finding.
-    fn shared_scopes(&self, scope: Scope) -> std::collections::BTreeSet<String> {
-        let mut files_in: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    fn shared_scopes(&self, scope: Scope) -> BTreeSet<String> {
+        let mut files_in: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         let policies = self.policies.iter().map(|p| p.source.file.as_str());
         for file in policies.chain(self.namespaces_seen.iter().map(|n| n.file.as_str())) {
             files_in.entry(scope.key(file)).or_default().insert(file);
@@ -621,7 +621,6 @@ pub fn analyze_scoped(
         g.inventories(scope)
     };
     let shared_scopes = g.shared_scopes(scope);
-    let shared = |file: &str| shared_scopes.contains(&scope.key(file));
     let own = if !shared_scopes.is_empty() {
         g.inventories(Scope::File)
     } else {
@@ -629,46 +628,26 @@ pub fn analyze_scoped(
     };
     let empty = Inventory::of_families(families);
     // one context per inventory: what it prepares about the policies serves every subject
-    let (scoped_contexts, own_contexts) = (contexts(config, &scoped), contexts(config, &own));
-    let empty_context = config.rule_context(&empty);
-    let files: BTreeMap<(&str, &str), &str> = g
-        .policies
-        .iter()
-        .map(|p| {
-            let name = p.policy.metadata.name.as_deref().unwrap_or_default();
-            ((p.namespace.as_str(), name), p.source.file.as_str())
-        })
-        .collect();
+    let judges = Judges {
+        scope,
+        scoped: contexts(config, &scoped),
+        own: contexts(config, &own),
+        empty: config.rule_context(&empty),
+        shared_scopes: &shared_scopes,
+        files: g
+            .policies
+            .iter()
+            .map(|p| {
+                let name = p.policy.metadata.name.as_deref().unwrap_or_default();
+                ((p.namespace.as_str(), name), p.source.file.as_str())
+            })
+            .collect(),
+    };
     let objects = g
         .policies
         .iter()
         .filter(|located| !located.context)
-        .map(|located| {
-            let file = located.source.file.as_str();
-            let subject = Subject::new(&located.policy, default_namespace);
-            let ctx = scoped_contexts
-                .get(&scope.key(file))
-                .unwrap_or(&empty_context);
-            let (findings, suppressed) = rules::evaluate_all(ctx, &subject);
-            let resolved = if !shared(file) {
-                Vec::new()
-            } else {
-                let alone = own_contexts.get(file).unwrap_or(&empty_context);
-                let alone = rules::evaluate(alone, &subject);
-                resolved_by_others(&findings, alone, ctx.inventory, &subject, &files, file)
-            };
-            let at = positions_of(manifests, &located.source, &findings);
-            ObjectReport {
-                source: located.source.clone(),
-                kind: "NetworkPolicy",
-                namespace: subject.namespace.to_string(),
-                name: subject.name.to_string(),
-                findings,
-                resolved,
-                suppressed,
-                at,
-            }
-        })
+        .map(|located| judges.judge(manifests, located, default_namespace))
         .collect();
     Report {
         objects,
@@ -677,6 +656,53 @@ pub fn analyze_scoped(
         namespaces: g.namespaces,
         files: manifests.iter().filter(|m| !m.context).count(),
         context_files: manifests.iter().filter(|m| m.context).count(),
+    }
+}
+
+/// The rule contexts a check judges its policies in: one per scope, one per file for the
+/// files whose scope is shared (to name what other files resolved), an empty one.
+struct Judges<'a> {
+    scope: Scope,
+    scoped: BTreeMap<String, Context<'a>>,
+    own: BTreeMap<String, Context<'a>>,
+    empty: Context<'a>,
+    /// Scopes of more than one file.
+    shared_scopes: &'a BTreeSet<String>,
+    /// Each policy's file, by (namespace, name).
+    files: BTreeMap<(&'a str, &'a str), &'a str>,
+}
+
+impl Judges<'_> {
+    /// One policy judged in its scope, with what the other files of the scope resolved.
+    fn judge(
+        &self,
+        manifests: &[Manifest],
+        located: &Located,
+        default_namespace: &str,
+    ) -> ObjectReport {
+        let file = located.source.file.as_str();
+        let subject = Subject::new(&located.policy, default_namespace);
+        let key = self.scope.key(file);
+        let ctx = self.scoped.get(&key).unwrap_or(&self.empty);
+        let (findings, suppressed) = rules::evaluate_all(ctx, &subject);
+        let resolved = if !self.shared_scopes.contains(&key) {
+            Vec::new()
+        } else {
+            let alone = self.own.get(file).unwrap_or(&self.empty);
+            let alone = rules::evaluate(alone, &subject);
+            resolved_by_others(&findings, alone, ctx.inventory, &subject, &self.files, file)
+        };
+        let at = positions_of(manifests, &located.source, &findings);
+        ObjectReport {
+            source: located.source.clone(),
+            kind: "NetworkPolicy",
+            namespace: subject.namespace.to_string(),
+            name: subject.name.to_string(),
+            findings,
+            resolved,
+            suppressed,
+            at,
+        }
     }
 }
 

@@ -102,20 +102,51 @@ pub(crate) fn plan(
     item: Option<usize>,
     rule: &Value,
 ) -> Option<Insertion> {
-    let positions = Positions::of(raw);
-    let prefix = item.map_or_else(String::new, |i| format!("items[{}].", i - 1));
-    let lines: Vec<&str> = raw.lines().collect();
-    let at_line = |l: usize| start + l - 1;
-    let char_at = |p: crate::offline::positions::Position| {
-        lines
+    let doc = Document {
+        positions: Positions::of(raw),
+        prefix: item.map_or_else(String::new, |i| format!("items[{}].", i - 1)),
+        lines: raw.lines().collect(),
+        start,
+    };
+    let egress = format!("{}spec.egress", doc.prefix);
+    if doc.positions.span(&egress).is_some() {
+        return doc.append_to_egress(&egress, rule);
+    }
+    if doc.positions.get(&egress).is_some() {
+        // `egress:` with no list (null, an alias): not edited
+        return None;
+    }
+    doc.add_egress_to_spec(rule)
+}
+
+/// One document being edited, with the positions of its fields.
+struct Document<'a> {
+    positions: Positions,
+    /// The object's path within the document (`items[N].` in a List).
+    prefix: String,
+    lines: Vec<&'a str>,
+    /// The file's line of the document's first line.
+    start: usize,
+}
+
+impl Document<'_> {
+    fn file_line(&self, l: usize) -> usize {
+        self.start + l - 1
+    }
+
+    fn char_at(&self, p: crate::offline::positions::Position) -> Option<char> {
+        self.lines
             .get(p.line - 1)
             .and_then(|l| l.chars().nth(p.column - 1))
-    };
-    let egress = format!("{prefix}spec.egress");
-    if let Some(span) = positions.span(&egress) {
-        if char_at(span.end) == Some(']') {
+    }
+
+    /// `rule` appended to the existing egress list (at `egress`), flow or block.
+    fn append_to_egress(&self, egress: &str, rule: &Value) -> Option<Insertion> {
+        let span = self.positions.span(egress)?;
+        if self.char_at(span.end) == Some(']') {
             // flow: before the closing bracket
-            let inside: String = lines
+            let inside: String = self
+                .lines
                 .get(span.end.line - 1)?
                 .chars()
                 .take(span.end.column - 1)
@@ -123,51 +154,54 @@ pub(crate) fn plan(
             let empty = inside.trim_end().ends_with('[');
             let sep = if empty { "" } else { ", " };
             return Some(Insertion {
-                line: at_line(span.end.line),
+                line: self.file_line(span.end.line),
                 column: Some(span.end.column),
                 text: format!("{sep}{}", flow(rule)),
             });
         }
         // block: after the last line of the list, at its items' indentation
-        let key = positions.get(&egress)?;
+        let key = self.positions.get(egress)?;
         let key_line = key.line - 1;
-        let end = block_end(&lines, key_line, key.column - 1);
-        let dash = lines
+        let end = block_end(&self.lines, key_line, key.column - 1);
+        let dash = self
+            .lines
             .get(key_line + 1..=end)?
             .iter()
             .find(|l| l.trim_start().starts_with('-'))
             .map(|l| indent(l))?;
-        return Some(Insertion {
-            line: at_line(end + 1),
+        Some(Insertion {
+            line: self.file_line(end + 1),
             column: None,
             text: block_item(rule, dash),
-        });
+        })
     }
-    if positions.get(&egress).is_some() {
-        // `egress:` with no list (null, an alias): not edited
-        return None;
+
+    /// A new `egress` list holding `rule`, added to the spec (flow or block).
+    fn add_egress_to_spec(&self, rule: &Value) -> Option<Insertion> {
+        let prefix = &self.prefix;
+        let spec = format!("{prefix}spec");
+        let span = self.positions.span(&spec)?;
+        if self.char_at(span.end) == Some('}') {
+            return Some(Insertion {
+                line: self.file_line(span.end.line),
+                column: Some(span.end.column),
+                text: format!(", egress: [{}]", flow(rule)),
+            });
+        }
+        // a new `egress:` key after spec's last line, at its keys' indentation
+        let key = self.positions.get(&spec)?;
+        let child = self
+            .positions
+            .get(&format!("{prefix}spec.podSelector"))
+            .or_else(|| self.positions.get(&format!("{prefix}spec.policyTypes")))?;
+        let end = block_end(&self.lines, key.line - 1, key.column - 1);
+        let pad = " ".repeat(child.column - 1);
+        Some(Insertion {
+            line: self.file_line(end + 1),
+            column: None,
+            text: format!("{pad}egress:\n{}", block_item(rule, child.column - 1)),
+        })
     }
-    let spec = format!("{prefix}spec");
-    let span = positions.span(&spec)?;
-    if char_at(span.end) == Some('}') {
-        return Some(Insertion {
-            line: at_line(span.end.line),
-            column: Some(span.end.column),
-            text: format!(", egress: [{}]", flow(rule)),
-        });
-    }
-    // a new `egress:` key after spec's last line, at its keys' indentation
-    let key = positions.get(&spec)?;
-    let child = positions
-        .get(&format!("{prefix}spec.podSelector"))
-        .or_else(|| positions.get(&format!("{prefix}spec.policyTypes")))?;
-    let end = block_end(&lines, key.line - 1, key.column - 1);
-    let pad = " ".repeat(child.column - 1);
-    Some(Insertion {
-        line: at_line(end + 1),
-        column: None,
-        text: format!("{pad}egress:\n{}", block_item(rule, child.column - 1)),
-    })
 }
 
 /// The file's text with the insertions made, in its own line endings.

@@ -527,39 +527,69 @@ pub async fn serve_tls(
     transport: Transport,
     stop: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls_config);
     let router = router::admission_router(state.clone(), transport.limits.clone());
-    let service = ServiceBuilder::new()
-        .layer(ConcurrencyLimitLayer::new(
-            transport.max_concurrent_reviews.max(1),
-        ))
-        .service(router);
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(transport.max_connections.max(1)));
-    let unproductive = Arc::new(shedding::Unproductive::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(transport.header_timeout)
         .keep_alive(true);
+    let every = Connections {
+        acceptor: TlsAcceptor::from(tls_config),
+        service: ServiceBuilder::new()
+            .layer(ConcurrencyLimitLayer::new(
+                transport.max_concurrent_reviews.max(1),
+            ))
+            .service(router),
+        http,
+        handshake_timeout: transport.handshake_timeout,
+        metrics: state.metrics.clone(),
+        unproductive: Arc::new(shedding::Unproductive::default()),
+    };
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(transport.max_connections.max(1)));
     tokio::pin!(stop);
     loop {
         // at the limit, the oldest connection that has not sent a request makes room
         let permit = tokio::select! {
-            permit = shedding::permit(&connections, &unproductive) => permit,
+            permit = shedding::permit(&connections, &every.unproductive) => permit,
             () = &mut stop => None,
         };
         let Some(permit) = permit else { break };
         let Some((tcp, peer)) = accept(&listener, &mut stop).await else {
             break;
         };
+        every.spawn(tcp, peer, graceful.watcher(), permit);
+    }
+    drop(listener);
+    drain(&state, graceful, transport.drain_timeout).await;
+}
+
+/// What every accepted connection's task is given.
+struct Connections {
+    acceptor: TlsAcceptor,
+    service: tower::limit::ConcurrencyLimit<axum::Router>,
+    http: hyper::server::conn::http1::Builder,
+    handshake_timeout: Duration,
+    metrics: Metrics,
+    unproductive: Arc<shedding::Unproductive>,
+}
+
+impl Connections {
+    /// Serves one connection in a task of its own: the TLS handshake, then HTTP/1.1 until
+    /// it ends, the drain closes it, or it is shed for sending no request at the limit.
+    fn spawn(
+        &self,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let service = service.clone();
-        let http = http.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = transport.handshake_timeout;
-        let (pending, shed) = unproductive.register();
-        let metrics = state.metrics.clone();
+        let acceptor = self.acceptor.clone();
+        let service = self.service.clone();
+        let http = self.http.clone();
+        let handshake_timeout = self.handshake_timeout;
+        let (pending, shed) = self.unproductive.register();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             // counted until the connection ends; the count drops before the permit is released
             let _held = (metrics.webhook.connection(), permit);
@@ -586,16 +616,18 @@ pub async fn serve_tls(
             }
         });
     }
-    drop(listener);
-    // Connections accepted just before the listener closed may not have sent their first
-    // request yet, and keep-alive clients may be sending one now: closing them as idle
-    // would drop those requests. For a moment every request is still answered (asking the
-    // client to close), then the connections left idle are closed.
+}
+
+/// After the listener closed: connections accepted just before may not have sent their
+/// first request yet, and keep-alive clients may be sending one now, so closing them as
+/// idle would drop those requests. For a moment every request is still answered (asking
+/// the client to close), then the connections left idle are closed, within `timeout`.
+async fn drain(state: &Shared, graceful: GracefulShutdown, timeout: Duration) {
     state.start_draining();
-    let settle = SETTLE.min(transport.drain_timeout);
+    let settle = SETTLE.min(timeout);
     let started = tokio::time::Instant::now();
     tokio::time::sleep(settle).await;
-    let left = transport.drain_timeout.saturating_sub(started.elapsed());
+    let left = timeout.saturating_sub(started.elapsed());
     if tokio::time::timeout(left, graceful.shutdown())
         .await
         .is_err()
