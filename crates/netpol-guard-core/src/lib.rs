@@ -5,6 +5,8 @@
 //! - [`rules`], the catalog: each rule a small pure unit over the model, with its table.
 //! - [`guard`], the decisions: NetworkPolicy verdicts, the DNS patch, companion protection
 //!   and the desired companions, the namespace guard and stamp; with the settings they read.
+//! - [`connectivity`], who can reach whom: the connections an input's policies allow, and
+//!   why one is allowed or not.
 //! - [`config`], which reads those settings from YAML; [`audit`], the cluster audit over an
 //!   inventory.
 //!
@@ -17,6 +19,8 @@ pub mod netpol;
 pub mod rules;
 
 pub mod guard;
+
+pub mod connectivity;
 
 pub mod config;
 
