@@ -20,7 +20,7 @@
 //! the pure layers and encoded (AdmissionResponse, report, apply). The offline `check`,
 //! the webhook and the controller call the same functions, so they cannot disagree.
 
-pub use netpol_guard_core::{audit, config, guard, netpol, rules};
+pub use netpol_guard_core::{audit, config, connectivity, guard, netpol, rules};
 
 pub mod admission;
 pub mod cli;

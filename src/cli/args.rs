@@ -54,6 +54,105 @@ pub enum Command {
     /// The default-deny and allow-DNS companions the controller keeps in every namespace.
     #[command(subcommand)]
     Companions(CompanionsCommand),
+    /// Who can reach whom, as the NetworkPolicies of manifests decide it: list, diff, explain.
+    #[command(subcommand)]
+    Connectivity(ConnectivityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectivityCommand {
+    /// List the allowed connections between the workloads of manifests, and to and from
+    /// the addresses outside them (exit 0; 2 when some input cannot be read).
+    List(ConnectivityListArgs),
+    /// The connections added, removed and changed from --base to --head (exit 0; 1 with
+    /// --fail-on when the diff holds such changes; 2 when some input cannot be read).
+    Diff(ConnectivityDiffArgs),
+    /// Why one connection is allowed or denied: the policies that isolate each end and the
+    /// rule that admits it (exit 0 allowed, 1 denied, 2 bad input).
+    Explain(ConnectivityExplainArgs),
+}
+
+/// How the connectivity commands read manifests.
+#[derive(Debug, clap::Args)]
+pub struct ConnectivityInput {
+    /// The namespace of objects that name none.
+    #[arg(
+        long,
+        short = 'n',
+        default_value = "default",
+        env = "NETPOL_GUARD_NAMESPACE"
+    )]
+    pub namespace: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectivityListArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ConnectivityFormat,
+    /// Only the connections from or to this workload (`namespace/name` or `name`; repeatable).
+    #[arg(long, value_name = "WORKLOAD")]
+    pub focus: Vec<String>,
+    #[command(flatten)]
+    pub input: ConnectivityInput,
+    /// Manifest files or directories (`-` for standard input).
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectivityDiffArgs {
+    /// The manifests before the change: a directory, or a git revision (branch, tag,
+    /// commit) of the --head directory's repository.
+    #[arg(long, value_name = "REF|DIR")]
+    pub base: String,
+    /// The manifests after the change: a directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub head: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ConnectivityFormat,
+    /// Only the connections from or to this workload (repeatable).
+    #[arg(long, value_name = "WORKLOAD")]
+    pub focus: Vec<String>,
+    /// Exit 1 when the diff holds such changes: `removed` (a connection or a port of one
+    /// lost), `added` (one gained), `any`.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<DiffFailOn>,
+    #[command(flatten)]
+    pub input: ConnectivityInput,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectivityExplainArgs {
+    /// The source: a workload (`namespace/name` or `name`) or an IP address.
+    pub src: String,
+    /// The destination: a workload or an IP address.
+    pub dst: String,
+    /// One port to judge, `PORT/PROTOCOL` (`443/TCP`, `53/UDP`; the protocol defaults to TCP).
+    pub port: Option<String>,
+    /// Manifest files or directories to read (repeatable).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "PATH",
+        default_value = "."
+    )]
+    pub files: Vec<String>,
+    /// text or json
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ConnectivityFormat,
+    #[command(flatten)]
+    pub input: ConnectivityInput,
+}
+
+/// `connectivity --format`.
+pub(crate) type ConnectivityFormat = crate::offline::connectivity::Format;
+
+/// `connectivity diff --fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFailOn {
+    Removed,
+    Added,
+    Any,
 }
 
 #[derive(Debug, clap::Args)]

@@ -11,9 +11,10 @@ use crate::rules::CATALOG;
 pub(crate) mod args;
 mod audit;
 mod check;
+mod connectivity;
 pub mod telemetry;
 
-pub use args::{Cli, Command, CompanionsCommand};
+pub use args::{Cli, Command, CompanionsCommand, ConnectivityCommand};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -37,6 +38,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => check::run(args),
+        Command::Connectivity(command) => match command {
+            ConnectivityCommand::List(args) => connectivity::list(args),
+            ConnectivityCommand::Diff(args) => connectivity::diff(args),
+            ConnectivityCommand::Explain(args) => connectivity::explain(args),
+        },
         Command::Audit(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

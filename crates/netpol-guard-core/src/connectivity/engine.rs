@@ -404,6 +404,7 @@ impl<'a> Network<'a> {
                 policies.push(policy);
             }
         }
+        policies.sort();
         Side::Isolated {
             policies,
             admissions,
@@ -907,7 +908,7 @@ spec:
         };
         assert_eq!(
             policies.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ["shop/web", "shop/default-deny"]
+            ["shop/default-deny", "shop/web"]
         );
         assert_eq!(admissions.len(), 1);
         assert_eq!(admissions[0].path, "spec.ingress[1].from[0]");
