@@ -9,10 +9,11 @@
 //! - [`rules`], the catalog: each rule a small pure unit over the model.
 //! - [`guard`], the decisions: NetworkPolicy verdicts, the DNS patch, companion protection
 //!   and the desired companions, the namespace guard and stamp; with the settings they read.
+//! - [`connectivity`], who can reach whom: the connections policies allow, and why.
 //! - [`config`], which reads those settings from YAML.
 //! - the edges, each a folder: [`admission`] (the AdmissionReview codec), [`webhook`] (HTTP,
 //!   TLS, limits, signals, certificates), [`kubernetes`] (cache, Lease, controller, the
-//!   background audit), [`offline`] (`check` over files and its reports), [`cli`] (the
+//!   background audit), [`offline`] (`check` and `connectivity` over files, and their reports), [`cli`] (the
 //!   commands, their flags and the logs), around [`runtime`] (state and metrics), which
 //!   they share.
 //!
