@@ -104,7 +104,11 @@ fn measure(mode: &str, dir: &Path) -> (f64, f64, usize, usize, usize) {
         .args(["--child", mode, &dir.display().to_string()])
         .output()
         .expect("child runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let f: Vec<&str> = text.split_whitespace().collect();
     (
@@ -124,7 +128,10 @@ fn main() {
     }
     let smoke = args.iter().any(|a| a == "--smoke");
     let (namespaces, runs) = if smoke { (5, 1) } else { (50, 3) };
-    let dir = std::env::temp_dir().join(format!("netpol-guard-connectivity-bench-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "netpol-guard-connectivity-bench-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     generate(&dir, namespaces);
@@ -133,8 +140,14 @@ fn main() {
     for run in 1..=runs {
         for mode in ["baseline", "list"] {
             let (seconds, rss, connections, workloads, policies) = measure(mode, &dir);
-            let phase = if mode == "list" { "list (read + compute + render)" } else { "baseline (read + decode only)" };
-            println!("| {run} | {workloads} | {policies} | {phase} | {seconds:.3} | {rss:.1} | {connections} |");
+            let phase = if mode == "list" {
+                "list (read + compute + render)"
+            } else {
+                "baseline (read + decode only)"
+            };
+            println!(
+                "| {run} | {workloads} | {policies} | {phase} | {seconds:.3} | {rss:.1} | {connections} |"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -395,3 +395,37 @@ fn unreadable_documents_are_named_and_fail_with_2() {
         stdout(&out)
     );
 }
+
+/// The README's picture is the tool's own output for the shop after the change.
+#[test]
+fn the_readme_picture_is_the_tools_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed =
+        std::fs::read_to_string(root.join("docs/connectivity-shop.dot")).expect("dot file");
+    let now = stdout(&run(&[
+        "connectivity",
+        "list",
+        "--format",
+        "dot",
+        &shop("after"),
+    ]));
+    assert_eq!(
+        committed, now,
+        "regenerate: netpol-guard connectivity list tests/data/connectivity/shop/after --format dot > docs/connectivity-shop.dot && dot -Tsvg docs/connectivity-shop.dot > docs/connectivity-shop.svg"
+    );
+    let svg = std::fs::read_to_string(root.join("docs/connectivity-shop.svg")).expect("svg");
+    for node in [
+        "web",
+        "api",
+        "db",
+        "report",
+        "scraper",
+        "0.0.0.0/0",
+        "TCP 8080,8443",
+    ] {
+        assert!(
+            svg.contains(&format!(">{node}<")),
+            "the SVG is drawn from the DOT file: {node}"
+        );
+    }
+}

@@ -12,7 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The pure core, bottom up (the modules of `crates/netpol-guard-core/src`).
-const CORE: &[&str] = &["netpol", "connectivity", "rules", "guard", "config", "audit"];
+const CORE: &[&str] = &[
+    "netpol",
+    "connectivity",
+    "rules",
+    "guard",
+    "config",
+    "audit",
+];
 
 /// The edges of `src/`, each a folder, and the edges each must not import: the codec and the
 /// shared runtime know no transport, `check` over files knows no process, the webhook knows

@@ -341,7 +341,7 @@ fn mermaid(edges: &[Edge<'_>]) -> String {
 fn dot(edges: &[Edge<'_>]) -> String {
     let nodes = nodes(edges);
     let mut out = String::from(
-        "digraph connectivity {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n",
+        "digraph connectivity {\n  rankdir=LR;\n  graph [fontname=\"Helvetica\"];\n  node [shape=box, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n",
     );
     // workloads grouped by namespace, address groups outside
     let mut namespaces: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
