@@ -61,7 +61,6 @@ fn generate(dir: &Path, namespaces: usize) {
         );
         // 19 ingress and 19 egress policies: 40 a namespace with the two above
         for w in 0..WORKLOADS_PER_NAMESPACE - 1 {
-            let tier = TIERS[w % 3];
             let upstream = TIERS[(w + 2) % 3];
             let _ = write!(
                 y,
