@@ -162,6 +162,7 @@ fn missing_dns_hit(
         )
     };
     let tcp_only = !ctx.dns_coverage.of(subject, Protocol::Tcp).is_missing();
+    let lost = lost_dns_connections(ctx, subject, examples, pods);
     let target = format!(
         "the DNS pods ({} in namespaces {})",
         selector::describe(&selector::from_labels(ctx.dns.pod_labels())),
@@ -171,7 +172,7 @@ fn missing_dns_hit(
         egress_path(subject),
         format!(
             "restricts egress of {who} but {} allows DNS on UDP 53 to {target}{}: every name \
-             lookup of these pods will time out",
+             lookup of these pods will time out{lost}",
             "no rule of this policy or of a policy selecting the same pods",
             if tcp_only {
                 " (only TCP 53 is allowed)"
@@ -184,6 +185,50 @@ fn missing_dns_hit(
              if these pods must have no egress at all",
             ctx.dns.allowance_yaml()
         ),
+    )
+}
+
+/// The concrete connections the policy cuts, when the cluster's pods are known: up to
+/// three of the pods it leaves without DNS, to the DNS pods the cache knows, on the UDP port.
+/// Empty when either side is not known by name.
+fn lost_dns_connections(
+    ctx: &Context<'_>,
+    subject: &Subject<'_>,
+    examples: &[String],
+    pods: usize,
+) -> String {
+    let Some(dns_namespace) = ctx.dns.namespace() else {
+        return String::new();
+    };
+    let dns_labels = ctx.dns.pod_labels();
+    let dns_pods: Vec<&str> = ctx
+        .inventory
+        .pods_in(dns_namespace)
+        .filter(|(_, labels)| dns_labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .map(|(name, _)| name)
+        .collect();
+    let (Some(first), false) = (dns_pods.first(), examples.is_empty()) else {
+        return String::new();
+    };
+    let to = match dns_pods.len() {
+        1 => format!("{dns_namespace}/{first}"),
+        2 => format!("{dns_namespace}/{first} and 1 other DNS pod"),
+        n => format!("{dns_namespace}/{first} and {} other DNS pods", n - 1),
+    };
+    let port = ctx.dns.port_number(Protocol::Udp).unwrap_or(53);
+    let from: Vec<String> = examples
+        .iter()
+        .map(|pod| format!("{}/{pod}", subject.namespace))
+        .collect();
+    let more = pods.saturating_sub(examples.len());
+    let more = if more == 0 {
+        String::new()
+    } else {
+        format!(" (and {more} more pods)")
+    };
+    format!(
+        "; connections lost: {} -> {to} on UDP {port}{more}",
+        from.join(", ")
     )
 }
 
@@ -767,6 +812,38 @@ mod tests {
             hits[0]
                 .message
                 .contains("(pods web-0, web-1, web-2 (and 2 more))"),
+            "{}",
+            hits[0].message
+        );
+        // with the DNS pods known too, the message names the connections it cuts
+        assert!(
+            !hits[0].message.contains("connections lost"),
+            "no DNS pod known yet"
+        );
+        let coredns = |name: &str| {
+            format!(
+                "kind: Pod\nmetadata: {{name: {name}, namespace: kube-system, labels: {{k8s-app: kube-dns}}}}"
+            )
+        };
+        let (dns_a, dns_b) = (coredns("coredns-a"), coredns("coredns-b"));
+        let not_dns = "kind: Pod\nmetadata: {name: metrics-server, namespace: kube-system, labels: {k8s-app: metrics-server}}";
+        let mut with_dns = others.clone();
+        with_dns.extend([dns_a.as_str(), dns_b.as_str(), not_dns]);
+        let hits = run(&EGRESS_MISSING_DNS, &subject, &with_dns);
+        assert!(
+            hits[0].message.ends_with(
+                "; connections lost: apps/web-0, apps/web-1, apps/web-2 -> kube-system/coredns-a \
+                 and 1 other DNS pod on UDP 53 (and 2 more pods)"
+            ),
+            "{}",
+            hits[0].message
+        );
+        let one: Vec<&str> = vec![&dns_by_label, &web_plain, &dns_a];
+        let hits = run(&EGRESS_MISSING_DNS, &subject, &one);
+        assert!(
+            hits[0]
+                .message
+                .ends_with("; connections lost: apps/web-2 -> kube-system/coredns-a on UDP 53"),
             "{}",
             hits[0].message
         );
