@@ -219,67 +219,96 @@ impl Reports {
         let Some(written) = self.written.as_mut() else {
             return (0, 0);
         };
-        let resource = report_resource();
-        let (mut applied, mut deleted) = (0, 0);
         let grouped = by_namespace(audit);
-        for (ns, results) in &grouped {
-            // the API server refuses new objects in a namespace being deleted
-            if terminating(ns) {
-                continue;
-            }
-            let content = report_content(results);
-            let print = fingerprint(&content);
-            if written.get(*ns) == Some(&print) {
-                continue;
-            }
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-            let mut report = json!({
-                "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
-                "metadata": {"name": REPORT_NAME, "namespace": ns, "labels": {MANAGED_BY: MANAGER}},
-            });
-            report["summary"] = content["summary"].clone();
-            report["results"] = content["results"].clone();
-            let params = PatchParams::apply(MANAGER).force();
-            let ok = api
-                .patch(REPORT_NAME, &params, &Patch::Apply(&report))
-                .await
-                .inspect_err(|e| tracing::warn!(namespace = %ns, error = %e, "writing a PolicyReport failed"))
-                .is_ok();
-            state
-                .metrics
-                .audit
-                .report_write(ReportWrite::Apply, Attempt::of(ok));
-            if ok {
-                written.insert(ns.to_string(), print);
-                applied += 1;
-            }
-            tokio::time::sleep(WRITE_PAUSE).await;
-        }
-        let stale: Vec<String> = written
-            .keys()
-            .filter(|ns| !grouped.contains_key(ns.as_str()))
-            .cloned()
-            .collect();
-        for ns in stale {
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
-            let result = api.delete(REPORT_NAME, &DeleteParams::default()).await;
-            let ok = match result {
-                Ok(_) => true,
-                Err(kube::Error::Api(e)) => e.code == 404,
-                Err(_) => false,
-            };
-            state
-                .metrics
-                .audit
-                .report_write(ReportWrite::Delete, Attempt::of(ok));
-            if ok {
-                written.remove(&ns);
-                deleted += 1;
-            }
-            tokio::time::sleep(WRITE_PAUSE).await;
-        }
+        let applied = apply_changed(client, state, &grouped, written, terminating).await;
+        let deleted = delete_stale(client, state, &grouped, written).await;
         (applied, deleted)
     }
+}
+
+/// Applies the report of each namespace whose content changed since this process last
+/// wrote it (none in a namespace being deleted); returns how many were written.
+async fn apply_changed(
+    client: &Client,
+    state: &SharedState,
+    grouped: &BTreeMap<&str, Vec<&PolicyResult>>,
+    written: &mut BTreeMap<String, u64>,
+    terminating: impl Fn(&str) -> bool,
+) -> usize {
+    let resource = report_resource();
+    let mut applied = 0;
+    for (ns, results) in grouped {
+        // the API server refuses new objects in a namespace being deleted
+        if terminating(ns) {
+            continue;
+        }
+        let content = report_content(results);
+        let print = fingerprint(&content);
+        if written.get(*ns) == Some(&print) {
+            continue;
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+        let mut report = json!({
+            "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+            "metadata": {"name": REPORT_NAME, "namespace": ns, "labels": {MANAGED_BY: MANAGER}},
+        });
+        report["summary"] = content["summary"].clone();
+        report["results"] = content["results"].clone();
+        let params = PatchParams::apply(MANAGER).force();
+        let ok = api
+            .patch(REPORT_NAME, &params, &Patch::Apply(&report))
+            .await
+            .inspect_err(
+                |e| tracing::warn!(namespace = %ns, error = %e, "writing a PolicyReport failed"),
+            )
+            .is_ok();
+        state
+            .metrics
+            .audit
+            .report_write(ReportWrite::Apply, Attempt::of(ok));
+        if ok {
+            written.insert(ns.to_string(), print);
+            applied += 1;
+        }
+        tokio::time::sleep(WRITE_PAUSE).await;
+    }
+    applied
+}
+
+/// Deletes the reports this process wrote for namespaces that have no finding any more
+/// (a report already gone counts as deleted); returns how many went.
+async fn delete_stale(
+    client: &Client,
+    state: &SharedState,
+    grouped: &BTreeMap<&str, Vec<&PolicyResult>>,
+    written: &mut BTreeMap<String, u64>,
+) -> usize {
+    let resource = report_resource();
+    let stale: Vec<String> = written
+        .keys()
+        .filter(|ns| !grouped.contains_key(ns.as_str()))
+        .cloned()
+        .collect();
+    let mut deleted = 0;
+    for ns in stale {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        let result = api.delete(REPORT_NAME, &DeleteParams::default()).await;
+        let ok = match result {
+            Ok(_) => true,
+            Err(kube::Error::Api(e)) => e.code == 404,
+            Err(_) => false,
+        };
+        state
+            .metrics
+            .audit
+            .report_write(ReportWrite::Delete, Attempt::of(ok));
+        if ok {
+            written.remove(&ns);
+            deleted += 1;
+        }
+        tokio::time::sleep(WRITE_PAUSE).await;
+    }
+    deleted
 }
 
 /// One audit of the current snapshot: metrics, then reports.
