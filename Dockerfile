@@ -16,12 +16,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# the revision `--version` names (the build has no .git)
+ARG REVISION=unknown
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     target="$(uname -m)-unknown-linux-musl" \
  && rustup target add "$target" \
- && cargo build --release --locked --bin netpol-guard --target "$target" \
+ && NETPOL_GUARD_REVISION="$REVISION" cargo build --release --locked --bin netpol-guard --target "$target" \
  && cp "target/$target/release/netpol-guard" /netpol-guard \
  && /netpol-guard --version
 

@@ -1339,3 +1339,50 @@ fn acknowledged_findings_are_listed_as_suppressed_never_silent() {
         "{text}"
     );
 }
+
+#[test]
+fn completions_man_pages_and_version_are_generated() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = stdout(&out);
+        for word in ["connectivity", "check", "--fail-on"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let bad = run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let page = stdout(&run(&["man"]));
+    assert!(page.contains(".TH netpol-guard 1"), "{page}");
+    for sub in ["serve", "check", "audit", "connectivity", "completions"] {
+        assert!(
+            page.contains(&format!("netpol\\-guard\\-{sub}(1)")),
+            "the page lists {sub}"
+        );
+    }
+    let dir = temp_dir("man");
+    let out = run(&["man", "--out", &dir.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0));
+    for page in [
+        "netpol-guard.1",
+        "netpol-guard-check.1",
+        "netpol-guard-connectivity.1",
+        "netpol-guard-serve.1",
+    ] {
+        let text = std::fs::read_to_string(dir.join(page)).expect(page);
+        assert!(
+            text.starts_with(".ie") && text.contains(".SH SYNOPSIS"),
+            "{page}"
+        );
+    }
+    let check_page = std::fs::read_to_string(dir.join("netpol-guard-check.1")).expect("page");
+    assert!(
+        check_page.contains("\\-\\-fail\\-on"),
+        "the subcommand page lists its flags"
+    );
+    // the version names the revision it was built from
+    let version = stdout(&run(&["--version"]));
+    let (name, revision) = version.trim().split_once(" (").expect("VERSION (REVISION)");
+    assert_eq!(name, format!("netpol-guard {}", env!("CARGO_PKG_VERSION")));
+    assert!(revision.ends_with(')') && revision.len() > 1, "{version}");
+}

@@ -13,9 +13,17 @@ use crate::offline::check;
 use crate::offline::report::Format;
 use crate::webhook::serve::ServeArgs;
 
+/// The version and the git revision it was built from.
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("NETPOL_GUARD_REVISION"),
+    ")"
+);
+
 /// Keeps Kubernetes NetworkPolicy from breaking clusters.
 #[derive(Debug, Parser)]
-#[command(name = "netpol-guard", version, about)]
+#[command(name = "netpol-guard", version = VERSION, about)]
 pub struct Cli {
     /// Log format (logs go to stderr).
     #[arg(
@@ -57,6 +65,26 @@ pub enum Command {
     /// Who can reach whom, as the NetworkPolicies of manifests decide it: list, diff, explain.
     #[command(subcommand)]
     Connectivity(ConnectivityCommand),
+    /// Print a shell completion script (e.g. `netpol-guard completions bash >
+    /// /etc/bash_completion.d/netpol-guard`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `netpol-guard man > netpol-guard.1`; with --out,
+    /// write it and one page per subcommand to a directory.
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write netpol-guard.1 and netpol-guard-COMMAND.1 here instead of printing one page.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]

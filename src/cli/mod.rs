@@ -16,6 +16,38 @@ pub mod telemetry;
 
 pub use args::{Cli, Command, CompanionsCommand, ConnectivityCommand};
 
+/// The manual: `netpol-guard.1` on stdout, or with `--out DIR` that page and one per
+/// subcommand (`netpol-guard-check.1`, ...) written there.
+fn man(args: &args::ManArgs) -> anyhow::Result<ExitCode> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = &args.out else {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(command).render(&mut out)?;
+        std::io::stdout().lock().write_all(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut pages = vec![("netpol-guard".to_string(), command.clone())];
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("netpol-guard-{}", sub.get_name());
+        pages.push((
+            name.clone(),
+            sub.clone()
+                .version(args::VERSION)
+                .display_name(name)
+                .bin_name(format!("netpol-guard {}", sub.get_name())),
+        ));
+    }
+    for (name, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        let file = dir.join(format!("{name}.1"));
+        std::fs::write(&file, out).with_context(|| format!("writing {}", file.display()))?;
+        eprintln!("wrote {}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -38,6 +70,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => check::run(args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                args.shell,
+                &mut command,
+                "netpol-guard",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(args) => man(&args),
         Command::Connectivity(command) => match command {
             ConnectivityCommand::List(args) => connectivity::list(args),
             ConnectivityCommand::Diff(args) => connectivity::diff(args),
