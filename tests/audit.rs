@@ -76,12 +76,17 @@ fn start(api: &FakeApi) -> Replica {
 }
 
 fn start_as(api: &FakeApi, leading: bool) -> Replica {
+    start_with(api, leading, audit::ReportApi::PolicyReport)
+}
+
+fn start_with(api: &FakeApi, leading: bool, report_api: audit::ReportApi) -> Replica {
     let state = common::state_with(Config::default());
     let (stop, rx) = watch::channel(false);
     let settings = audit::Settings {
         interval: Duration::from_secs(3600),
         debounce: Duration::from_millis(100),
         reports: true,
+        api: report_api,
     };
     let tasks = vec![
         tokio::spawn(cache::run(
@@ -301,6 +306,62 @@ async fn findings_become_metrics_and_policy_reports_that_follow_the_cluster() {
     .await;
     assert_eq!(next.writes("apply"), 0);
     assert_eq!(next.writes("delete"), 0);
+    next.stop().await;
+}
+
+/// `--report-api openreports`: the same summary and results as an openreports.io/v1alpha1
+/// Report, with the engine named once; every result carries its fix; no PolicyReport written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_reports_carry_the_same_results_and_each_fix() {
+    let api = cluster();
+    api.install_policy_reports();
+    api.install_open_reports();
+    let replica = start_with(&api, true, audit::ReportApi::OpenReports);
+    eventually("the first audit's Reports", PATIENCE, async || {
+        api.get("reports", "shop", "netpol-guard").is_some()
+            && api.get("reports", "kube-system", "netpol-guard").is_some()
+    })
+    .await;
+    let shop = api.get("reports", "shop", "netpol-guard").unwrap();
+    assert_eq!(shop["apiVersion"], "openreports.io/v1alpha1");
+    assert_eq!(shop["kind"], "Report");
+    assert_eq!(shop["source"], "netpol-guard");
+    assert_eq!(
+        shop["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "netpol-guard"
+    );
+    let shown: Vec<(String, String, String)> = results(&shop);
+    let want = [
+        ("egress-missing-dns", "fail", "web-egress"),
+        ("catalog", "pass", "web-ingress"),
+    ];
+    assert_eq!(
+        shown,
+        want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    );
+    assert_eq!(
+        (
+            shop["summary"]["fail"].as_u64(),
+            shop["summary"]["pass"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let result = &shop["results"][0];
+    assert_eq!(result["properties"]["path"], "spec.egress");
+    let fix = result["properties"]["fix"].as_str().unwrap();
+    assert!(fix.starts_with("add this rule to spec.egress:"), "{fix}");
+    assert!(
+        api.get("policyreports", "shop", "netpol-guard").is_none(),
+        "one report API at a time"
+    );
+    // read back on the next leadership: nothing changed, nothing rewritten
+    replica.stop().await;
+    let next = start_with(&api, true, audit::ReportApi::OpenReports);
+    eventually("the next leader's audit", PATIENCE, async || {
+        next.state.metrics.audit.last_run() > 0.0
+    })
+    .await;
+    assert_eq!(next.writes("apply"), 0, "the Reports read back match");
     next.stop().await;
 }
 

@@ -480,6 +480,25 @@ fn rbac_is_least_privilege() {
         arg(&args(&objects), "--policy-reports") == "on" && arg(&args(&objects), "--audit") == "on"
     );
     assert_eq!(arg(&args(&objects), "--audit-interval"), "10m");
+    assert_eq!(arg(&args(&objects), "--report-api"), "policyreport");
+    // OpenReports: the flag, and the ClusterRole grants reports instead of policyreports
+    let open = render(&helm, &["policyReports.api=openreports"]);
+    assert_eq!(arg(&args(&open), "--report-api"), "openreports");
+    let rules = find(&open, "ClusterRole", FULLNAME)["rules"].to_string();
+    assert!(
+        rules.contains("openreports.io") && rules.contains("\"reports\""),
+        "{rules}"
+    );
+    assert!(!rules.contains("policyreports"), "{rules}");
+    // the bundled CRD is the PolicyReport one: asking for it with OpenReports is an error
+    let wrong = try_render(
+        &helm,
+        &[
+            "policyReports.api=openreports",
+            "policyReports.installCRD=true",
+        ],
+    );
+    assert!(wrong.is_err_and(|e| e.contains("install the OpenReports CRD")));
 
     // DNS discovery: read-only Services and EndpointSlices, only where DNS runs
     let dns_role = find(&objects, "Role", &format!("{FULLNAME}-dns-discovery"));

@@ -1,7 +1,8 @@
 //! The background audit: on the leader replica, the existing policies judged from the
 //! cache, after a change (debounced) and on a period. Results go to metrics and, when the
-//! `wgpolicyk8s.io/v1alpha2` PolicyReport CRD is installed, to one PolicyReport per
-//! namespace, written by server-side apply only when its results change.
+//! report CRD is installed, to one report per namespace: a `wgpolicyk8s.io/v1alpha2`
+//! PolicyReport, or an `openreports.io/v1alpha1` Report (`--report-api openreports`),
+//! written by server-side apply only when its results change.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,15 +35,62 @@ pub struct Settings {
     pub interval: Duration,
     /// After a change in the cluster, wait this long for more before running.
     pub debounce: Duration,
-    /// Write PolicyReports (when the CRD is installed).
+    /// Write reports (when their CRD is installed).
     pub reports: bool,
+    /// Which report API.
+    pub api: ReportApi,
 }
 
-fn report_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
-        "policyreports",
-    )
+/// The report APIs: the same summary and results, in two groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReportApi {
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReport (Policy Reporter, Kyverno before 1.15).
+    #[default]
+    #[value(name = "policyreport")]
+    PolicyReport,
+    /// `openreports.io/v1alpha1` Report (Kyverno 1.15 and later, Policy Reporter 3.2 and later).
+    #[value(name = "openreports")]
+    OpenReports,
+}
+
+impl ReportApi {
+    fn gvk(self) -> (GroupVersionKind, &'static str) {
+        match self {
+            ReportApi::PolicyReport => (
+                GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+                "policyreports",
+            ),
+            ReportApi::OpenReports => (
+                GroupVersionKind::gvk("openreports.io", "v1alpha1", "Report"),
+                "reports",
+            ),
+        }
+    }
+
+    fn resource(self) -> ApiResource {
+        let (gvk, plural) = self.gvk();
+        ApiResource::from_gvk_with_plural(&gvk, plural)
+    }
+
+    /// `wgpolicyk8s.io/v1alpha2 PolicyReport`, for logs.
+    fn describe(self) -> String {
+        let (gvk, _) = self.gvk();
+        format!("{}/{} {}", gvk.group, gvk.version, gvk.kind)
+    }
+
+    /// An empty report of this API, named and labelled as the guard writes them.
+    fn object(self, namespace: &str) -> Value {
+        let (gvk, _) = self.gvk();
+        let mut report = json!({
+            "apiVersion": format!("{}/{}", gvk.group, gvk.version), "kind": gvk.kind,
+            "metadata": {"name": REPORT_NAME, "namespace": namespace, "labels": {MANAGED_BY: MANAGER}},
+        });
+        if self == ReportApi::OpenReports {
+            // OpenReports names the engine once for the whole report
+            report["source"] = json!(REPORT_NAME);
+        }
+        report
+    }
 }
 
 /// The result of one finding, in the report's words.
@@ -79,7 +127,7 @@ pub fn report_content(results: &[&PolicyResult]) -> Value {
                 "source": REPORT_NAME, "category": "NetworkPolicy", "scored": true,
                 "message": format!("{} (acknowledged: {})", f.message, s.reason),
                 "resources": resource_ref(r),
-                "properties": {"path": f.path, "suppressedBy": "netpol-guard.io/ignore"},
+                "properties": {"path": f.path, "fix": f.fix, "suppressedBy": "netpol-guard.io/ignore"},
             }));
         }
         if r.findings.is_empty() {
@@ -100,7 +148,7 @@ pub fn report_content(results: &[&PolicyResult]) -> Value {
                 "policy": REPORT_NAME, "rule": f.rule, "result": result, "severity": severity,
                 "source": REPORT_NAME, "category": "NetworkPolicy", "scored": true,
                 "message": f.message, "resources": resource_ref(r),
-                "properties": {"path": f.path},
+                "properties": {"path": f.path, "fix": f.fix},
             }));
         }
     }
@@ -167,11 +215,11 @@ struct Reports {
 impl Reports {
     /// Reads the reports this guard wrote, once per leadership. `false` when the CRD is not
     /// installed (logged once) or they cannot be read.
-    async fn load(&mut self, client: &Client) -> bool {
+    async fn load(&mut self, client: &Client, report_api: ReportApi) -> bool {
         if self.written.is_some() {
             return true;
         }
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &report_resource());
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &report_api.resource());
         let params = ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
         match api.list(&params).await {
             Ok(list) => {
@@ -194,14 +242,15 @@ impl Reports {
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 if !self.missing_logged {
                     tracing::info!(
-                        "the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is not installed: audit results go to metrics only"
+                        reports = %report_api.describe(),
+                        "the report CRD is not installed: audit results go to metrics only"
                     );
                     self.missing_logged = true;
                 }
                 false
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read PolicyReports; trying again on the next audit");
+                tracing::warn!(reports = %report_api.describe(), error = %e, "cannot read the reports; trying again on the next audit");
                 false
             }
         }
@@ -214,14 +263,16 @@ impl Reports {
         client: &Client,
         state: &SharedState,
         audit: &Audit,
+        report_api: ReportApi,
         terminating: impl Fn(&str) -> bool,
     ) -> (usize, usize) {
         let Some(written) = self.written.as_mut() else {
             return (0, 0);
         };
         let grouped = by_namespace(audit);
-        let applied = apply_changed(client, state, &grouped, written, terminating).await;
-        let deleted = delete_stale(client, state, &grouped, written).await;
+        let applied =
+            apply_changed(client, state, &grouped, written, report_api, terminating).await;
+        let deleted = delete_stale(client, state, &grouped, written, report_api).await;
         (applied, deleted)
     }
 }
@@ -233,9 +284,10 @@ async fn apply_changed(
     state: &SharedState,
     grouped: &BTreeMap<&str, Vec<&PolicyResult>>,
     written: &mut BTreeMap<String, u64>,
+    report_api: ReportApi,
     terminating: impl Fn(&str) -> bool,
 ) -> usize {
-    let resource = report_resource();
+    let resource = report_api.resource();
     let mut applied = 0;
     for (ns, results) in grouped {
         // the API server refuses new objects in a namespace being deleted
@@ -248,10 +300,7 @@ async fn apply_changed(
             continue;
         }
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-        let mut report = json!({
-            "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
-            "metadata": {"name": REPORT_NAME, "namespace": ns, "labels": {MANAGED_BY: MANAGER}},
-        });
+        let mut report = report_api.object(ns);
         report["summary"] = content["summary"].clone();
         report["results"] = content["results"].clone();
         let params = PatchParams::apply(MANAGER).force();
@@ -282,8 +331,9 @@ async fn delete_stale(
     state: &SharedState,
     grouped: &BTreeMap<&str, Vec<&PolicyResult>>,
     written: &mut BTreeMap<String, u64>,
+    report_api: ReportApi,
 ) -> usize {
-    let resource = report_resource();
+    let resource = report_api.resource();
     let stale: Vec<String> = written
         .keys()
         .filter(|ns| !grouped.contains_key(ns.as_str()))
@@ -328,10 +378,12 @@ async fn run_once(
     );
     let took = started.elapsed();
     let notable = audit.namespaces.values().filter(|s| s.notable()).count();
-    let (applied, deleted) = if settings.reports && reports.load(client).await {
+    let (applied, deleted) = if settings.reports && reports.load(client, settings.api).await {
         let inventory = &snapshot.inventory;
         let terminating = |ns: &str| inventory.is_terminating(ns);
-        reports.sync(client, state, &audit, terminating).await
+        reports
+            .sync(client, state, &audit, settings.api, terminating)
+            .await
     } else {
         (0, 0)
     };

@@ -65,8 +65,8 @@ pub struct ClusterArgs {
     /// How often the background audit runs besides after changes.
     #[arg(long, env = "NETPOL_GUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = crate::runtime::duration::positive_flag)]
     pub audit_interval: Duration,
-    /// Write the audit's results as PolicyReports (wgpolicyk8s.io/v1alpha2) when the CRD
-    /// is installed.
+    /// Write the audit's results as reports (one per namespace, of the --report-api) when
+    /// their CRD is installed.
     #[arg(
         long,
         env = "NETPOL_GUARD_POLICY_REPORTS",
@@ -74,6 +74,15 @@ pub struct ClusterArgs {
         default_value = "on"
     )]
     pub policy_reports: Switch,
+    /// Which report API the audit writes: `policyreport` (wgpolicyk8s.io/v1alpha2
+    /// PolicyReport) or `openreports` (openreports.io/v1alpha1 Report).
+    #[arg(
+        long,
+        env = "NETPOL_GUARD_REPORT_API",
+        value_enum,
+        default_value = "policyreport"
+    )]
+    pub report_api: audit::ReportApi,
 }
 
 /// `on` or `off`.
@@ -177,6 +186,7 @@ pub async fn start(
             debounce: AUDIT_DEBOUNCE,
             // a dry run writes nothing, PolicyReports included
             reports: args.policy_reports == Switch::On && args.controller != ControllerMode::DryRun,
+            api: args.report_api,
         };
         tasks.push(tokio::spawn(audit::run(
             client.clone(),

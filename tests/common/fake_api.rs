@@ -39,6 +39,8 @@ struct Store {
     forbidden: Vec<String>,
     /// Whether the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is installed.
     policy_reports: bool,
+    /// Whether the OpenReports Report CRD (openreports.io/v1alpha1) is installed.
+    open_reports: bool,
     /// Watches from a resourceVersion before this one are answered 410 Gone (compacted).
     compacted: u64,
 }
@@ -180,6 +182,11 @@ impl FakeApi {
         self.store.lock().unwrap().policy_reports = true;
     }
 
+    /// Installs the OpenReports Report CRD (openreports.io/v1alpha1): before, its URLs are 404.
+    pub(crate) fn install_open_reports(&self) {
+        self.store.lock().unwrap().open_reports = true;
+    }
+
     /// Marks a namespace as being deleted without a watch event yet: what a client sees in
     /// the moment before the event reaches it.
     pub(crate) fn start_deleting_quietly(&self, namespace: &str) {
@@ -300,6 +307,17 @@ impl FakeApi {
                     _ => return status(404, "NotFound"),
                 }
             }
+            ["apis", "openreports.io", "v1alpha1", rest @ ..] => {
+                if !self.store.lock().unwrap().open_reports {
+                    return status(404, "NotFound");
+                }
+                match rest {
+                    ["reports"] => ("reports", "", None),
+                    ["namespaces", ns, "reports"] => ("reports", *ns, None),
+                    ["namespaces", ns, "reports", name] => ("reports", *ns, Some(*name)),
+                    _ => return status(404, "NotFound"),
+                }
+            }
             ["apis", _, "v1", "networkpolicies"] => ("networkpolicies", "", None),
             ["apis", _, "v1", "namespaces", ns, resource] => (*resource, *ns, None),
             ["apis", _, "v1", "namespaces", ns, resource, name] => (*resource, *ns, Some(*name)),
@@ -389,6 +407,7 @@ impl FakeApi {
                 );
                 let (api_version, kind) = match resource {
                     "policyreports" => ("wgpolicyk8s.io/v1alpha2", "PolicyReport"),
+                    "reports" => ("openreports.io/v1alpha1", "Report"),
                     _ => ("networking.k8s.io/v1", "NetworkPolicy"),
                 };
                 assert_eq!(patch["apiVersion"], api_version);
