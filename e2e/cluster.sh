@@ -17,6 +17,13 @@ bin=${NETPOL_GUARD_BIN:-target/debug/netpol-guard}
 host=${NETPOL_GUARD_E2E_HOST:-127.0.0.1}
 port=${NETPOL_GUARD_E2E_PORT:-8443}
 metrics_port=${NETPOL_GUARD_E2E_METRICS_PORT:-18080}
+# the report API the background audit writes: policyreport or openreports
+report_api=${NETPOL_GUARD_E2E_REPORT_API:-policyreport}
+case "$report_api" in
+  policyreport) report_crd=policyreports.wgpolicyk8s.io; report_resource=policyreports.wgpolicyk8s.io ;;
+  openreports) report_crd=reports.openreports.io; report_resource=reports.openreports.io ;;
+  *) echo "NETPOL_GUARD_E2E_REPORT_API is policyreport or openreports, not $report_api" >&2; exit 2 ;;
+esac
 ns="netpol-guard-e2e-$RANDOM"
 work=$(mktemp -d)
 pid=""
@@ -65,6 +72,7 @@ rules:
 - {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch, create, patch, update, delete]}
 - {apiGroups: [""], resources: [pods], verbs: [list, watch]}
 - {apiGroups: [wgpolicyk8s.io], resources: [policyreports], verbs: [get, list, watch, create, patch, update, delete]}
+- {apiGroups: [openreports.io], resources: [reports], verbs: [get, list, watch, create, patch, update, delete]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -118,7 +126,7 @@ kubectl --kubeconfig "$work/kubeconfig" config set-context --current --user=netp
 "$bin" serve --listen "0.0.0.0:$port" --metrics-listen "127.0.0.1:$metrics_port" \
   --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --config "$work/config.yaml" \
   --kubeconfig "$work/kubeconfig" --controller on --guard-namespace "$ns-guard" \
-  --shutdown-delay 0s >"$work/serve.log" 2>&1 &
+  --report-api "$report_api" --shutdown-delay 0s >"$work/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do
   curl -sf "http://127.0.0.1:$metrics_port/readyz" >/dev/null && break
@@ -349,19 +357,24 @@ grep -q '"rule": "namespace-selector-name-label"' <<<"$out" || fail "audit misse
 grep -q '"name": "web"' <<<"$out" || fail "audit does not name the policy: $out"
 pass "netpol-guard audit lists the namespace's findings"
 
-# 12. the background audit on the leader: PolicyReports when their CRD is installed
-if kubectl get crd policyreports.wgpolicyk8s.io >/dev/null 2>&1; then
+# 12. the background audit on the leader: reports when their CRD is installed, read back
+# through the API with each finding's field and fix
+if kubectl get crd "$report_crd" >/dev/null 2>&1; then
   report=""
   for _ in $(seq 100); do
-    report=$(kubectl get policyreport netpol-guard -n "$ns" -o json 2>/dev/null) \
+    report=$(kubectl get "$report_resource" netpol-guard -n "$ns" -o json 2>/dev/null) \
       && grep -q '"rule": "namespace-selector-name-label"' <<<"$report" && break
     report=""
     sleep 0.3
   done
-  [ -n "$report" ] || fail "no PolicyReport with the audit's findings in $ns"
-  pass "background audit wrote the namespace's PolicyReport"
+  [ -n "$report" ] || fail "no $report_resource with the audit's findings in $ns"
+  grep -q '"fix": ' <<<"$report" || fail "the $report_resource results carry no fix: $report"
+  if [ "$report_api" = openreports ]; then
+    grep -q '"source": "netpol-guard"' <<<"$report" || fail "the Report names no source: $report"
+  fi
+  pass "background audit wrote the namespace's $report_resource (results with their fix)"
 else
-  echo "skipped: PolicyReport CRD not installed (helm template --set policyReports.installCRD=true)"
+  echo "skipped: the $report_crd CRD is not installed"
 fi
 audited=""
 for _ in $(seq 100); do

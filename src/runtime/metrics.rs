@@ -545,7 +545,7 @@ impl Audit {
             report_writes: counters(
                 r,
                 "netpol_guard_audit_report_writes_total",
-                "PolicyReport writes of the background audit, by operation (apply, delete) and result.",
+                "Report writes (PolicyReport or OpenReports Report) of the background audit, by operation (apply, delete) and result.",
                 &["operation", "result"],
             )?,
         };
