@@ -22,20 +22,12 @@ use std::time::Instant;
 use netpol_guard::connectivity::Network;
 use netpol_guard::offline::check;
 use netpol_guard::offline::connectivity::{Format, input_of, render_list, rows};
+use netpol_guard_testkit::peak_rss_mib;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WORKLOADS_PER_NAMESPACE: usize = 20;
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
 
 /// The manifests of `namespaces` namespaces, one file each.
 fn generate(dir: &Path, namespaces: usize) {

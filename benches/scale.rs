@@ -24,6 +24,7 @@ use netpol_guard::config::Config;
 use netpol_guard::kubernetes::cache::{Builder, Fact, Source, policy_fact};
 use netpol_guard::runtime::state::{Shared, SharedState};
 use netpol_guard_testkit::mix::mix;
+use netpol_guard_testkit::peak_rss_mib;
 use serde_json::json;
 
 // the allocator the server binary runs with
@@ -35,15 +36,6 @@ struct Size {
     policies_per_namespace: usize,
     pods_per_namespace: usize,
     reviews: usize,
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn labels(pairs: &[(&str, String)]) -> std::collections::BTreeMap<String, String> {

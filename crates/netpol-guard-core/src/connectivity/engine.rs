@@ -195,6 +195,8 @@ pub struct Network<'a> {
     /// Per workload and direction: `None` when no policy isolates it, else the rules of
     /// the policies that do (maybe none: then nothing is admitted).
     isolation: [Vec<Option<Vec<u32>>>; 2],
+    /// Per workload and direction: the policies that isolate it (those without rules too).
+    isolators: [Vec<Vec<u32>>; 2],
 }
 
 fn slot(direction: Direction) -> usize {
@@ -255,6 +257,10 @@ impl<'a> Network<'a> {
             .collect();
         let mut isolation: [Vec<Option<Vec<u32>>>; 2] =
             [vec![None; workloads.len()], vec![None; workloads.len()]];
+        let mut isolators: [Vec<Vec<u32>>; 2] = [
+            vec![Vec::new(); workloads.len()],
+            vec![Vec::new(); workloads.len()],
+        ];
         let mut rules = Vec::new();
         let mut policies = Vec::new();
         for (p, policy) in input.policies.iter().enumerate() {
@@ -302,6 +308,7 @@ impl<'a> Network<'a> {
                     isolation[slot(direction)][w]
                         .get_or_insert_with(Vec::new)
                         .extend_from_slice(&ids);
+                    isolators[slot(direction)][w].push(p as u32);
                 }
             }
         }
@@ -310,6 +317,7 @@ impl<'a> Network<'a> {
             policies,
             rules,
             isolation,
+            isolators,
         }
     }
 
@@ -370,55 +378,39 @@ impl<'a> Network<'a> {
         let Some(rules) = self.isolating(direction, at) else {
             return Side::Open;
         };
-        let mut policies: Vec<PolicyRef> = Vec::new();
+        let policy_ref = |p: usize| {
+            let (namespace, name) = &self.policies[p];
+            PolicyRef {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            }
+        };
         let mut admissions = Vec::new();
         for &r in rules {
             let rule = &self.rules[r as usize];
-            let (namespace, name) = &self.policies[rule.policy];
-            let policy = PolicyRef {
-                namespace: namespace.clone(),
-                name: name.clone(),
-            };
-            if !policies.contains(&policy) {
-                policies.push(policy.clone());
-            }
             if let Some(peer) = rule.admitting_peer(other) {
                 let path = match peer {
                     Some(i) => format!("{}.{}[{i}]", rule.path(), direction.peers_field()),
                     None => rule.path(),
                 };
                 admissions.push(Admission {
-                    policy,
+                    policy: policy_ref(rule.policy),
                     path,
                     ports: rule.ports_to(destination),
                 });
             }
         }
-        // policies that isolate with no rule at all still isolate
-        for (p, (namespace, name)) in self.policies.iter().enumerate() {
-            let policy = PolicyRef {
-                namespace: namespace.clone(),
-                name: name.clone(),
-            };
-            if !policies.contains(&policy) && self.selects(p, direction, at) {
-                policies.push(policy);
-            }
-        }
+        // every isolating policy, those without rules too
+        let mut policies: Vec<PolicyRef> = self.isolators[slot(direction)][at]
+            .iter()
+            .map(|&p| policy_ref(p as usize))
+            .collect();
         policies.sort();
+        policies.dedup();
         Side::Isolated {
             policies,
             admissions,
         }
-    }
-
-    /// Whether policy `p` selects workload `w` and isolates it in `direction`.
-    fn selects(&self, p: usize, direction: Direction, w: usize) -> bool {
-        let policy = &self.input.policies[p];
-        let subject = Subject::new(policy, &self.input.default_namespace);
-        let workload = &self.input.workloads[w];
-        subject.isolates(direction)
-            && subject.namespace == workload.namespace
-            && Selector::parse(&subject.pod_selector()).is_ok_and(|s| s.matches(&workload.labels))
     }
 }
 

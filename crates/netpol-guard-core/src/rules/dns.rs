@@ -200,11 +200,11 @@ fn lost_dns_connections(
     let Some(dns_namespace) = ctx.dns.namespace() else {
         return String::new();
     };
-    let dns_labels = ctx.dns.pod_labels();
+    let dns_selector = selector::from_labels(ctx.dns.pod_labels());
     let dns_pods: Vec<&str> = ctx
         .inventory
         .pods_in(dns_namespace)
-        .filter(|(_, labels)| dns_labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .filter(|(_, labels)| selector::matches(&dns_selector, labels))
         .map(|(name, _)| name)
         .collect();
     let (Some(first), false) = (dns_pods.first(), examples.is_empty()) else {
