@@ -12,6 +12,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::layers::Layers;
 use super::policy::Subject;
 use super::ports::{NamedPort, Protocol};
 use super::selector::{Labels, Selector};
@@ -79,6 +80,8 @@ pub struct Inventory {
     /// The cluster's IP families (the `kubernetes` Service's `ipFamilies`, or
     /// `--ip-families` offline).
     ip_families: IpFamilies,
+    /// The policy layers around NetworkPolicy (AdminNetworkPolicy, Cilium, ...).
+    layers: Layers,
 }
 
 impl Inventory {
@@ -92,6 +95,16 @@ impl Inventory {
             ip_families: families,
             ..Self::default()
         }
+    }
+
+    /// The known objects of the policy layers.
+    pub fn layers(&self) -> &Layers {
+        &self.layers
+    }
+
+    /// The policy layers, to record or forget objects.
+    pub fn layers_mut(&mut self) -> &mut Layers {
+        &mut self.layers
     }
 
     /// The cluster's IP families, as far as known.

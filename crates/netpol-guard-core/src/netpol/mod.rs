@@ -7,6 +7,7 @@ pub(crate) mod coverage;
 pub mod dns;
 pub mod index;
 pub mod ipblock;
+pub mod layers;
 pub mod names;
 pub(crate) mod openness;
 pub(crate) mod peer;

@@ -143,6 +143,23 @@ impl<'a> Selector<'a> {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 
+    /// Whether an object of which only `labels` are known (it may carry more) is selected:
+    /// `Some` when the known labels decide every requirement, `None` when a requirement
+    /// names a key they do not hold.
+    pub fn matches_known(&self, labels: &Labels) -> Option<bool> {
+        let mut undecided = false;
+        for r in &self.requirements {
+            if labels.contains_key(r.key) {
+                if !r.matches(labels) {
+                    return Some(false);
+                }
+            } else {
+                undecided = true;
+            }
+        }
+        (!undecided).then_some(true)
+    }
+
     /// Whether every object this selector selects is also selected by `broader`.
     ///
     /// This is a sound proof, not a guess: it answers `true` only when the requirements of

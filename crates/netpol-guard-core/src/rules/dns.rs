@@ -95,8 +95,43 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
         Coverage::Composed { condition, policy } => {
             vec![composed_dns_hit(ctx, subject, condition, &policy)]
         }
-        Coverage::Itself | Coverage::Policy(_) | Coverage::Pods(_) => Vec::new(),
+        Coverage::LayerDenied(by) => vec![layer_denied_hit(subject, &by)],
+        Coverage::LayerDepends(condition) => vec![layer_depends_hit(ctx, subject, condition)],
+        Coverage::Itself | Coverage::Policy(_) | Coverage::Pods(_) | Coverage::Layer(_) => {
+            Vec::new()
+        }
     }
+}
+
+/// A layer above NetworkPolicy denies DNS to these pods: whatever this policy allows, its
+/// pods' lookups fail, so it is refused with the object that decides.
+fn layer_denied_hit(subject: &Subject<'_>, by: &str) -> Hit {
+    Hit::new(
+        egress_path(subject),
+        format!(
+            "restricts egress of {}, and DNS on UDP 53 to the DNS pods is denied for these pods              by {by}, which no NetworkPolicy can override: every name lookup of these pods will              time out",
+            selector::describe_pods(&subject.pod_selector()),
+        ),
+        format!(
+            "ask the cluster administrators to allow DNS for these pods in {by} (an Allow or              Pass rule for the DNS pods on port 53, before the deny), or annotate the policy              with `{DNS_ANNOTATION}: skip` if these pods must have no DNS"
+        ),
+    )
+}
+
+/// Whether DNS works depends on a layer rule the guard cannot judge for certain.
+fn layer_depends_hit(ctx: &Context<'_>, subject: &Subject<'_>, condition: String) -> Hit {
+    Hit::new(
+        egress_path(subject),
+        format!(
+            "restricts egress of {}; whether these pods reach DNS on UDP 53 depends on the              policy layers: {condition}",
+            selector::describe_pods(&subject.pod_selector()),
+        ),
+        format!(
+            "to be independent of the layers, add this rule to spec.egress:\n{}",
+            ctx.dns.allowance_yaml()
+        ),
+    )
+    .depends(condition)
 }
 
 /// DNS reachable only through a rule whose reach the guard cannot see (an ipBlock that may
@@ -246,6 +281,7 @@ fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
             egress_path(subject).to_string(),
             "the policies selecting these pods".to_string(),
         ),
+        Coverage::Layer(by) => (egress_path(subject).to_string(), by.clone()),
         _ => {
             let rule = subject
                 .rules(Direction::Egress)
@@ -660,6 +696,69 @@ mod tests {
                 .map(|h| h.path)
                 .collect();
             assert_eq!(&paths, want, "case {i}: {yaml}");
+        }
+    }
+
+    /// The layers above NetworkPolicy decide DNS first: an Admin or Cilium allow means no
+    /// finding and no patch, a deny is refused naming the object, a rule that may apply is
+    /// a warning with its condition.
+    #[test]
+    fn layers_decide_dns_before_network_policy() {
+        const ANP_ALLOW: &str = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: allow-dns}, spec: {priority: 10, subject: {namespaces: {}}, egress: [{name: dns, action: Allow, to: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}], ports: [{portNumber: {protocol: UDP, port: 53}}, {portNumber: {protocol: TCP, port: 53}}]}]}}";
+        const ANP_DENY: &str = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: no-cluster-dns}, spec: {priority: 5, subject: {namespaces: {}}, egress: [{name: cluster-dns, action: Deny, to: [{namespaces: {}}], ports: [{portNumber: {protocol: UDP, port: 53}}]}]}}";
+        const ANP_TEAM: &str = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: team-dns}, spec: {priority: 10, subject: {namespaces: {matchLabels: {team: a}}}, egress: [{name: dns, action: Allow, to: [{namespaces: {}}]}]}}";
+        const ANP_PASS: &str = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: pass}, spec: {priority: 1, subject: {namespaces: {}}, egress: [{name: p, action: Pass, to: [{namespaces: {}}]}]}}";
+        const CCNP_ALLOW: &str = "{apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: dns}, spec: {endpointSelector: {}, enableDefaultDeny: {egress: false}, egress: [{toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}], toPorts: [{ports: [{port: '53', protocol: ANY}], rules: {dns: [{matchPattern: '*'}]}}]}]}}";
+        const BANP_ALLOW: &str = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: BaselineAdminNetworkPolicy, metadata: {name: default}, spec: {subject: {namespaces: {}}, egress: [{name: dns, action: Allow, to: [{namespaces: {}}]}]}}";
+        const TEAM_NS: &str =
+            "{apiVersion: v1, kind: Namespace, metadata: {name: apps, labels: {team: a}}}";
+        let no_dns = egress("{to: [{podSelector: {}}]}");
+        // (policy, context, want: "" none, "deny", "warn"; a word the message must hold)
+        let cases: &[(&str, &[&str], &str, &str)] = &[
+            (&no_dns, &[], "deny", "no rule"),
+            (&no_dns, &[ANP_ALLOW], "", ""),
+            (&no_dns, &[CCNP_ALLOW], "", ""),
+            (
+                &no_dns,
+                &[ANP_ALLOW, ANP_DENY],
+                "deny",
+                "AdminNetworkPolicy no-cluster-dns, priority 5 (rule cluster-dns)",
+            ),
+            // a policy that allows DNS itself is still refused under an Admin deny
+            (
+                &egress(GOOD_DNS),
+                &[ANP_DENY],
+                "deny",
+                "no NetworkPolicy can override",
+            ),
+            // the Admin tier passes: NetworkPolicy decides as without layers
+            (&no_dns, &[ANP_PASS, ANP_ALLOW], "deny", "no rule"),
+            (&egress(GOOD_DNS), &[ANP_PASS], "", ""),
+            // a subject label the guard cannot see: warned with the condition
+            (&no_dns, &[ANP_TEAM], "warn", "team=a"),
+            (&no_dns, &[ANP_TEAM, TEAM_NS], "", ""),
+            // a Baseline allow does not rescue pods a NetworkPolicy isolates
+            (&no_dns, &[BANP_ALLOW], "deny", "no rule"),
+        ];
+        for (i, (yaml, others, want, says)) in cases.iter().enumerate() {
+            let hits = run(&EGRESS_MISSING_DNS, yaml, others);
+            let got = match hits.first() {
+                None => "",
+                Some(h) if h.condition.is_some() => "warn",
+                Some(_) => "deny",
+            };
+            assert_eq!(got, *want, "case {i}: {hits:#?}");
+            if let Some(h) = hits.first() {
+                assert!(h.message.contains(says), "case {i}: {}", h.message);
+            }
+            // the DNS injection follows the same answer: only a certain miss is patched
+            let inventory_docs: Vec<&str> = others.to_vec();
+            let patched = crate::rules::testing::needs_allowance(yaml, &inventory_docs);
+            assert_eq!(
+                patched,
+                *want == "deny" && says == &"no rule",
+                "case {i}: patch"
+            );
         }
     }
 

@@ -343,7 +343,19 @@ pub(crate) mod testing {
     }
 
     pub(crate) fn run_with(rule: &Rule, yaml: &str, others: &[&str], config: &Setup) -> Vec<Hit> {
-        let mut inventory = Inventory::of_families(config.families);
+        let inventory = inventory_of(others, config.families);
+        let ctx = config.context(&inventory);
+        let p = policy(yaml);
+        let subject = Subject::new(&p, DEFAULT_NAMESPACE);
+        match rule.check {
+            Check::Policy(check) => check(&ctx, &subject),
+            Check::Admission { .. } => Vec::new(),
+        }
+    }
+
+    /// An inventory of `others` (NetworkPolicies, Namespaces, Pods and layer objects).
+    pub(crate) fn inventory_of(others: &[&str], families: IpFamilies) -> Inventory {
+        let mut inventory = Inventory::of_families(families);
         for doc in others {
             let value: serde_json::Value = serde_yaml_ng::from_str(doc).expect("context doc");
             if value["kind"] == "Pod" {
@@ -356,6 +368,8 @@ pub(crate) mod testing {
                     .unwrap_or(DEFAULT_NAMESPACE.into());
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 inventory.insert_pod(&ns, &name, pod.metadata.labels.unwrap_or_default());
+            } else if let Ok(layer) = crate::netpol::layers::decode::layer(&value) {
+                inventory.layers_mut().insert(layer);
             } else if value["kind"] == "Namespace" {
                 let ns: k8s_openapi::api::core::v1::Namespace =
                     serde_json::from_value(value).expect("namespace");
@@ -380,13 +394,17 @@ pub(crate) mod testing {
         if others.iter().any(|d| d.contains("kind: Pod")) {
             inventory.mark_pods_complete(true);
         }
-        let ctx = config.context(&inventory);
+        inventory
+    }
+
+    /// Whether the DNS injection would patch `yaml` in the context of `others`.
+    pub(crate) fn needs_allowance(yaml: &str, others: &[&str]) -> bool {
+        let inventory = inventory_of(others, IpFamilies::V4);
+        let setup = Setup::default();
+        let ctx = setup.context(&inventory);
         let p = policy(yaml);
         let subject = Subject::new(&p, DEFAULT_NAMESPACE);
-        match rule.check {
-            Check::Policy(check) => check(&ctx, &subject),
-            Check::Admission { .. } => Vec::new(),
-        }
+        crate::rules::dns::needs_dns_allowance(&ctx, &subject)
     }
 
     /// Asserts a table of (policy yaml, expected hit paths).

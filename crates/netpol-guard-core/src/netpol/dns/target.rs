@@ -369,6 +369,17 @@ impl DnsTarget {
             .any(|e| selector::matches(selector, &e.pod_labels))
     }
 
+    /// Whether a peer of a policy in `policy_namespace` selects the primary DNS pods (the
+    /// policy layers ask this of their subjects and peers, written as NetworkPolicy peers).
+    pub fn peer_selects_dns_pods(&self, peer: &NetworkPolicyPeer, policy_namespace: &str) -> bool {
+        self.primary().selected_by(peer, policy_namespace)
+    }
+
+    /// The primary DNS pods' ports of `protocol`, by number and name.
+    pub fn port_targets(&self, protocol: Protocol) -> Vec<PortTarget<'_>> {
+        self.primary().targets(protocol).collect()
+    }
+
     /// Whether a rule's numeric ports admit a DNS port on `protocol` (named ports do not
     /// resolve for plain addresses).
     fn ports_allow_by_address(&self, rule: &RuleView<'_>, protocol: Protocol) -> bool {

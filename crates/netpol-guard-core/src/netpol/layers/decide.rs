@@ -1,0 +1,521 @@
+//! The tiers' answer to one connectivity question: can these pods reach the DNS pods on a
+//! protocol?
+//!
+//! - The Admin tier is walked by priority (lower first), each object's rules in order; the
+//!   first rule that matches decides: `Allow` and `Deny` are final, `Pass` hands the
+//!   connection to NetworkPolicy. Two objects of the same priority that both match and
+//!   disagree leave the answer to the implementation (network-policy-api #222).
+//! - NetworkPolicy is final for the pods it isolates (the caller's coverage answers that).
+//! - The Baseline tier speaks only for pods no NetworkPolicy isolates.
+//! - Cilium's allows add up with NetworkPolicy's; a Cilium deny wins over every allow.
+//!
+//! A rule that may match (the guard cannot see whether a namespace carries a label, or a
+//! peer it does not read) and would change the answer makes it depend on that condition:
+//! the verdicts then warn, never refuse.
+
+use std::fmt;
+
+use k8s_openapi::api::networking::v1::{IPBlock, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Action, Group, LayerKind, LayerPolicy, LayerRule, Layers, Peer, PortMatch, Tier};
+use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
+use crate::netpol::coverage::Reach;
+use crate::netpol::dns::DnsTarget;
+use crate::netpol::policy::{Direction, RuleView};
+use crate::netpol::ports::{self, Protocol};
+use crate::netpol::selector::{self, Labels, Selector};
+
+/// The pods a question is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Pods<'a> {
+    pub namespaces: Namespaces<'a>,
+    pub pods: &'a LabelSelector,
+}
+
+/// The namespace(s) of the pods a question is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Namespaces<'a> {
+    /// One namespace; `labels` are all its labels when the cluster's namespaces are known,
+    /// `None` when only its name is.
+    One {
+        name: &'a str,
+        labels: Option<&'a Labels>,
+    },
+    /// The namespaces a selector selects (the subject of another layer object).
+    Selected(&'a LabelSelector),
+}
+
+impl<'a> Pods<'a> {
+    /// The pods of a [`Group`].
+    pub fn of(group: &'a Group) -> Self {
+        Self {
+            namespaces: Namespaces::Selected(&group.namespaces),
+            pods: &group.pods,
+        }
+    }
+}
+
+/// The rule that decides, or may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct By {
+    pub kind: LayerKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The rule's name (or path) within the object.
+    pub rule: String,
+    /// "AdminNetworkPolicy allow-dns, priority 10 (rule dns)".
+    pub text: String,
+}
+
+impl By {
+    fn new(policy: &LayerPolicy, rule: &LayerRule) -> Self {
+        let rule_text = if rule.name == rule.path {
+            rule.path.clone()
+        } else {
+            format!("rule {}", rule.name)
+        };
+        Self {
+            kind: policy.kind,
+            namespace: policy.namespace.clone(),
+            name: policy.name.clone(),
+            rule: rule.name.clone(),
+            text: format!("{} ({rule_text})", policy.describe()),
+        }
+    }
+
+    /// Whether it names this object.
+    pub fn is(&self, policy: &LayerPolicy) -> bool {
+        self.kind == policy.kind && self.namespace == policy.namespace && self.name == policy.name
+    }
+}
+
+impl fmt::Display for By {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A rule that may apply, with the condition under which it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maybe {
+    pub action: Action,
+    pub by: By,
+    pub condition: String,
+}
+
+/// What the layers say of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Say {
+    /// A layer allows it, whatever NetworkPolicy says.
+    Allowed(By),
+    /// A layer denies it, whatever NetworkPolicy says.
+    Denied(By),
+    /// The answer depends on this condition, which the guard cannot see.
+    Depends(String),
+    /// No layer decides: NetworkPolicy does, unless the rule in `maybe` applies.
+    Open(Option<Maybe>),
+}
+
+impl Say {
+    fn maybe(&self) -> Option<&Maybe> {
+        match self {
+            Self::Open(m) => m.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Which tiers speak for the pods asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolated {
+    /// A NetworkPolicy isolates them: Baseline has no say.
+    ByNetworkPolicy,
+    /// No NetworkPolicy does: Baseline decides after the Admin tier passes.
+    No,
+}
+
+fn and(a: Reach, b: impl FnOnce() -> Reach) -> Reach {
+    match a {
+        Reach::No => Reach::No,
+        Reach::Yes => b(),
+        Reach::Maybe(c) => match b() {
+            Reach::No => Reach::No,
+            _ => Reach::Maybe(c),
+        },
+    }
+}
+
+/// Whether `group` holds every pod of `pods` (Yes), none (No), or it depends.
+pub fn holds(group: &Group, pods: &Pods<'_>) -> Reach {
+    let (Ok(ns_sel), Ok(pod_sel)) = (
+        Selector::parse(&group.namespaces),
+        Selector::parse(&group.pods),
+    ) else {
+        // the API server refuses an invalid selector; it holds nothing
+        return Reach::No;
+    };
+    let namespaces = match pods.namespaces {
+        Namespaces::One { name, labels } => {
+            let only_name = Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())]);
+            match (ns_sel.matches_known(labels.unwrap_or(&only_name)), labels) {
+                (Some(true), _) => Reach::Yes,
+                (Some(false), _) => Reach::No,
+                (None, Some(all)) => {
+                    if ns_sel.matches(all) {
+                        Reach::Yes
+                    } else {
+                        Reach::No
+                    }
+                }
+                (None, None) => Reach::Maybe(format!(
+                    "namespace {name} matches {} (its labels are not known here)",
+                    selector::describe(&group.namespaces)
+                )),
+            }
+        }
+        Namespaces::Selected(s) => implied(s, &ns_sel, &group.namespaces, "namespaces"),
+    };
+    and(namespaces, || {
+        implied(pods.pods, &pod_sel, &group.pods, "pods")
+    })
+}
+
+fn implied(
+    narrow: &LabelSelector,
+    broad: &Selector<'_>,
+    broad_text: &LabelSelector,
+    what: &str,
+) -> Reach {
+    let Ok(n) = Selector::parse(narrow) else {
+        return Reach::No;
+    };
+    if n.implies(broad) {
+        Reach::Yes
+    } else if n.disjoint(broad) {
+        Reach::No
+    } else {
+        Reach::Maybe(format!(
+            "the {what} {} are also {}",
+            selector::describe(narrow),
+            selector::describe(broad_text)
+        ))
+    }
+}
+
+/// A group as the NetworkPolicy peer that selects the same pods.
+fn as_peer(group: &Group) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(group.namespaces.clone()),
+        pod_selector: Some(group.pods.clone()),
+        ip_block: None,
+    }
+}
+
+/// A rule's ports as NetworkPolicy ports (a named port for `protocol`).
+fn as_ports(ports: &[PortMatch], protocol: Protocol) -> Vec<NetworkPolicyPort> {
+    ports
+        .iter()
+        .map(|p| match p {
+            PortMatch::Range {
+                protocol,
+                start,
+                end,
+            } => NetworkPolicyPort {
+                protocol: Some(protocol.as_str().to_string()),
+                port: Some(IntOrString::Int(*start)),
+                end_port: (end > start).then_some(*end),
+            },
+            PortMatch::Named(name) => NetworkPolicyPort {
+                protocol: Some(protocol.as_str().to_string()),
+                port: Some(IntOrString::String(name.clone())),
+                end_port: None,
+            },
+        })
+        .collect()
+}
+
+/// Whether one egress rule's peers and ports reach the DNS pods on `protocol`.
+fn egress_reaches_dns(rule: &LayerRule, dns: &DnsTarget, protocol: Protocol) -> Reach {
+    let ports = match &rule.ports {
+        // ports listed but none of them read: nothing is matched
+        Some(list) if list.is_empty() => return Reach::No,
+        Some(list) => as_ports(list, protocol),
+        None => Vec::new(),
+    };
+    let mut reach = Reach::No;
+    for peer in &rule.peers {
+        let answer = match peer {
+            Peer::Anything => dns.rule_reach("", &view(&[], &ports), protocol),
+            Peer::Pods(g) => dns.rule_reach("", &view(&[as_peer(g)], &ports), protocol),
+            Peer::Networks(nets) => {
+                let blocks: Vec<NetworkPolicyPeer> = (nets.iter())
+                    .map(|n| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: n.to_string(),
+                            except: None,
+                        }),
+                        ..Default::default()
+                    })
+                    .collect();
+                dns.rule_reach("", &view(&blocks, &ports), protocol)
+            }
+            // Cilium keeps CIDR rules off its own endpoints; nodes, entities and names are
+            // not the DNS pods
+            Peer::CiliumCidrs(_) | Peer::Nodes | Peer::Entity(_) | Peer::Fqdns(_) => Reach::No,
+            Peer::Unread(what) => Reach::Maybe(format!("{what} selects the DNS pods")),
+        };
+        reach = reach.or(|| answer);
+        if reach == Reach::Yes {
+            break;
+        }
+    }
+    reach
+}
+
+fn view<'a>(peers: &'a [NetworkPolicyPeer], ports: &'a [NetworkPolicyPort]) -> RuleView<'a> {
+    RuleView {
+        direction: Direction::Egress,
+        index: 0,
+        peers,
+        ports,
+    }
+}
+
+/// Whether one ingress rule (of a policy whose subject holds the DNS pods) admits `pods`
+/// on the DNS port of `protocol`.
+fn ingress_from(rule: &LayerRule, pods: &Pods<'_>, dns: &DnsTarget, protocol: Protocol) -> Reach {
+    let on_dns_port = match &rule.ports {
+        None => true,
+        Some(list) => {
+            let ports = as_ports(list, protocol);
+            dns.port_targets(protocol)
+                .iter()
+                .any(|t| ports::ports_allow(&ports, t))
+        }
+    };
+    if !on_dns_port {
+        return Reach::No;
+    }
+    rule.peers.iter().fold(Reach::No, |best, peer| {
+        best.or(|| match peer {
+            Peer::Anything => Reach::Yes,
+            Peer::Pods(g) => holds(g, pods),
+            Peer::Networks(nets) => Reach::Maybe(format!(
+                "the pods' addresses are inside {}",
+                nets.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Peer::CiliumCidrs(_) | Peer::Nodes | Peer::Entity(_) | Peer::Fqdns(_) => Reach::No,
+            Peer::Unread(what) => Reach::Maybe(format!("{what} holds these pods")),
+        })
+    })
+}
+
+/// Walks one tier of the network-policy-api (Admin or Baseline) in precedence order.
+fn tier_walk<'l>(
+    policies: impl Iterator<Item = &'l LayerPolicy>,
+    egress: bool,
+    applies: impl Fn(&LayerPolicy) -> Reach,
+    matches: impl Fn(&LayerRule) -> Reach,
+) -> Say {
+    let mut maybe: Option<Maybe> = None;
+    let mut priority = None;
+    let mut decided: Vec<(Action, By)> = Vec::new();
+    for policy in policies {
+        if priority != Some(policy.priority) {
+            if let Some(say) = settle(&decided, &maybe) {
+                return say;
+            }
+            priority = Some(policy.priority);
+        }
+        let applies = applies(policy);
+        if applies == Reach::No {
+            continue;
+        }
+        for rule in policy.rules(egress) {
+            match and(applies.clone(), || matches(rule)) {
+                Reach::Yes => {
+                    decided.push((rule.action, By::new(policy, rule)));
+                    break;
+                }
+                Reach::Maybe(condition) if maybe.is_none() && rule.action != Action::Pass => {
+                    maybe = Some(Maybe {
+                        action: rule.action,
+                        by: By::new(policy, rule),
+                        condition,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    settle(&decided, &maybe).unwrap_or(Say::Open(maybe))
+}
+
+/// The answer of the rules that matched at one priority, if any did.
+fn settle(decided: &[(Action, By)], maybe: &Option<Maybe>) -> Option<Say> {
+    let (action, by) = decided.first()?;
+    if let Some((_, other)) = decided.iter().find(|(a, _)| a != action) {
+        return Some(Say::Depends(format!(
+            "which of {by} ({}) and {other} ({}) the implementation orders first: they share \
+             priority and disagree (network-policy-api #222)",
+            action.as_str(),
+            decided
+                .iter()
+                .find(|(a, _)| a != action)
+                .map_or("", |(a, _)| a.as_str()),
+        )));
+    }
+    let final_say = match action {
+        Action::Pass => return Some(Say::Open(maybe.clone())),
+        Action::Allow => Say::Allowed(by.clone()),
+        Action::Deny => Say::Denied(by.clone()),
+    };
+    Some(match maybe {
+        Some(m) if m.action != *action => {
+            Say::Depends(format!("whether {} applies first: {}", m.by, m.condition))
+        }
+        _ => final_say,
+    })
+}
+
+/// Cilium: every policy's allows add up, any deny wins.
+fn cilium_walk<'l>(
+    policies: impl Iterator<Item = &'l LayerPolicy>,
+    egress: bool,
+    applies: impl Fn(&LayerPolicy) -> Reach,
+    matches: impl Fn(&LayerRule) -> Reach,
+) -> Say {
+    let (mut allowed, mut denied) = (None, None);
+    let (mut may_allow, mut may_deny) = (None, None);
+    for policy in policies {
+        let applies = applies(policy);
+        if applies == Reach::No {
+            continue;
+        }
+        for rule in policy.rules(egress) {
+            let m = and(applies.clone(), || matches(rule));
+            let (sure, maybe) = match rule.action {
+                Action::Deny => (&mut denied, &mut may_deny),
+                _ => (&mut allowed, &mut may_allow),
+            };
+            match m {
+                Reach::Yes if sure.is_none() => *sure = Some(By::new(policy, rule)),
+                Reach::Maybe(condition) if maybe.is_none() => {
+                    *maybe = Some(Maybe {
+                        action: rule.action,
+                        by: By::new(policy, rule),
+                        condition,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(by) = denied {
+        return Say::Denied(by);
+    }
+    match (allowed, may_deny) {
+        (Some(_), Some(m)) => Say::Depends(format!("whether {} applies: {}", m.by, m.condition)),
+        (Some(by), None) => Say::Allowed(by),
+        (None, m) => Say::Open(m.or(may_allow)),
+    }
+}
+
+/// Whether a rule of `action` would give the same answer as `say`.
+fn agrees(action: Action, say: &Say) -> bool {
+    matches!(
+        (action, say),
+        (Action::Allow, Say::Allowed(_)) | (Action::Deny, Say::Denied(_))
+    )
+}
+
+/// How the Admin (and, for pods no NetworkPolicy isolates, Baseline) tier and Cilium
+/// answer a question in one direction.
+fn tiers(
+    layers: &Layers,
+    egress: bool,
+    isolated: Isolated,
+    applies: impl Fn(&LayerPolicy) -> Reach + Copy,
+    matches: impl Fn(&LayerRule) -> Reach + Copy,
+) -> Say {
+    let admin = tier_walk(layers.tier(Tier::Admin), egress, applies, matches);
+    let Say::Open(admin_maybe) = admin else {
+        return admin;
+    };
+    let cilium = cilium_walk(layers.tier(Tier::Cilium), egress, applies, matches);
+    let open = match cilium {
+        Say::Open(m) => admin_maybe.or(m),
+        decided => {
+            return match admin_maybe {
+                Some(m) if !agrees(m.action, &decided) => {
+                    Say::Depends(format!("whether {} applies first: {}", m.by, m.condition))
+                }
+                _ => decided,
+            };
+        }
+    };
+    if isolated == Isolated::ByNetworkPolicy {
+        return Say::Open(open);
+    }
+    match tier_walk(layers.tier(Tier::Baseline), egress, applies, matches) {
+        Say::Open(m) => Say::Open(open.or(m)),
+        decided => match open {
+            Some(m) if !agrees(m.action, &decided) => {
+                Say::Depends(format!("whether {} applies first: {}", m.by, m.condition))
+            }
+            _ => decided,
+        },
+    }
+}
+
+/// Whether `pods` can reach the DNS pods on `protocol`, as far as the layers decide: their
+/// egress, then the DNS pods' ingress from them (a deny there breaks DNS too).
+pub fn dns(
+    layers: &Layers,
+    pods: &Pods<'_>,
+    dns: &DnsTarget,
+    protocol: Protocol,
+    isolated: Isolated,
+) -> Say {
+    if layers.is_empty() {
+        return Say::Open(None);
+    }
+    let from = |p: &LayerPolicy| p.subject.as_ref().map_or(Reach::No, |g| holds(g, pods));
+    let egress = tiers(layers, true, isolated, from, |r| {
+        egress_reaches_dns(r, dns, protocol)
+    });
+    let at_dns = |p: &LayerPolicy| {
+        let selected = p
+            .subject
+            .as_ref()
+            .is_some_and(|g| dns.peer_selects_dns_pods(&as_peer(g), ""));
+        if selected { Reach::Yes } else { Reach::No }
+    };
+    // the DNS pods' own isolation by NetworkPolicy is not this question's: only an Admin
+    // or Cilium deny of their ingress is
+    let ingress = tiers(layers, false, Isolated::ByNetworkPolicy, at_dns, |r| {
+        ingress_from(r, pods, dns, protocol)
+    });
+    match (&ingress, egress) {
+        (Say::Denied(by), _) => Say::Denied(by.clone()),
+        (_, Say::Allowed(by)) => match ingress.maybe().filter(|m| m.action == Action::Deny) {
+            Some(m) => Say::Depends(format!("whether {} applies: {}", m.by, m.condition)),
+            None => Say::Allowed(by),
+        },
+        (_, Say::Open(m)) => Say::Open(m.or_else(|| {
+            ingress
+                .maybe()
+                .filter(|m| m.action == Action::Deny)
+                .cloned()
+        })),
+        (_, decided) => decided,
+    }
+}
+
+#[cfg(test)]
+mod tests;
