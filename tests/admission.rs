@@ -1210,3 +1210,140 @@ async fn answers_during_the_drain_ask_clients_to_close_their_connection() {
     assert_eq!(closing.status(), StatusCode::OK);
     assert_eq!(closing.headers()["connection"], "close");
 }
+
+fn admin_network_policy(name: &str, priority: i32, egress: Value) -> Value {
+    json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "AdminNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {"priority": priority, "subject": {"namespaces": {}}, "egress": egress},
+    })
+}
+
+fn layer_review(operation: &'static str, object: Value) -> Review {
+    let mut review = Review::policy(operation, object);
+    review.kind = "AdminNetworkPolicy";
+    review
+}
+
+#[tokio::test]
+async fn layer_writes_that_deny_dns_are_refused_and_never_mutated() {
+    let state = state();
+    let lockdown = admin_network_policy(
+        "lockdown",
+        5,
+        json!([{"name": "no-egress", "action": "Deny", "to": [{"namespaces": {}}]}]),
+    );
+    let (status, v) = send(
+        &state,
+        "validate",
+        &layer_review("CREATE", lockdown.clone()).json(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["response"]["uid"], UID);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert_eq!(v["response"]["status"]["code"], 403, "{v}");
+    let message = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("layer-denies-dns"), "{message}");
+    assert!(message.contains("spec.egress[0]"), "{message}");
+    assert!(
+        message.contains("layer-protected-namespace-deny"),
+        "{message}"
+    );
+    // the mutating endpoint admits it untouched, DELETE is not judged
+    let (_, m) = send(
+        &state,
+        "mutate",
+        &layer_review("CREATE", lockdown.clone()).json(),
+    )
+    .await;
+    assert_eq!(m["response"]["allowed"], true);
+    assert!(patch_of(&m).is_none(), "{m}");
+    let mut delete = layer_review("DELETE", Value::Null);
+    delete.old = lockdown;
+    let (_, d) = send(&state, "validate", &delete.json()).await;
+    assert_eq!(d["response"]["allowed"], true, "{d}");
+    let text = metrics_text(&state).await;
+    assert_eq!(
+        requests(&text, "validate", "AdminNetworkPolicy", "CREATE", "denied"),
+        1.0,
+        "{text}"
+    );
+
+    // with DNS allowed first, the same lockdown is admitted
+    let ordered = admin_network_policy(
+        "lockdown",
+        5,
+        json!([
+            {"name": "dns", "action": "Allow", "to": [{"pods": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}}],
+             "ports": [{"portNumber": {"protocol": "UDP", "port": 53}}]},
+            {"name": "no-egress", "action": "Deny", "to": [{"namespaces": {
+                "matchLabels": {"kubernetes.io/metadata.name": "shop"}}}]},
+        ]),
+    );
+    let (_, v) = send(&state, "validate", &layer_review("UPDATE", ordered).json()).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+}
+
+#[tokio::test]
+async fn a_layer_version_the_guard_does_not_read_is_admitted_with_a_warning() {
+    let state = state();
+    let mut object = admin_network_policy("future", 5, json!([]));
+    object["apiVersion"] = json!("policy.networking.k8s.io/v1beta1");
+    let (_, v) = send(&state, "validate", &layer_review("CREATE", object).json()).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    let warning = v["response"]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("v1beta1/AdminNetworkPolicy"), "{warning}");
+}
+
+#[tokio::test]
+async fn an_admin_dns_allow_in_the_cache_admits_egress_policies_untouched() {
+    let state = state();
+    let allow = admin_network_policy(
+        "allow-dns",
+        10,
+        json!([{"name": "dns", "action": "Allow", "to": [{"namespaces": {
+            "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]}]),
+    );
+    let mut inventory = netpol_guard::netpol::cluster::Inventory::new();
+    inventory
+        .layers_mut()
+        .insert(netpol_guard::netpol::layers::decode::layer(&allow).unwrap());
+    state.set_inventory(inventory);
+    let review = Review::policy("CREATE", db_only("shop")).json();
+    let (_, v) = send(&state, "validate", &review).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(rules_of(&v).is_empty(), "{v}");
+    let (_, m) = send(&state, "mutate", &review).await;
+    assert!(patch_of(&m).is_none(), "{m}");
+
+    // an Admin deny at a lower priority number refuses it, naming the object
+    let deny = admin_network_policy(
+        "no-dns",
+        1,
+        json!([{"name": "dns", "action": "Deny", "to": [{"namespaces": {}}],
+                "ports": [{"portNumber": {"protocol": "UDP", "port": 53}}]}]),
+    );
+    let mut inventory = netpol_guard::netpol::cluster::Inventory::new();
+    for object in [allow, deny] {
+        inventory
+            .layers_mut()
+            .insert(netpol_guard::netpol::layers::decode::layer(&object).unwrap());
+    }
+    state.set_inventory(inventory);
+    let (_, v) = send(&state, "validate", &review).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let message = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("AdminNetworkPolicy no-dns, priority 1 (rule dns)"),
+        "{message}"
+    );
+    let (_, m) = send(&state, "mutate", &review).await;
+    assert!(
+        patch_of(&m).is_none(),
+        "nothing is injected under a deny: {m}"
+    );
+}

@@ -12,11 +12,14 @@ use super::encode::{self, invalid};
 use super::lean::{Decoded, LeanReview};
 use super::objects::{NamespaceObject, PolicyObject};
 use super::{REVIEW_API_VERSION, Reviewed};
+use crate::netpol::layers::LayerKind;
 
 /// A decoded request, by what the guard does with it.
 pub(super) enum Incoming<'a> {
     Policy(Decoded<'a, PolicyObject>),
     Namespace(Decoded<'a, NamespaceObject>),
+    /// An object of a policy layer kind, at the version the guard reads.
+    Layer(AdmissionRequest<DynamicObject>, LayerKind),
     /// A kind the guard does not review (a misconfigured webhook), and its name.
     Other(AdmissionRequest<DynamicObject>, String),
 }
@@ -184,6 +187,11 @@ fn careful(body: &[u8]) -> Result<Incoming<'_>, Refusal> {
         Some(("", "Namespace")) => Err(refuse(Some(uid), why_not::<NamespaceObject>(body), false)),
         _ => match decode::<DynamicObject>(body) {
             Ok(req) => {
+                let layer = kind
+                    .and_then(|k| LayerKind::of(&format!("{}/{}", k.group, k.version), &k.kind));
+                if let Some(layer) = layer {
+                    return Ok(Incoming::Layer(req, layer));
+                }
                 let what = kind.map_or_else(|| "an unknown kind".to_string(), ToString::to_string);
                 Ok(Incoming::Other(req, what))
             }

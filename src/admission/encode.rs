@@ -230,6 +230,19 @@ pub(super) fn unreviewed(origin: Origin<'_>, what: &str) -> Reviewed {
     finish(origin, response, Decision::Allowed, "other", Vec::new())
 }
 
+/// A reviewed kind whose object the guard cannot read: admitted, with a warning that says
+/// why and that no verdict knows it.
+pub(super) fn unreadable(origin: Origin<'_>, kind: &'static str, reason: &str) -> Reviewed {
+    let response = Response {
+        warnings: vec![format!(
+            "netpol-guard cannot read this {kind} ({reason}): admitted unjudged, and no verdict \
+             takes it into account"
+        )],
+        ..Response::admitting(origin.uid)
+    };
+    finish(origin, response, Decision::Allowed, kind, Vec::new())
+}
+
 /// The benchmark baseline's answer: admits `uid`, nothing decided.
 pub(super) fn admitted(uid: &str) -> Reviewed {
     unrouted(Response::admitting(uid), Decision::Allowed, false)

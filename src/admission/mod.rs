@@ -8,12 +8,15 @@ mod lean;
 mod objects;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
 use kube::core::admission::Operation;
 use lean::Decoded;
 use objects::{NamespaceObject, PolicyObject};
 
 use crate::guard::{self, Snapshot};
 pub use crate::guard::{Decision, Endpoint};
+use crate::netpol::layers::{self, LayerKind};
 use crate::rules::Finding;
 use decode::Incoming;
 pub use decode::{baseline, failed};
@@ -50,6 +53,7 @@ pub fn review(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> Reviewed 
     match decode::incoming(body) {
         Ok(Incoming::Policy(req)) => network_policy(snapshot, endpoint, req),
         Ok(Incoming::Namespace(req)) => namespace(snapshot, endpoint, &req),
+        Ok(Incoming::Layer(req, kind)) => layer(snapshot, endpoint, &req, kind),
         Ok(Incoming::Other(req, what)) => encode::unreviewed((&req).into(), &what),
         Err(refusal) => encode::invalid(refusal.uid, refusal.message, refusal.bad_request),
     }
@@ -113,4 +117,60 @@ fn namespace(
         Endpoint::Mutate => guard::namespace::mutate(snapshot, &facts),
     };
     encode(Origin::of(req), "Namespace", verdict)
+}
+
+/// A write of a policy layer object: judged on `/validate` among the snapshot's layers,
+/// never mutated. An object the guard cannot read (a shape the CRD let through) is admitted
+/// with a warning saying so: its verdicts cannot know it, and refusing would be a guess.
+fn layer(
+    snapshot: &Snapshot,
+    endpoint: Endpoint,
+    req: &AdmissionRequest<DynamicObject>,
+    kind: LayerKind,
+) -> Reviewed {
+    let origin: Origin<'_> = req.into();
+    if !snapshot.config.layers.reads(kind) {
+        let what = format!("{} (its family is off in `layers`)", kind.as_str());
+        return encode::unreviewed(origin, &what);
+    }
+    let operation = lean::operation(&req.operation);
+    if matches!(
+        operation,
+        guard::Operation::Create | guard::Operation::Update
+    ) && req.object.is_none()
+    {
+        return encode::invalid(
+            Some(req.uid.clone()),
+            format!(
+                "the AdmissionReview request for {} has no object",
+                operation.as_str()
+            ),
+            false,
+        );
+    }
+    if endpoint == Endpoint::Mutate || operation == guard::Operation::Delete {
+        return encode(origin, kind.as_str(), guard::Verdict::allow());
+    }
+    let decoded = req.object.as_ref().map(|o| {
+        serde_json::to_value(o)
+            .map_err(|e| e.to_string())
+            .and_then(|v| layers::decode::layer(&v).map_err(|e| e.to_string()))
+    });
+    let object = match decoded {
+        Some(Ok(object)) => object,
+        Some(Err(reason)) => return encode::unreadable(origin, kind.as_str(), &reason),
+        None => return encode(origin, kind.as_str(), guard::Verdict::allow()),
+    };
+    let groups: &[String] = req.user_info.groups.as_deref().unwrap_or_default();
+    let facts = guard::Request {
+        operation,
+        namespace: origin.namespace,
+        name: &req.name,
+        user: req.user_info.username.as_deref().unwrap_or_default(),
+        groups,
+        object: Some(&object),
+        old_metadata: None,
+    };
+    let verdict = guard::layers::validate(snapshot, &facts);
+    encode(origin, kind.as_str(), verdict)
 }

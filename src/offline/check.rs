@@ -13,9 +13,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::config::LayersConfig;
 use crate::guard::dns_patch::dns_allowance_patch_in;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::ipblock::IpFamilies;
+use crate::netpol::layers::LayerPolicy;
 use crate::netpol::policy::Subject;
 use crate::offline::manifest::{self, Manifest, Object};
 use crate::offline::positions::Positions;
@@ -84,6 +86,15 @@ pub struct ObjectReport {
 }
 
 impl ObjectReport {
+    /// `namespace/name`, or the name alone for a cluster-scoped object.
+    pub fn qualified_name(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+
     /// The (line, column) of finding `i`, when known.
     pub fn position(&self, i: usize) -> Option<(usize, usize)> {
         self.at.get(i).copied().flatten()
@@ -405,10 +416,20 @@ struct NamespaceSeen {
     labels: crate::netpol::selector::Labels,
 }
 
+/// A policy layer object of the input.
+struct LocatedLayer {
+    source: Source,
+    policy: Arc<LayerPolicy>,
+    context: bool,
+}
+
 /// Everything decoded from the input.
 #[derive(Default)]
 struct Gathered {
     policies: Vec<Located>,
+    layers: Vec<LocatedLayer>,
+    /// The layer families read (`layers` in the configuration).
+    layers_read: LayersConfig,
     namespaces_seen: Vec<NamespaceSeen>,
     inventory: Inventory,
     problems: Vec<Problem>,
@@ -488,6 +509,21 @@ impl Gathered {
                     });
                 }
             }
+            Object::Layer(layer) if !self.layers_read.reads(layer.kind) => {
+                let off = format!(
+                    "{} (its family is off in the configuration's `layers`)",
+                    layer.kind.as_str()
+                );
+                *self.skipped.entry(off).or_default() += usize::from(!context);
+            }
+            Object::Layer(layer) => {
+                self.inventory.layers_mut().insert((*layer).clone());
+                self.layers.push(LocatedLayer {
+                    source,
+                    policy: Arc::from(layer),
+                    context,
+                });
+            }
             Object::Other { .. } if context => {}
             Object::Other { kind } => *self.skipped.entry(kind).or_default() += 1,
         }
@@ -498,9 +534,15 @@ impl Gathered {
 pub const PATCH_DOCUMENTS: &str =
     "documents of kustomize patches (check the output of `kustomize build DIR` instead)";
 
-fn gather(manifests: &[Manifest], default_namespace: &str, families: IpFamilies) -> Gathered {
+fn gather(
+    manifests: &[Manifest],
+    default_namespace: &str,
+    families: IpFamilies,
+    layers_read: LayersConfig,
+) -> Gathered {
     let mut g = Gathered {
         inventory: Inventory::of_families(families),
+        layers_read,
         ..Gathered::default()
     };
     for (m, manifest) in manifests.iter().enumerate() {
@@ -600,6 +642,12 @@ impl Gathered {
                 .or_insert_with(fresh)
                 .insert_namespace(&n.name, n.labels.clone());
         }
+        for l in &self.layers {
+            out.entry(scope.key(&l.source.file))
+                .or_insert_with(fresh)
+                .layers_mut()
+                .insert((*l.policy).clone());
+        }
         out
     }
 }
@@ -613,7 +661,7 @@ pub fn analyze_scoped(
     scope: Scope,
     families: IpFamilies,
 ) -> Report {
-    let mut g = gather(manifests, default_namespace, families);
+    let mut g = gather(manifests, default_namespace, families, config.layers);
     // the whole input is gather's own inventory; other scopes are built from their files
     let scoped = if scope == Scope::All {
         BTreeMap::from([(String::new(), std::mem::take(&mut g.inventory))])
@@ -643,12 +691,19 @@ pub fn analyze_scoped(
             })
             .collect(),
     };
-    let objects = g
+    let mut objects: Vec<ObjectReport> = g
         .policies
         .iter()
         .filter(|located| !located.context)
         .map(|located| judges.judge(manifests, located, default_namespace))
         .collect();
+    objects.extend(
+        (g.layers.iter())
+            .filter(|located| !located.context)
+            .map(|located| judges.judge_layer(manifests, located)),
+    );
+    // in input order, as the documents came
+    objects.sort_by_key(|o| (o.source.position, o.source.item));
     Report {
         objects,
         problems: g.problems,
@@ -673,6 +728,24 @@ struct Judges<'a> {
 }
 
 impl Judges<'_> {
+    /// One policy layer object judged among the layers of its scope.
+    fn judge_layer(&self, manifests: &[Manifest], located: &LocatedLayer) -> ObjectReport {
+        let key = self.scope.key(&located.source.file);
+        let ctx = self.scoped.get(&key).unwrap_or(&self.empty);
+        let findings = rules::evaluate_layer(ctx, &located.policy);
+        let at = positions_of(manifests, &located.source, &findings);
+        ObjectReport {
+            source: located.source.clone(),
+            kind: located.policy.kind.as_str(),
+            namespace: located.policy.namespace.clone().unwrap_or_default(),
+            name: located.policy.name.clone(),
+            findings,
+            resolved: Vec::new(),
+            suppressed: Vec::new(),
+            at,
+        }
+    }
+
     /// One policy judged in its scope, with what the other files of the scope resolved.
     fn judge(
         &self,
@@ -819,7 +892,7 @@ pub fn missing_dns(
     scope: Scope,
     families: IpFamilies,
 ) -> Vec<Missing> {
-    let g = gather(manifests, default_namespace, families);
+    let g = gather(manifests, default_namespace, families, config.layers);
     let scoped = g.inventories(scope);
     let empty = Inventory::of_families(families);
     let contexts = contexts(config, &scoped);

@@ -1,6 +1,7 @@
 //! Manifests as files hold them: YAML streams (or JSON), split into documents the way kubectl
 //! splits them, decoded one by one so that a broken document never hides the others.
 
+use crate::netpol::layers::{self, LayerKind, LayerPolicy};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::Value;
@@ -344,6 +345,8 @@ pub struct Decoded {
 pub enum Object {
     NetworkPolicy(Box<NetworkPolicy>),
     Namespace(Box<Namespace>),
+    /// An object of a policy layer (AdminNetworkPolicy, Cilium, ...) at the version read.
+    Layer(Box<LayerPolicy>),
     /// Any other kind: skipped, and counted by `kind` (with apiVersion when not core).
     Other {
         kind: String,
@@ -398,6 +401,20 @@ pub fn decode(value: &Value) -> Result<Decoded, String> {
              apiVersion: networking.k8s.io/v1 (the spec is the same)"
                 .into(),
         ),
+        (Some(api_version), Some(kind)) if LayerKind::of(api_version, kind).is_some() => {
+            match layers::decode::layer(value) {
+                Ok(layer) => Ok(Decoded {
+                    object: Object::Layer(Box::new(layer)),
+                    unknown_fields: Vec::new(),
+                }),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        // another version of a layer kind: counted, and said to be unread
+        (Some(api_version), Some(kind)) if LayerKind::named(kind).is_some() => other(format!(
+            "{kind} ({api_version}, a version the guard does not read: the verdicts do not \
+             know it)"
+        )),
         (Some("v1"), Some(kind)) => other(kind.to_string()),
         (Some(api_version), Some(kind)) => other(format!("{kind} ({api_version})")),
     }

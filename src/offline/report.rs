@@ -56,8 +56,12 @@ pub(crate) fn github(report: &Report) -> String {
             escape(&format!("netpol-guard {}", f.rule), true),
             escape(
                 &format!(
-                    "{} {}/{} at {}: {}\nfix: {}",
-                    o.kind, o.namespace, o.name, f.path, f.message, f.fix
+                    "{} {} at {}: {}\nfix: {}",
+                    o.kind,
+                    o.qualified_name(),
+                    f.path,
+                    f.message,
+                    f.fix
                 ),
                 false
             ),
@@ -94,8 +98,10 @@ pub(crate) fn text(report: &Report) -> String {
     let mut out = String::new();
     for object in report.objects.iter().filter(|o| !o.findings.is_empty()) {
         out.push_str(&format!(
-            "{} {} {}/{}\n",
-            object.source, object.kind, object.namespace, object.name
+            "{} {} {}\n",
+            object.source,
+            object.kind,
+            object.qualified_name()
         ));
         for (i, f) in object.findings.iter().enumerate() {
             let line = object
@@ -163,9 +169,21 @@ fn text_summary(report: &Report) -> String {
             counted(suppressed, "finding", "findings")
         ));
     }
+    let policies = report
+        .objects
+        .iter()
+        .filter(|o| o.kind == "NetworkPolicy")
+        .count();
+    let layers = match report.objects.len() - policies {
+        0 => String::new(),
+        n => format!(
+            ", {}",
+            counted(n, "policy layer object", "policy layer objects")
+        ),
+    };
     out.push_str(&format!(
-        "checked {} and {} in {}: {} deny, {} warn, {}{skipped}\n",
-        counted(report.objects.len(), "NetworkPolicy", "NetworkPolicies"),
+        "checked {}{layers} and {} in {}: {} deny, {} warn, {}{skipped}\n",
+        counted(policies, "NetworkPolicy", "NetworkPolicies"),
         counted(report.namespaces, "Namespace", "Namespaces"),
         checked_where(report),
         report.count(Severity::Deny),

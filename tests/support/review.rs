@@ -66,10 +66,23 @@ impl Review {
 
     /// The AdmissionReview as JSON; the request's name and namespace are the object's.
     pub fn json(&self) -> Value {
-        let (group, resource) = match self.kind {
-            "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
-            "Namespace" => ("", "namespaces"),
-            _ => ("", "pods"),
+        let subject_kind = self.object["apiVersion"]
+            .as_str()
+            .or(self.old["apiVersion"].as_str());
+        let (group, version, resource) = match (self.kind, subject_kind) {
+            ("NetworkPolicy", _) => ("networking.k8s.io", "v1", "networkpolicies".to_string()),
+            ("Namespace", _) => ("", "v1", "namespaces".to_string()),
+            // a custom resource: group and version from its apiVersion, the plural from its kind
+            (kind, Some(api_version)) if api_version.contains('/') => {
+                let (group, version) = api_version.split_once('/').unwrap_or_default();
+                let lower = kind.to_lowercase();
+                let plural = match lower.strip_suffix('y') {
+                    Some(stem) => format!("{stem}ies"),
+                    None => format!("{lower}s"),
+                };
+                (group, version, plural)
+            }
+            _ => ("", "v1", "pods".to_string()),
         };
         let subject = if self.object.is_null() {
             &self.old
@@ -78,10 +91,10 @@ impl Review {
         };
         let mut request = json!({
             "uid": self.uid,
-            "kind": {"group": group, "version": "v1", "kind": self.kind},
-            "resource": {"group": group, "version": "v1", "resource": resource},
-            "requestKind": {"group": group, "version": "v1", "kind": self.kind},
-            "requestResource": {"group": group, "version": "v1", "resource": resource},
+            "kind": {"group": group, "version": version, "kind": self.kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "requestKind": {"group": group, "version": version, "kind": self.kind},
+            "requestResource": {"group": group, "version": version, "resource": resource},
             "subResource": self.sub_resource,
             "name": subject["metadata"]["name"],
             "namespace": subject["metadata"]["namespace"],

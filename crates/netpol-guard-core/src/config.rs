@@ -6,8 +6,8 @@
 use std::path::Path;
 
 pub use crate::guard::settings::{
-    AllowDnsCompanion, CompanionsConfig, Config, DefaultDenyCompanion, GitOpsMode, MutationConfig,
-    PolicyType,
+    AllowDnsCompanion, CompanionsConfig, Config, DefaultDenyCompanion, GitOpsMode, LayersConfig,
+    MutationConfig, PolicyType,
 };
 pub use crate::netpol::dns::{DnsConfig, DnsPort};
 use crate::netpol::names::{is_dns_label, is_dns_subdomain};

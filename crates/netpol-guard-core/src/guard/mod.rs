@@ -9,6 +9,7 @@
 
 pub mod companions;
 pub mod dns_patch;
+pub mod layers;
 pub mod namespace;
 pub mod policy;
 pub(crate) mod settings;

@@ -29,6 +29,39 @@ pub struct Config {
     pub mutation: MutationConfig,
     /// The policies the guard keeps in every namespace that is not exempt.
     pub companions: CompanionsConfig,
+    /// Which policy layers around NetworkPolicy the guard reads and judges.
+    pub layers: LayersConfig,
+}
+
+/// The policy layer families the guard reads (the cluster cache, `check`) and judges (the
+/// webhook). A family turned off is ignored everywhere, as if its CRDs were absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LayersConfig {
+    /// AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy.
+    pub network_policy_api: bool,
+    /// CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy.
+    pub cilium: bool,
+}
+
+impl Default for LayersConfig {
+    fn default() -> Self {
+        Self {
+            network_policy_api: true,
+            cilium: true,
+        }
+    }
+}
+
+impl LayersConfig {
+    /// Whether the guard reads objects of `kind`.
+    pub fn reads(&self, kind: crate::netpol::layers::LayerKind) -> bool {
+        if kind.is_cilium() {
+            self.cilium
+        } else {
+            self.network_policy_api
+        }
+    }
 }
 
 /// The companion policies.
@@ -150,6 +183,7 @@ impl Default for Config {
             admin_groups: vec!["system:masters".to_string()],
             mutation: MutationConfig::default(),
             companions: CompanionsConfig::default(),
+            layers: LayersConfig::default(),
         }
     }
 }

@@ -109,11 +109,15 @@ fn layer_denied_hit(subject: &Subject<'_>, by: &str) -> Hit {
     Hit::new(
         egress_path(subject),
         format!(
-            "restricts egress of {}, and DNS on UDP 53 to the DNS pods is denied for these pods              by {by}, which no NetworkPolicy can override: every name lookup of these pods will              time out",
+            "restricts egress of {}, and DNS on UDP 53 to the DNS pods is denied for these pods \
+             by {by}, which no NetworkPolicy can override: every name lookup of these pods will \
+             time out",
             selector::describe_pods(&subject.pod_selector()),
         ),
         format!(
-            "ask the cluster administrators to allow DNS for these pods in {by} (an Allow or              Pass rule for the DNS pods on port 53, before the deny), or annotate the policy              with `{DNS_ANNOTATION}: skip` if these pods must have no DNS"
+            "ask the cluster administrators to allow DNS for these pods in {by} (an Allow or \
+             Pass rule for the DNS pods on port 53, before the deny), or annotate the policy \
+             with `{DNS_ANNOTATION}: skip` if these pods must have no DNS"
         ),
     )
 }
@@ -123,7 +127,8 @@ fn layer_depends_hit(ctx: &Context<'_>, subject: &Subject<'_>, condition: String
     Hit::new(
         egress_path(subject),
         format!(
-            "restricts egress of {}; whether these pods reach DNS on UDP 53 depends on the              policy layers: {condition}",
+            "restricts egress of {}; whether these pods reach DNS on UDP 53 depends on the \
+             policy layers: {condition}",
             selector::describe_pods(&subject.pod_selector()),
         ),
         format!(

@@ -9,6 +9,7 @@ pub mod dns;
 mod exposure;
 mod ignored;
 mod labels;
+pub mod layers;
 mod naming;
 mod protected;
 pub mod suppress;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::netpol::layers::LayerPolicy;
 use crate::netpol::policy::Subject;
 
 pub use context::Context;
@@ -137,6 +139,9 @@ pub struct Rule {
 pub enum Check {
     /// A NetworkPolicy: `check`, the webhook and the controller all run this function.
     Policy(fn(&Context<'_>, &Subject<'_>) -> Vec<Hit>),
+    /// An object of a policy layer (AdminNetworkPolicy, Cilium, ...), judged among the
+    /// layers the context knows: `check` and the webhook run it.
+    Layer(fn(&Context<'_>, &LayerPolicy) -> Vec<Hit>),
     /// An admission request the guard decides itself (writes to its companion policies,
     /// namespace labels). Listed here so that its id is documented, counted and reported
     /// like the others. `configurable: false` means the configuration may not change its
@@ -148,7 +153,7 @@ impl Rule {
     /// Whether the configuration may override this rule's level.
     pub fn configurable(&self) -> bool {
         match self.check {
-            Check::Policy(_) => true,
+            Check::Policy(_) | Check::Layer(_) => true,
             Check::Admission { configurable } => configurable,
         }
     }
@@ -157,6 +162,7 @@ impl Rule {
     pub fn applies_to(&self) -> &'static str {
         match self.check {
             Check::Policy(_) => "NetworkPolicy",
+            Check::Layer(_) => "policy layers",
             Check::Admission { .. } => "admission",
         }
     }
@@ -211,6 +217,15 @@ pub static CATALOG: &[Rule] = &[
     exposure::INGRESS_FROM_ANYWHERE,
     exposure::ALLOW_ALL_RULE,
     suppress::IGNORE_INVALID,
+    layers::LAYER_DENIES_DNS,
+    layers::LAYER_DENIES_DNS_INGRESS,
+    layers::LAYER_PROTECTED_NAMESPACE_DENY,
+    layers::CILIUM_EGRESS_MISSING_DNS,
+    layers::LAYER_DENIES_API_SERVER,
+    layers::LAYER_PRIORITY_CONFLICT,
+    layers::LAYER_PRIORITY_OUT_OF_RANGE,
+    layers::LAYER_NETWORKS_MATCH_PODS,
+    layers::CILIUM_FQDN_WITHOUT_DNS_PROXY,
     COMPANION_PROTECTED,
     EXEMPT_LABEL_PROTECTED,
     NAMESPACE_STAMP,
@@ -264,17 +279,34 @@ pub fn evaluate_all(
 }
 
 fn evaluate_every(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Finding> {
+    run_catalog(ctx, |check| match check {
+        Check::Policy(check) => Some(check(ctx, subject)),
+        _ => None,
+    })
+}
+
+/// Runs every enabled layer rule over one object of a policy layer.
+pub fn evaluate_layer(ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Finding> {
+    run_catalog(ctx, |check| match check {
+        Check::Layer(check) => Some(check(ctx, policy)),
+        _ => None,
+    })
+}
+
+/// The findings of the catalog's rules that `run` applies to (it answers `None` for the
+/// others), at their configured levels.
+fn run_catalog(ctx: &Context<'_>, run: impl Fn(Check) -> Option<Vec<Hit>>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in CATALOG {
-        let Check::Policy(check) = rule.check else {
-            continue;
-        };
         let severity = match ctx.level(rule) {
             Level::Off => continue,
             Level::Deny => Severity::Deny,
             Level::Warn => Severity::Warn,
         };
-        findings.extend(bounded(check(ctx, subject)).into_iter().map(|hit| Finding {
+        let Some(hits) = run(rule.check) else {
+            continue;
+        };
+        findings.extend(bounded(hits).into_iter().map(|hit| Finding {
             rule: rule.id,
             // what depends on unseen facts is never refused
             severity: if hit.condition.is_some() {
@@ -349,7 +381,20 @@ pub(crate) mod testing {
         let subject = Subject::new(&p, DEFAULT_NAMESPACE);
         match rule.check {
             Check::Policy(check) => check(&ctx, &subject),
-            Check::Admission { .. } => Vec::new(),
+            Check::Layer(_) | Check::Admission { .. } => Vec::new(),
+        }
+    }
+
+    /// Runs one layer rule over `yaml` (a layer object) among `others`.
+    pub(crate) fn run_layer(rule: &Rule, yaml: &str, others: &[&str]) -> Vec<Hit> {
+        let inventory = inventory_of(others, IpFamilies::V4);
+        let setup = Setup::default();
+        let ctx = setup.context(&inventory);
+        let value: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("layer yaml");
+        let object = crate::netpol::layers::decode::layer(&value).expect("layer object");
+        match rule.check {
+            Check::Layer(check) => check(&ctx, &object),
+            _ => Vec::new(),
         }
     }
 

@@ -145,6 +145,7 @@ impl DnsPreset {
 
 mod target;
 
+pub(crate) use target::POD_RANGES;
 pub use target::{DnsSource, DnsTarget};
 
 /// Who lets a policy's pods reach DNS on a protocol.
@@ -256,12 +257,17 @@ impl<'a> DnsCoverage<'a> {
             },
             pods: &selector,
         };
+        let dns_isolated = if self.target.ingress_isolated(inventory) {
+            Isolated::ByNetworkPolicy
+        } else {
+            Isolated::No
+        };
         let say = decide::dns(
             inventory.layers(),
             &pods,
             &self.target,
             protocol,
-            Isolated::ByNetworkPolicy,
+            (Isolated::ByNetworkPolicy, dns_isolated),
         );
         match say {
             Say::Allowed(by) => Coverage::Layer(by.text),

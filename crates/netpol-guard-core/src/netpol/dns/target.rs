@@ -24,7 +24,7 @@ use super::{Discover, DnsConfig, DnsPort, Reach};
 /// Address ranges cluster pods are commonly given: RFC 1918, shared address space (RFC
 /// 6598) and IPv6 unique local addresses. An `ipBlock` overlapping them may hold the DNS
 /// pods; one outside them (a public resolver, link-local) does not.
-const POD_RANGES: &[&str] = &[
+pub(crate) const POD_RANGES: &[&str] = &[
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
@@ -373,6 +373,20 @@ impl DnsTarget {
     /// policy layers ask this of their subjects and peers, written as NetworkPolicy peers).
     pub fn peer_selects_dns_pods(&self, peer: &NetworkPolicyPeer, policy_namespace: &str) -> bool {
         self.primary().selected_by(peer, policy_namespace)
+    }
+
+    /// Whether a known NetworkPolicy isolates the primary DNS pods' ingress (then the
+    /// Baseline tier has no say over who reaches them).
+    pub fn ingress_isolated(&self, inventory: &Inventory) -> bool {
+        let Some(namespace) = self.namespace() else {
+            return false;
+        };
+        let labels = &self.primary().pod_labels;
+        inventory.policies_in(namespace).iter().any(|p| {
+            let subject = Subject::new(p, namespace);
+            subject.isolates(Direction::Ingress)
+                && selector::matches(&subject.pod_selector(), labels)
+        })
     }
 
     /// The primary DNS pods' ports of `protocol`, by number and name.

@@ -474,13 +474,14 @@ fn tiers(
 }
 
 /// Whether `pods` can reach the DNS pods on `protocol`, as far as the layers decide: their
-/// egress, then the DNS pods' ingress from them (a deny there breaks DNS too).
+/// egress (`isolated`: whether a NetworkPolicy isolates it), then the DNS pods' ingress from
+/// them (`dns_isolated`: whether one isolates that; a deny there breaks DNS too).
 pub fn dns(
     layers: &Layers,
     pods: &Pods<'_>,
     dns: &DnsTarget,
     protocol: Protocol,
-    isolated: Isolated,
+    (isolated, dns_isolated): (Isolated, Isolated),
 ) -> Say {
     if layers.is_empty() {
         return Say::Open(None);
@@ -496,9 +497,8 @@ pub fn dns(
             .is_some_and(|g| dns.peer_selects_dns_pods(&as_peer(g), ""));
         if selected { Reach::Yes } else { Reach::No }
     };
-    // the DNS pods' own isolation by NetworkPolicy is not this question's: only an Admin
-    // or Cilium deny of their ingress is
-    let ingress = tiers(layers, false, Isolated::ByNetworkPolicy, at_dns, |r| {
+    // only a deny of the DNS pods' ingress matters here: their allows were never in doubt
+    let ingress = tiers(layers, false, dns_isolated, at_dns, |r| {
         ingress_from(r, pods, dns, protocol)
     });
     match (&ingress, egress) {

@@ -65,6 +65,7 @@ pub fn layer(object: &Value) -> Result<LayerPolicy, LayerError> {
         egress: Vec::new(),
         isolation: Isolation::default(),
         unread: Vec::new(),
+        dns_skip: object["metadata"]["annotations"]["netpol-guard.io/dns"] == "skip",
     };
     if kind.is_cilium() {
         cilium(&mut policy, object).map_err(|w| malformed(&w))?;

@@ -244,6 +244,8 @@ pub struct LayerPolicy {
     pub isolation: Isolation,
     /// The parts the guard could not read.
     pub unread: Vec<String>,
+    /// Annotated `netpol-guard.io/dns: skip`: its DNS denials are meant.
+    pub dns_skip: bool,
 }
 
 impl LayerPolicy {

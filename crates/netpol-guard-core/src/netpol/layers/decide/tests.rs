@@ -70,6 +70,15 @@ spec:
   egress:
   - {name: deny-all, action: Deny, to: [{networks: [0.0.0.0/0]}]}";
 
+const BANP_INGRESS_DENY: &str = "
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress:
+  - {name: deny-all, action: Deny, from: [{namespaces: {}}]}";
+
 const CCNP_DNS: &str = "
 apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
@@ -271,6 +280,15 @@ spec:
         // a peer the guard does not read, in a deny: a condition, never a certainty
         (&[UNREAD_PEER], None, np, udp, "open maybe odd"),
         (&[UNREAD_PEER, ALLOW_DNS_ALL], None, np, udp, "depends"),
+        // a Baseline deny of the DNS pods' ingress (no NetworkPolicy isolates them)
+        (&[BANP_INGRESS_DENY], None, np, udp, "denied default"),
+        (
+            &[BANP_INGRESS_DENY, ALLOW_DNS_ALL],
+            None,
+            np,
+            udp,
+            "denied default",
+        ),
         // networks 0.0.0.0/0 holds the DNS pods in an IPv4 cluster
         (&[NETWORKS_ALLOW], None, np, udp, "allowed anywhere"),
     ];
@@ -287,7 +305,13 @@ spec:
             },
             pods: &all,
         };
-        let say = dns(&layers, &pods, &target, *protocol, *isolated);
+        let say = dns(
+            &layers,
+            &pods,
+            &target,
+            *protocol,
+            (*isolated, Isolated::No),
+        );
         assert_eq!(short(&say), *want, "case {i}: {say:?}");
     }
 }
@@ -310,7 +334,7 @@ fn the_deciding_rule_is_named() {
         &pods,
         &target,
         Protocol::Udp,
-        Isolated::ByNetworkPolicy,
+        (Isolated::ByNetworkPolicy, Isolated::No),
     );
     let Say::Denied(by) = say else {
         panic!("{say:?}")
