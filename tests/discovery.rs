@@ -377,3 +377,95 @@ async fn the_kubernetes_services_ip_families_decide_what_a_whole_family_block_ad
     );
     cache.stop().await;
 }
+
+fn anp(name: &str, priority: i32, action: &str) -> Value {
+    json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+           "metadata": {"name": name},
+           "spec": {"priority": priority, "subject": {"namespaces": {}},
+                    "egress": [{"name": "dns", "action": action,
+                                "to": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                                "ports": [{"portNumber": {"protocol": "UDP", "port": 53}},
+                                          {"portNumber": {"protocol": "TCP", "port": 53}}]}]}})
+}
+
+fn cache_objects(state: &SharedState, resource: &str) -> f64 {
+    let text = state.metrics.render();
+    common::metric(
+        &text,
+        &format!(r#"netpol_guard_cache_objects{{resource="{resource}"}}"#),
+    )
+}
+
+/// The cache watches AdminNetworkPolicies once discovery finds their CRD: an Admin DNS
+/// allow admits an egress policy without DNS untouched, an Admin deny refuses it, and the
+/// objects are forgotten when they are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_watches_admin_network_policies_that_discovery_finds() {
+    let api = FakeApi::new();
+    api.put("namespaces", namespace("shop"));
+    api.put("namespaces", namespace("kube-system"));
+    api.install_policy_layers(true);
+    api.put("adminnetworkpolicies", anp("allow-dns", 10, "Allow"));
+    let cache = start(&api);
+    let no_dns = egress("shop", "web", json!({"app": "web"}), to_db());
+    eventually("the cache sees it", PATIENCE, async || {
+        cache_objects(&cache.state, "adminnetworkpolicies") == 1.0
+    })
+    .await;
+    let (allowed, warnings, patch) = verdict(&cache.state, &no_dns);
+    assert!(
+        allowed && warnings.is_empty() && patch.is_none(),
+        "{warnings:?} {patch:?}"
+    );
+
+    // a deny at an earlier priority: refused, nothing injected
+    api.put("adminnetworkpolicies", anp("deny-dns", 1, "Deny"));
+    eventually("the cache sees it", PATIENCE, async || {
+        cache_objects(&cache.state, "adminnetworkpolicies") == 2.0
+    })
+    .await;
+    let (allowed, _, patch) = verdict(&cache.state, &no_dns);
+    assert!(!allowed && patch.is_none());
+
+    // both deleted: NetworkPolicy alone decides again, and the patch comes back
+    api.delete("adminnetworkpolicies", "", "deny-dns");
+    api.delete("adminnetworkpolicies", "", "allow-dns");
+    eventually("the cache sees it", PATIENCE, async || {
+        cache_objects(&cache.state, "adminnetworkpolicies") == 0.0
+    })
+    .await;
+    let (allowed, _, patch) = verdict(&cache.state, &no_dns);
+    assert!(!allowed && patch.is_some());
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r
+                .starts_with("GET /apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies")),
+        "watched"
+    );
+    cache.stop().await;
+}
+
+/// Without the CRDs nothing of them is requested but discovery: absent layers are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_layer_crds_are_not_watched() {
+    let api = FakeApi::new();
+    api.put("namespaces", namespace("shop"));
+    let cache = start(&api);
+    eventually("the cache sees it", PATIENCE, async || {
+        cache.state.metrics.cache.synced()
+    })
+    .await;
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "GET /apis/policy.networking.k8s.io/v1alpha1"),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.contains("adminnetworkpolicies")),
+        "{requests:?}"
+    );
+    cache.stop().await;
+}

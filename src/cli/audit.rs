@@ -110,7 +110,7 @@ pub(super) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             eprint!("\rlisting {resource}: {n}          ");
         }
     };
-    let listed = cache::list_once(&client, &config.dns, &mut progress).await;
+    let listed = cache::list_once(&client, &config.dns, config.layers, &mut progress).await;
     if live {
         eprint!("\r{:40}\r", "");
     }

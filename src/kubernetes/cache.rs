@@ -21,13 +21,15 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ListParams;
-use kube::core::PartialObjectMeta;
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
+use crate::config::LayersConfig;
 use crate::netpol::cluster::{Inventory, ServiceFacts, ServicePort, SliceFacts};
 use crate::netpol::dns::{Discover, DnsConfig};
+use crate::netpol::layers::{self, LayerKind, LayerPolicy};
 use crate::netpol::ports::{NamedPort, Protocol};
 use crate::netpol::selector::Labels;
 use crate::runtime::metrics::CacheSize;
@@ -75,6 +77,14 @@ pub enum Fact {
     },
     /// The cluster's IP families, from the `kubernetes` Service's `spec.ipFamilies`.
     IpFamilies(IpFamilies),
+    /// An object of a policy layer; `policy` is `None` when it cannot be read (then the
+    /// verdicts forget it, and the cache says so).
+    Layer {
+        kind: LayerKind,
+        namespace: Option<String>,
+        name: String,
+        policy: Option<Arc<LayerPolicy>>,
+    },
 }
 
 /// What a watch stream covers, so a relist replaces exactly its objects.
@@ -89,6 +99,8 @@ pub enum Source {
     Slices(String, String),
     /// The API server's own Service, `default/kubernetes`: the cluster's IP families.
     ApiService,
+    /// The objects of a policy layer kind its CRD serves.
+    Layer(LayerKind),
 }
 
 impl Source {
@@ -99,6 +111,7 @@ impl Source {
             Self::Pods => "pods",
             Self::Service(..) | Self::ApiService => "services",
             Self::Slices(..) => "endpointslices",
+            Self::Layer(kind) => kind.plural(),
         }
     }
 }
@@ -169,6 +182,17 @@ impl Builder {
             Source::Service(ns, name) => inv.remove_service(ns, name),
             Source::Slices(ns, service) => inv.remove_slices_of(ns, service),
             Source::ApiService => inv.set_ip_families(IpFamilies::Unknown),
+            Source::Layer(kind) => inv.layers_mut().clear(*kind),
+        }
+    }
+
+    /// Forgets the objects of layer kinds no longer watched (their CRD went away).
+    pub fn forget_layers_except(&mut self, served: &[LayerKind]) {
+        for kind in LayerKind::ALL {
+            if !served.contains(&kind) {
+                self.clear(&Source::Layer(kind));
+                self.synced.remove(&Source::Layer(kind));
+            }
         }
     }
 
@@ -204,6 +228,16 @@ impl Builder {
                 facts,
             } => inv.insert_slice(&namespace, &name, facts),
             Fact::IpFamilies(families) => inv.set_ip_families(families),
+            Fact::Layer {
+                policy: Some(policy),
+                ..
+            } => inv.layers_mut().insert((*policy).clone()),
+            Fact::Layer {
+                kind,
+                namespace,
+                name,
+                policy: None,
+            } => inv.layers_mut().remove(kind, namespace.as_deref(), &name),
         }
     }
 
@@ -226,7 +260,40 @@ impl Builder {
                 namespace, name, ..
             } => inv.remove_slice(namespace, name),
             Fact::IpFamilies(_) => inv.set_ip_families(IpFamilies::Unknown),
+            Fact::Layer {
+                kind,
+                namespace,
+                name,
+                ..
+            } => inv.layers_mut().remove(*kind, namespace.as_deref(), name),
         }
+    }
+}
+
+/// A layer object as the verdicts read it, decoded from what the API serves.
+pub fn layer_fact(kind: LayerKind, object: DynamicObject) -> Fact {
+    let namespace = object.metadata.namespace.clone();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let decoded = serde_json::to_value(&object)
+        .map_err(|e| e.to_string())
+        .and_then(|mut v| {
+            // a watch of one resource may leave out the type: it is the resource's
+            v["apiVersion"] = format!("{}/{}", kind.group(), kind.version()).into();
+            v["kind"] = kind.as_str().into();
+            layers::decode::layer(&v).map_err(|e| e.to_string())
+        });
+    let policy = match decoded {
+        Ok(policy) => Some(Arc::new(policy)),
+        Err(error) => {
+            tracing::warn!(kind = kind.as_str(), name, %error, "cannot read a policy layer object: the verdicts do not know it");
+            None
+        }
+    };
+    Fact::Layer {
+        kind,
+        namespace,
+        name,
+        policy,
     }
 }
 
@@ -432,9 +499,10 @@ struct Watched {
 
 /// An entry of the table: the objects of `api` that `selected` picks, each turned into the
 /// fact the inventory keeps.
-fn entry<K>(source: Source, api: Api<K>, selected: Selected, fact: fn(K) -> Fact) -> Watched
+fn entry<K, F>(source: Source, api: Api<K>, selected: Selected, fact: F) -> Watched
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(K) -> Fact + Copy + Send + Sync + 'static,
 {
     let lister = api.clone();
     let listed = selected.clone();
@@ -478,7 +546,7 @@ impl Watched {
 /// Everything the cache watches: every policy, namespace and pod (metadata only: no pod
 /// specs cross the wire or stay in memory), the API server's own Service (the cluster's IP
 /// families), and the DNS Service candidates ([`dns_candidates`]).
-fn watched(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
+fn watched(client: &Client, dns: &DnsConfig, layers: &[LayerKind]) -> Vec<Watched> {
     let (api_ns, api_name) = API_SERVICE;
     let mut table = vec![
         entry(
@@ -520,7 +588,65 @@ fn watched(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
         ),
     ];
     table.extend(dns_candidates(client, dns));
+    table.extend(layers.iter().map(|kind| layer_entry(client, *kind)));
     table
+}
+
+/// The objects of one policy layer kind its CRD serves, as dynamic objects.
+fn layer_entry(client: &Client, kind: LayerKind) -> Watched {
+    let resource = ApiResource {
+        group: kind.group().into(),
+        version: kind.version().into(),
+        api_version: format!("{}/{}", kind.group(), kind.version()),
+        kind: kind.as_str().into(),
+        plural: kind.plural().into(),
+    };
+    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    entry(Source::Layer(kind), api, Selected::default(), move |o| {
+        layer_fact(kind, o)
+    })
+    .optional(
+        "cannot watch a policy layer kind: the verdicts go on with its objects as last \
+         listed (none before the first list) and the watch retries",
+        format!(
+            "{} not listed: the verdicts do not know its objects",
+            kind.plural()
+        ),
+    )
+}
+
+/// The policy layer kinds the cluster serves at the version the guard reads, among those
+/// `config` reads; and a note for each kind whose group serves only other versions.
+pub async fn served_layers(client: &Client, config: LayersConfig) -> (Vec<LayerKind>, Vec<String>) {
+    let mut served = Vec::new();
+    let mut notes = Vec::new();
+    let groups = client.list_api_groups().await.ok();
+    for kind in LayerKind::ALL.into_iter().filter(|k| config.reads(*k)) {
+        let api_version = format!("{}/{}", kind.group(), kind.version());
+        let listed = client.list_api_group_resources(&api_version).await;
+        if listed.is_ok_and(|l| l.resources.iter().any(|r| r.name == kind.plural())) {
+            served.push(kind);
+            continue;
+        }
+        let others: Vec<String> = (groups.iter())
+            .flat_map(|g| &g.groups)
+            .filter(|g| g.name == kind.group())
+            .flat_map(|g| &g.versions)
+            .map(|v| v.version.clone())
+            .collect();
+        if !others.is_empty() {
+            notes.push(format!(
+                "{} is served as {}/{{{}}}, not {api_version}: the guard does not read those \
+                 objects, and the verdicts do not know them",
+                kind.as_str(),
+                kind.group(),
+                others.join(",")
+            ));
+        }
+    }
+    notes.sort();
+    notes.dedup();
+    (served, notes)
 }
 
 /// With discovery on, each DNS Service candidate and its EndpointSlices; none without.
@@ -562,8 +688,9 @@ fn dns_candidates(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
 fn streams(
     client: &Client,
     dns: &DnsConfig,
+    layers: &[LayerKind],
 ) -> (SelectAll<Events>, BTreeMap<Source, &'static str>) {
-    let table = watched(client, dns);
+    let table = watched(client, dns, layers);
     let degraded = table
         .iter()
         .map(|w| (w.source.clone(), w.without.unwrap_or(NEEDED)))
@@ -602,12 +729,13 @@ where
 pub async fn list_once(
     client: &Client,
     dns: &DnsConfig,
+    layers: LayersConfig,
     progress: &mut dyn FnMut(&str, usize),
 ) -> Result<(Inventory, Vec<String>), kube::Error> {
     let mut builder = Builder::new();
-    let mut notes: Vec<String> = Vec::new();
+    let (served, mut notes) = served_layers(client, layers).await;
     let mut failed: BTreeSet<String> = BTreeSet::new();
-    for w in watched(client, dns) {
+    for w in watched(client, dns, &served) {
         if failed.contains(&w.note) {
             continue;
         }
@@ -660,6 +788,9 @@ pub struct Timing {
     pub probe_every: Duration,
     /// How long a probe waits for its answer.
     pub probe_timeout: Duration,
+    /// How often the API server is asked which policy layer kinds it serves (their CRDs
+    /// come and go with the CNI).
+    pub rediscover_every: Duration,
 }
 
 impl Default for Timing {
@@ -669,6 +800,7 @@ impl Default for Timing {
             resync_max: Duration::from_secs(60),
             probe_every: Duration::from_secs(10),
             probe_timeout: Duration::from_secs(5),
+            rediscover_every: Duration::from_secs(60),
         }
     }
 }
@@ -776,6 +908,7 @@ impl Feed {
             policies: inv.policy_count(),
             namespaces: inv.namespace_count(),
             pods: inv.pod_count(),
+            layers: LayerKind::ALL.map(|k| (k.plural(), inv.layers().count(k))),
         });
         state.set_inventory(inv);
         if self.in_sync() {
@@ -785,6 +918,45 @@ impl Feed {
             // admission goes on with this snapshot, the last the API server gave
             self.out_of_sync(state);
         }
+    }
+}
+
+/// The policy layer kinds found served, and what was said of them.
+#[derive(Debug, Default)]
+struct Discovered {
+    served: Vec<LayerKind>,
+    notes: Vec<String>,
+    /// Whether anything was logged yet.
+    told: bool,
+}
+
+impl Discovered {
+    /// Takes a discovery's answer; logs once per change (absent CRDs are fine). Returns
+    /// whether the served kinds changed.
+    fn update(&mut self, (served, notes): (Vec<LayerKind>, Vec<String>)) -> bool {
+        let changed = served != self.served;
+        if changed || !self.told {
+            let names: Vec<&str> = served.iter().map(|k| k.as_str()).collect();
+            if names.is_empty() {
+                tracing::info!(
+                    "no policy layer CRD is served (AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, Cilium): the verdicts see NetworkPolicy only"
+                );
+            } else {
+                tracing::info!(
+                    kinds = names.join(","),
+                    "watching the policy layers the cluster serves"
+                );
+            }
+        }
+        if notes != self.notes {
+            for note in notes.iter().filter(|n| !self.notes.contains(n)) {
+                tracing::warn!("{note}");
+            }
+        }
+        self.told = true;
+        self.served = served;
+        self.notes = notes;
+        changed
     }
 }
 
@@ -806,19 +978,40 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut config_changes = state.config_changes();
     let mut dns = state.snapshot().config.dns.clone();
-    let (mut events, degraded) = streams(&client, &dns);
+    let mut layers_read = state.snapshot().config.layers;
+    let mut layers = Discovered::default();
+    layers.update(served_layers(&client, layers_read).await);
+    let (mut events, degraded) = streams(&client, &dns, &layers.served);
     feed.degraded = degraded;
+    let mut rediscover = tokio::time::interval(timing.rediscover_every);
+    rediscover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rediscover.reset();
     loop {
         let resync = feed.resync_at;
         tokio::select! {
             () = super::stopped(stop.clone()) => break,
             Ok(()) = config_changes.changed() => {
-                let now = state.snapshot().config.dns.clone();
-                if (now.discover, &now.services) != (dns.discover, &dns.services) {
+                let config = state.snapshot().config.clone();
+                let now = config.dns.clone();
+                let layers_changed = config.layers != layers_read;
+                if (now.discover, &now.services) != (dns.discover, &dns.services) || layers_changed {
                     dns = now;
-                    tracing::info!("dns.discover or dns.services changed: restarting the watches");
+                    layers_read = config.layers;
+                    if layers_changed {
+                        layers.update(served_layers(&client, layers_read).await);
+                        feed.builder.forget_layers_except(&layers.served);
+                    }
+                    tracing::info!("dns.discover, dns.services or layers changed: restarting the watches");
                     feed.warned.clear();
-                    (events, feed.degraded) = streams(&client, &dns);
+                    (events, feed.degraded) = streams(&client, &dns, &layers.served);
+                }
+            }
+            _ = rediscover.tick() => {
+                if layers.update(served_layers(&client, layers_read).await) {
+                    feed.builder.forget_layers_except(&layers.served);
+                    let was_ready = feed.builder.ready();
+                    feed.publish(&state, was_ready);
+                    (events, feed.degraded) = streams(&client, &dns, &layers.served);
                 }
             }
             () = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
@@ -826,7 +1019,7 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
                 feed.resync_at = None;
                 // the fresh lists tell from now on
                 feed.probe_failures = 0;
-                (events, feed.degraded) = streams(&client, &dns);
+                (events, feed.degraded) = streams(&client, &dns, &layers.served);
             }
             _ = probe.tick() => {
                 let answer = tokio::time::timeout(timing.probe_timeout, client.apiserver_version()).await;
@@ -952,6 +1145,53 @@ mod tests {
         // the earlier snapshot is untouched
         assert_eq!(inv.policies_in("shop").len(), 2);
         assert_eq!(inv.pod_count(), 0);
+    }
+
+    #[test]
+    fn layer_objects_come_and_go_with_their_kind() {
+        let anp = |name: &str| {
+            let object: DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "policy.networking.k8s.io/v1alpha1",
+                "kind": "AdminNetworkPolicy",
+                "metadata": {"name": name},
+                "spec": {"priority": 1, "subject": {"namespaces": {}}, "egress": []}
+            }))
+            .expect("object");
+            layer_fact(LayerKind::AdminNetworkPolicy, object)
+        };
+        let source = Source::Layer(LayerKind::AdminNetworkPolicy);
+        let mut b = Builder::new();
+        list(&mut b, source.clone(), vec![anp("a"), anp("b")]);
+        assert_eq!(
+            b.snapshot().layers().count(LayerKind::AdminNetworkPolicy),
+            2
+        );
+        b.apply(&source, watcher::Event::Delete(anp("a")));
+        assert_eq!(
+            b.snapshot().layers().count(LayerKind::AdminNetworkPolicy),
+            1
+        );
+        // an object the guard cannot read is forgotten, not kept as it was
+        let broken: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": "b"},
+            "spec": {"priority": "high"}
+        }))
+        .expect("object");
+        b.apply(
+            &source,
+            watcher::Event::Apply(layer_fact(LayerKind::AdminNetworkPolicy, broken)),
+        );
+        assert_eq!(
+            b.snapshot().layers().count(LayerKind::AdminNetworkPolicy),
+            0
+        );
+        b.apply(&source, watcher::Event::Apply(anp("c")));
+        // the CRD went away
+        b.forget_layers_except(&[LayerKind::CiliumNetworkPolicy]);
+        assert!(b.snapshot().layers().is_empty());
+        assert!(!b.synced(&source));
     }
 
     #[test]

@@ -326,6 +326,8 @@ pub struct CacheSize {
     pub policies: usize,
     pub namespaces: usize,
     pub pods: usize,
+    /// Objects of each policy layer kind, by resource (plural) name.
+    pub layers: [(&'static str, usize); 5],
 }
 
 /// The cluster cache: in sync or not, its size, and the DNS target it found.
@@ -361,6 +363,7 @@ impl Cache {
             policies: 0,
             namespaces: 0,
             pods: 0,
+            layers: crate::netpol::layers::LayerKind::ALL.map(|k| (k.plural(), 0)),
         });
         Ok(cache)
     }
@@ -374,11 +377,12 @@ impl Cache {
     }
 
     pub fn size(&self, size: CacheSize) {
-        for (resource, n) in [
+        let core = [
             ("networkpolicies", size.policies),
             ("namespaces", size.namespaces),
             ("pods", size.pods),
-        ] {
+        ];
+        for (resource, n) in core.into_iter().chain(size.layers) {
             self.objects.with_label_values(&[resource]).set(count(n));
         }
     }

@@ -41,6 +41,9 @@ struct Store {
     policy_reports: bool,
     /// Whether the OpenReports Report CRD (openreports.io/v1alpha1) is installed.
     open_reports: bool,
+    /// Whether the network-policy-api CRDs (policy.networking.k8s.io/v1alpha1:
+    /// adminnetworkpolicies, baselineadminnetworkpolicies) are installed.
+    policy_layers: bool,
     /// Watches from a resourceVersion before this one are answered 410 Gone (compacted).
     compacted: u64,
 }
@@ -187,6 +190,12 @@ impl FakeApi {
         self.store.lock().unwrap().open_reports = true;
     }
 
+    /// Installs (or removes) the AdminNetworkPolicy and BaselineAdminNetworkPolicy CRDs
+    /// (policy.networking.k8s.io/v1alpha1): discovery lists them, their URLs answer.
+    pub(crate) fn install_policy_layers(&self, installed: bool) {
+        self.store.lock().unwrap().policy_layers = installed;
+    }
+
     /// Marks a namespace as being deleted without a watch event yet: what a client sees in
     /// the moment before the event reaches it.
     pub(crate) fn start_deleting_quietly(&self, namespace: &str) {
@@ -304,6 +313,30 @@ impl FakeApi {
                     ["namespaces", ns, "policyreports", name] => {
                         ("policyreports", *ns, Some(*name))
                     }
+                    _ => return status(404, "NotFound"),
+                }
+            }
+            ["apis", "policy.networking.k8s.io", "v1alpha1", rest @ ..] => {
+                if !self.store.lock().unwrap().policy_layers {
+                    return status(404, "NotFound");
+                }
+                match rest {
+                    [] => {
+                        let resource = |name: &str, kind: &str| {
+                            json!({"name": name, "singularName": "", "namespaced": false,
+                                   "kind": kind, "verbs": ["get", "list", "watch"]})
+                        };
+                        return reply(
+                            200,
+                            &json!({"kind": "APIResourceList", "apiVersion": "v1",
+                                    "groupVersion": "policy.networking.k8s.io/v1alpha1",
+                                    "resources": [
+                                        resource("adminnetworkpolicies", "AdminNetworkPolicy"),
+                                        resource("baselineadminnetworkpolicies", "BaselineAdminNetworkPolicy")]}),
+                        );
+                    }
+                    [resource] => (*resource, "", None),
+                    [resource, name] => (*resource, "", Some(*name)),
                     _ => return status(404, "NotFound"),
                 }
             }

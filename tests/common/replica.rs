@@ -126,6 +126,7 @@ pub(crate) fn quick_cache() -> cache::Timing {
         resync_max: Duration::from_secs(6),
         probe_every: Duration::from_secs(1),
         probe_timeout: Duration::from_millis(500),
+        rediscover_every: Duration::from_secs(6),
     }
 }
 
