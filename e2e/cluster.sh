@@ -28,8 +28,12 @@ ns="netpol-guard-e2e-$RANDOM"
 work=$(mktemp -d)
 pid=""
 
+layer_crds=""
 cleanup() {
   kubectl delete validatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete adminnetworkpolicies "$ns-allow-dns" "$ns-deny-dns" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete ciliumclusterwidenetworkpolicies "$ns-dns" --ignore-not-found >/dev/null 2>&1 || true
+  [ -n "$layer_crds" ] && kubectl delete -f "$layer_crds" --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete mutatingwebhookconfiguration "$ns" --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete clusterrolebinding,clusterrole "$ns" --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete rolebinding,role "$ns-dns-discovery" -n kube-system --ignore-not-found >/dev/null 2>&1 || true
@@ -73,6 +77,8 @@ rules:
 - {apiGroups: [""], resources: [pods], verbs: [list, watch]}
 - {apiGroups: [wgpolicyk8s.io], resources: [policyreports], verbs: [get, list, watch, create, patch, update, delete]}
 - {apiGroups: [openreports.io], resources: [reports], verbs: [get, list, watch, create, patch, update, delete]}
+- {apiGroups: [policy.networking.k8s.io], resources: [adminnetworkpolicies, baselineadminnetworkpolicies, clusternetworkpolicies], verbs: [get, list, watch]}
+- {apiGroups: [cilium.io], resources: [ciliumnetworkpolicies, ciliumclusterwidenetworkpolicies], verbs: [get, list, watch]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -118,6 +124,13 @@ metadata: {name: leader-election, namespace: $ns-guard}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: leader-election}
 subjects: [{kind: ServiceAccount, name: netpol-guard, namespace: $ns-guard}]
 YAML
+# the policy layer CRDs (step 14), installed before the guard starts so that its discovery
+# finds them at once; removed again only if this run installed them
+if ! kubectl get crd adminnetworkpolicies.policy.networking.k8s.io >/dev/null 2>&1; then
+  layer_crds="$(dirname "$0")/crds/policy-layers.yaml"
+  kubectl apply -f "$layer_crds" >/dev/null
+  kubectl wait --for condition=established --timeout=30s -f "$layer_crds" >/dev/null
+fi
 kubectl config view --raw --minify >"$work/kubeconfig"
 token=$(kubectl create token netpol-guard -n "$ns-guard" --duration=1h)
 kubectl --kubeconfig "$work/kubeconfig" config set-credentials netpol-guard-e2e --token="$token" >/dev/null
@@ -163,6 +176,29 @@ $( [ "$kind" = MutatingWebhookConfiguration ] && echo "  reinvocationPolicy: IfN
   namespaceSelector:
     matchExpressions:
     - {key: kubernetes.io/metadata.name, operator: In, values: [$ns, $ns-protected, $ns-companions]}
+$( [ "$kind" = ValidatingWebhookConfiguration ] && cat <<LAYERS
+- name: policylayers.$ns.netpol-guard.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  matchPolicy: Equivalent
+  timeoutSeconds: 5
+  failurePolicy: Fail
+  clientConfig:
+    url: https://$host:$port/$path
+    caBundle: $ca_bundle
+  rules:
+  - apiGroups: [policy.networking.k8s.io]
+    apiVersions: [v1alpha1]
+    operations: [CREATE, UPDATE]
+    resources: [adminnetworkpolicies, baselineadminnetworkpolicies]
+  - apiGroups: [cilium.io]
+    apiVersions: [v2]
+    operations: [CREATE, UPDATE]
+    resources: [ciliumnetworkpolicies, ciliumclusterwidenetworkpolicies]
+  objectSelector:
+    matchLabels: {netpol-guard-e2e: "$ns"}
+LAYERS
+)
 YAML
 }
 webhook ValidatingWebhookConfiguration validate Fail | kubectl apply -f - >/dev/null
@@ -384,6 +420,84 @@ for _ in $(seq 100); do
 done
 [ -n "$audited" ] || fail "no background audit ran"
 pass "background audit metrics exported"
+
+# 14. the policy layers: an Admin-tier DNS allow makes an egress policy without DNS admitted
+#     untouched; an Admin DNS deny makes it refused, naming the object; a Cilium clusterwide
+#     DNS allow admits it untouched too; a lockdown ANP is refused at its own write
+cache_objects() { curl -s "http://127.0.0.1:$metrics_port/metrics" | awk -v r="netpol_guard_cache_objects{resource=\"$1\"}" '$1 == r {print $2}'; }
+wait_objects() { # resource count
+  for _ in $(seq 100); do [ "$(cache_objects "$1")" = "$2" ] && return 0; sleep 0.2; done
+  fail "netpol_guard_cache_objects{resource=\"$1\"} is $(cache_objects "$1"), not $2"
+}
+dns_to='[{pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}}]'
+anp() { # name priority action annotations
+  cat <<YAML
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata:
+  name: $1
+  labels: {netpol-guard-e2e: "$ns"}
+  annotations: {$4}
+spec:
+  priority: $2
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: $ns}}}
+  egress:
+  - name: cluster-dns
+    action: $3
+    to: $dns_to
+    ports: [{portNumber: {protocol: UDP, port: 53}}, {portNumber: {protocol: TCP, port: 53}}]
+YAML
+}
+layer_probe='  podSelector: {matchLabels: {app: layered}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: db}}}]
+    ports: [{port: 5432, protocol: TCP}]'
+untouched() { # name: stored, no injection, no warning
+  local out
+  out=$(policy "$1" "" "$layer_probe" | kubectl apply -n "$ns" -f - 2>&1) || fail "$1 refused: $out"
+  grep -q "Warning" <<<"$out" && fail "$1 admitted with a warning: $out"
+  kubectl get networkpolicy "$1" -n "$ns" -o json | grep -q 'netpol-guard.io/injected' && fail "$1 was mutated"
+  kubectl delete networkpolicy "$1" -n "$ns" >/dev/null
+}
+anp "$ns-allow-dns" 10 Allow "" | kubectl apply -f - >/dev/null || fail "the DNS allow ANP was refused"
+wait_objects adminnetworkpolicies 1
+untouched layered-allow
+pass "Admin DNS allow: an egress policy without DNS admitted untouched (cache_objects adminnetworkpolicies=1)"
+anp "$ns-deny-dns" 5 Deny '"netpol-guard.io/dns": skip' | kubectl apply -f - >/dev/null || fail "the annotated DNS deny ANP was refused"
+wait_objects adminnetworkpolicies 2
+if out=$(policy layered-deny "" "$layer_probe" | kubectl apply -n "$ns" -f - 2>&1); then
+  fail "egress policy admitted under an Admin DNS deny: $out"
+fi
+grep -q "denied for these pods by AdminNetworkPolicy $ns-deny-dns, priority 5 (rule cluster-dns)" <<<"$out" \
+  || fail "the refusal does not name the deciding object: $out"
+pass "Admin DNS deny: refused, naming AdminNetworkPolicy $ns-deny-dns, priority 5 (rule cluster-dns)"
+kubectl delete adminnetworkpolicies "$ns-deny-dns" "$ns-allow-dns" >/dev/null
+wait_objects adminnetworkpolicies 0
+kubectl apply -f - >/dev/null <<YAML || fail "the DNS visibility CCNP was refused"
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata:
+  name: $ns-dns
+  labels: {netpol-guard-e2e: "$ns"}
+spec:
+  endpointSelector: {matchLabels: {k8s:io.kubernetes.pod.namespace: $ns}}
+  enableDefaultDeny: {egress: false}
+  egress:
+  - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s:k8s-app: kube-dns}}]
+    toPorts:
+    - ports: [{port: "53", protocol: ANY}]
+      rules: {dns: [{matchPattern: "*"}]}
+YAML
+wait_objects ciliumclusterwidenetworkpolicies 1
+untouched layered-cilium
+pass "Cilium clusterwide DNS allow: an egress policy without DNS admitted untouched"
+if out=$(anp "$ns-lockdown" 5 Deny "" | sed 's/    to: .*/    to: [{namespaces: {}}]/' \
+  | kubectl apply --dry-run=server -f - 2>&1); then
+  fail "a lockdown ANP that denies DNS was admitted: $out"
+fi
+grep -q "layer-denies-dns" <<<"$out" || fail "the lockdown ANP refused without layer-denies-dns: $out"
+pass "an ANP that denies its pods DNS is refused at its own write (layer-denies-dns, dry run)"
 
 # 13. the API server goes away for a minute and comes back (only with commands that stop and
 #     start it: NETPOL_GUARD_E2E_API_DOWN / NETPOL_GUARD_E2E_API_UP, e.g. the rig's down.sh/up.sh)
