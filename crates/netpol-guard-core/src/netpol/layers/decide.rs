@@ -517,5 +517,120 @@ pub fn dns(
     }
 }
 
+/// One concrete pod, as a connection's end.
+#[derive(Debug, Clone, Copy)]
+pub struct Pod<'a> {
+    pub namespace: &'a str,
+    /// All the labels of its namespace (its name label among them).
+    pub namespace_labels: &'a Labels,
+    pub labels: &'a Labels,
+    /// Its named container ports.
+    pub ports: &'a [crate::netpol::ports::NamedPort],
+    /// Its IPs, when known.
+    pub ips: &'a [std::net::IpAddr],
+}
+
+impl Pod<'_> {
+    /// Whether `group` holds this pod.
+    fn in_group(&self, group: &Group) -> bool {
+        selector::matches(&group.namespaces, self.namespace_labels)
+            && selector::matches(&group.pods, self.labels)
+    }
+
+    /// Whether a peer of a rule holds this pod.
+    fn in_peer(&self, peer: &Peer) -> Reach {
+        match peer {
+            Peer::Anything => Reach::Yes,
+            Peer::Pods(g) if self.in_group(g) => Reach::Yes,
+            Peer::Pods(_) => Reach::No,
+            // `networks` match pod traffic too, by the pod's IPs
+            Peer::Networks(nets) if self.ips.is_empty() => Reach::Maybe(format!(
+                "the pod's IPs are inside {}",
+                nets.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Peer::Networks(nets) => {
+                if self
+                    .ips
+                    .iter()
+                    .all(|ip| nets.iter().any(|n| n.contains(ip)))
+                {
+                    Reach::Yes
+                } else {
+                    Reach::No
+                }
+            }
+            Peer::CiliumCidrs(_) | Peer::Nodes | Peer::Entity(_) | Peer::Fqdns(_) => Reach::No,
+            Peer::Unread(what) => Reach::Maybe(format!("{what} holds the pod")),
+        }
+    }
+
+    /// Whether a rule's ports admit `port`/`protocol` on this pod (the destination).
+    fn admits(&self, ports: Option<&[PortMatch]>, port: i32, protocol: Protocol) -> bool {
+        let Some(ports) = ports else {
+            return true;
+        };
+        ports.iter().any(|p| match p {
+            PortMatch::Range {
+                protocol: proto,
+                start,
+                end,
+            } => *proto == protocol && (*start..=*end).contains(&port),
+            PortMatch::Named(name) => self
+                .ports
+                .iter()
+                .any(|c| c.name == *name && c.protocol == protocol && c.port == port),
+        })
+    }
+}
+
+/// What the layers say of a connection from `src` to port `port`/`protocol` of `dst`, on
+/// each side: its egress at `src` and its ingress at `dst` (`isolated`: whether a
+/// NetworkPolicy isolates each side, so that Baseline has no say there). The connection
+/// is denied if either side is; allowed by the layers only if both sides are, or one is
+/// and the other is open.
+pub fn between(
+    layers: &Layers,
+    (src, dst): (&Pod<'_>, &Pod<'_>),
+    (port, protocol): (i32, Protocol),
+    (src_isolated, dst_isolated): (Isolated, Isolated),
+) -> (Say, Say) {
+    if layers.is_empty() {
+        return (Say::Open(None), Say::Open(None));
+    }
+    let holds = |pod: &Pod<'_>, p: &LayerPolicy| {
+        if p.subject.as_ref().is_some_and(|g| pod.in_group(g)) {
+            Reach::Yes
+        } else {
+            Reach::No
+        }
+    };
+    let rule_to = |other: &Pod<'_>, r: &LayerRule| {
+        if !dst.admits(r.ports.as_deref(), port, protocol) {
+            return Reach::No;
+        }
+        r.peers
+            .iter()
+            .fold(Reach::No, |best, peer| best.or(|| other.in_peer(peer)))
+    };
+    let egress = tiers(
+        layers,
+        true,
+        src_isolated,
+        |p| holds(src, p),
+        |r| rule_to(dst, r),
+    );
+    let ingress = tiers(
+        layers,
+        false,
+        dst_isolated,
+        |p| holds(dst, p),
+        |r| rule_to(src, r),
+    );
+    (egress, ingress)
+}
+
 #[cfg(test)]
 mod tests;
