@@ -314,11 +314,81 @@ fn crowded_namespace(c: &mut Criterion) {
     group.finish();
 }
 
+/// `n` AdminNetworkPolicies, each for the namespaces of one team (none of the mix's
+/// namespaces carries a team label, so every review walks them all), with a DNS allow, a
+/// pass and a deny: what the policy layers add to a review.
+fn layered(n: usize) -> Inventory {
+    let mut inventory = Inventory::new();
+    for ns in [
+        "shop",
+        "payments",
+        "kube-system",
+        "default",
+        "team-a",
+        "monitoring",
+    ] {
+        inventory.insert_namespace(ns, Default::default());
+    }
+    inventory.mark_namespaces_complete();
+    for i in 0..n {
+        let object = serde_json::json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": format!("team-{i}")},
+            "spec": {
+                "priority": i % 1000,
+                "subject": {"namespaces": {"matchLabels": {"team": format!("t{i}")}}},
+                "egress": [
+                    {"name": "dns", "action": "Allow",
+                     "to": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                     "ports": [{"portNumber": {"protocol": "UDP", "port": 53}}]},
+                    {"name": "internal", "action": "Pass", "to": [{"namespaces": {}}]},
+                    {"name": "rest", "action": "Deny", "to": [{"networks": ["0.0.0.0/0"]}]}
+                ],
+                "ingress": [{"name": "monitoring", "action": "Allow",
+                             "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}]
+            }
+        });
+        let layer = netpol_guard::netpol::layers::decode::layer(&object).unwrap();
+        inventory.layers_mut().insert(layer);
+    }
+    inventory
+}
+
+/// The request mix of `admission` with 0, 100 and 1,000 AdminNetworkPolicies in the cache.
+fn policy_layers(c: &mut Criterion) {
+    let identity = Arc::new(Identity {
+        namespace: "netpol-guard".into(),
+        service_account: "system:serviceaccount:netpol-guard:netpol-guard".into(),
+    });
+    let requests = mix_by_endpoint();
+    let mut group = c.benchmark_group("admission-layers");
+    group.throughput(Throughput::Elements(requests.len() as u64));
+    for n in [0, 100, 1_000] {
+        let engine = Engine::new(
+            Arc::new(Config::default()),
+            Arc::new(layered(n)),
+            identity.clone(),
+        );
+        group.bench_function(format!("{n}-anps"), |b| {
+            b.iter(|| {
+                let mut bytes = 0;
+                for (endpoint, r) in &requests {
+                    bytes += admission::review(&engine, *endpoint, &r.body).body.len();
+                }
+                std::hint::black_box(bytes)
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench,
     admission_mix,
     cluster_cache,
-    crowded_namespace
+    crowded_namespace,
+    policy_layers
 );
 criterion_main!(benches);

@@ -429,7 +429,7 @@ fn rbac_is_least_privilege() {
     let objects = render(&helm, &[]);
     let role = find(&objects, "ClusterRole", FULLNAME);
     let rules = role["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 6, "{rules:?}");
+    assert_eq!(rules.len(), 8, "{rules:?}");
     for rule in rules {
         let resources = rule["resources"].to_string();
         assert!(!resources.contains('*') && !rule["verbs"].to_string().contains('*'));
@@ -460,6 +460,18 @@ fn rbac_is_least_privilege() {
             }
             "ciliumnetworkpolicies" => {
                 assert_eq!(rule["apiGroups"], json!(["cilium.io"]));
+                assert_eq!(verbs(rule), ["get", "list", "watch"]);
+            }
+            // other CNIs' policies: read-only, only that they exist is used
+            "globalnetworkpolicies" => {
+                assert_eq!(
+                    rule["apiGroups"],
+                    json!(["crd.projectcalico.org", "projectcalico.org"])
+                );
+                assert_eq!(verbs(rule), ["get", "list", "watch"]);
+            }
+            "clusternetworkpolicies" => {
+                assert_eq!(rule["apiGroups"], json!(["crd.antrea.io"]));
                 assert_eq!(verbs(rule), ["get", "list", "watch"]);
             }
             other => panic!("unexpected resource {other}"),

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use crate::config::LayersConfig;
 use crate::netpol::cluster::{Inventory, ServiceFacts, ServicePort, SliceFacts};
 use crate::netpol::dns::{Discover, DnsConfig};
-use crate::netpol::layers::{self, LayerKind, LayerPolicy};
+use crate::netpol::layers::{self, LayerKind, LayerPolicy, UNREAD_KINDS, UnreadKind};
 use crate::netpol::ports::{NamedPort, Protocol};
 use crate::netpol::selector::Labels;
 use crate::runtime::metrics::CacheSize;
@@ -85,6 +85,13 @@ pub enum Fact {
         name: String,
         policy: Option<Arc<LayerPolicy>>,
     },
+    /// An object of another CNI's policy kind, which the guard does not read: only that it
+    /// exists.
+    Unread {
+        kind: &'static UnreadKind,
+        namespace: String,
+        name: String,
+    },
 }
 
 /// What a watch stream covers, so a relist replaces exactly its objects.
@@ -101,6 +108,8 @@ pub enum Source {
     ApiService,
     /// The objects of a policy layer kind its CRD serves.
     Layer(LayerKind),
+    /// The objects of another CNI's policy kind.
+    Unread(&'static UnreadKind),
 }
 
 impl Source {
@@ -112,6 +121,7 @@ impl Source {
             Self::Service(..) | Self::ApiService => "services",
             Self::Slices(..) => "endpointslices",
             Self::Layer(kind) => kind.plural(),
+            Self::Unread(kind) => kind.plural,
         }
     }
 }
@@ -183,16 +193,23 @@ impl Builder {
             Source::Slices(ns, service) => inv.remove_slices_of(ns, service),
             Source::ApiService => inv.set_ip_families(IpFamilies::Unknown),
             Source::Layer(kind) => inv.layers_mut().clear(*kind),
+            Source::Unread(kind) => inv.layers_mut().clear_unread(kind),
         }
     }
 
     /// Forgets the objects of layer kinds no longer watched (their CRD went away).
-    pub fn forget_layers_except(&mut self, served: &[LayerKind]) {
-        for kind in LayerKind::ALL {
-            if !served.contains(&kind) {
-                self.clear(&Source::Layer(kind));
-                self.synced.remove(&Source::Layer(kind));
-            }
+    pub fn forget_layers_except(&mut self, served: &[LayerKind], unread: &[&'static UnreadKind]) {
+        let gone = (LayerKind::ALL.into_iter())
+            .filter(|k| !served.contains(k))
+            .map(Source::Layer)
+            .chain(
+                (UNREAD_KINDS.iter())
+                    .filter(|k| !unread.contains(k))
+                    .map(Source::Unread),
+            );
+        for source in gone.collect::<Vec<_>>() {
+            self.clear(&source);
+            self.synced.remove(&source);
         }
     }
 
@@ -238,6 +255,11 @@ impl Builder {
                 name,
                 policy: None,
             } => inv.layers_mut().remove(kind, namespace.as_deref(), &name),
+            Fact::Unread {
+                kind,
+                namespace,
+                name,
+            } => inv.layers_mut().insert_unread(kind, &namespace, &name),
         }
     }
 
@@ -266,6 +288,11 @@ impl Builder {
                 name,
                 ..
             } => inv.layers_mut().remove(*kind, namespace.as_deref(), name),
+            Fact::Unread {
+                kind,
+                namespace,
+                name,
+            } => inv.layers_mut().remove_unread(kind, namespace, name),
         }
     }
 }
@@ -546,7 +573,7 @@ impl Watched {
 /// Everything the cache watches: every policy, namespace and pod (metadata only: no pod
 /// specs cross the wire or stay in memory), the API server's own Service (the cluster's IP
 /// families), and the DNS Service candidates ([`dns_candidates`]).
-fn watched(client: &Client, dns: &DnsConfig, layers: &[LayerKind]) -> Vec<Watched> {
+fn watched(client: &Client, dns: &DnsConfig, layers: &Served) -> Vec<Watched> {
     let (api_ns, api_name) = API_SERVICE;
     let mut table = vec![
         entry(
@@ -588,8 +615,48 @@ fn watched(client: &Client, dns: &DnsConfig, layers: &[LayerKind]) -> Vec<Watche
         ),
     ];
     table.extend(dns_candidates(client, dns));
-    table.extend(layers.iter().map(|kind| layer_entry(client, *kind)));
+    table.extend(layers.kinds.iter().map(|kind| layer_entry(client, *kind)));
+    table.extend(layers.unread.iter().map(|kind| unread_entry(client, kind)));
     table
+}
+
+/// The objects of another CNI's policy kind: only their namespaces and names are kept.
+fn unread_entry(client: &Client, kind: &'static UnreadKind) -> Watched {
+    let resource = ApiResource {
+        group: kind.group.into(),
+        version: kind.version.into(),
+        api_version: format!("{}/{}", kind.group, kind.version),
+        kind: kind.kind.into(),
+        plural: kind.plural.into(),
+    };
+    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    entry(
+        Source::Unread(kind),
+        api,
+        Selected::default(),
+        move |o: DynamicObject| Fact::Unread {
+            kind,
+            namespace: o.metadata.namespace.unwrap_or_default(),
+            name: o.metadata.name.unwrap_or_default(),
+        },
+    )
+    .optional(
+        "cannot watch another CNI's policy kind: verdicts it could change are judged \
+         without it; retrying",
+        format!(
+            "{} not listed: verdicts it could change are judged without it",
+            kind.label
+        ),
+    )
+}
+
+/// The policy kinds the cluster serves that the cache watches.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The layer kinds served at the version the guard reads.
+    pub kinds: Vec<LayerKind>,
+    /// Other CNIs' policy kinds served.
+    pub unread: Vec<&'static UnreadKind>,
 }
 
 /// The objects of one policy layer kind its CRD serves, as dynamic objects.
@@ -617,15 +684,24 @@ fn layer_entry(client: &Client, kind: LayerKind) -> Watched {
 
 /// The policy layer kinds the cluster serves at the version the guard reads, among those
 /// `config` reads; and a note for each kind whose group serves only other versions.
-pub async fn served_layers(client: &Client, config: LayersConfig) -> (Vec<LayerKind>, Vec<String>) {
-    let mut served = Vec::new();
+pub async fn served_layers(client: &Client, config: LayersConfig) -> (Served, Vec<String>) {
+    let mut served = Served::default();
     let mut notes = Vec::new();
+    if config.other_cnis {
+        for kind in UNREAD_KINDS {
+            let api_version = format!("{}/{}", kind.group, kind.version);
+            let listed = client.list_api_group_resources(&api_version).await;
+            if listed.is_ok_and(|l| l.resources.iter().any(|r| r.name == kind.plural)) {
+                served.unread.push(kind);
+            }
+        }
+    }
     let groups = client.list_api_groups().await.ok();
     for kind in LayerKind::ALL.into_iter().filter(|k| config.reads(*k)) {
         let api_version = format!("{}/{}", kind.group(), kind.version());
         let listed = client.list_api_group_resources(&api_version).await;
         if listed.is_ok_and(|l| l.resources.iter().any(|r| r.name == kind.plural())) {
-            served.push(kind);
+            served.kinds.push(kind);
             continue;
         }
         let others: Vec<String> = (groups.iter())
@@ -688,7 +764,7 @@ fn dns_candidates(client: &Client, dns: &DnsConfig) -> Vec<Watched> {
 fn streams(
     client: &Client,
     dns: &DnsConfig,
-    layers: &[LayerKind],
+    layers: &Served,
 ) -> (SelectAll<Events>, BTreeMap<Source, &'static str>) {
     let table = watched(client, dns, layers);
     let degraded = table
@@ -909,6 +985,7 @@ impl Feed {
             namespaces: inv.namespace_count(),
             pods: inv.pod_count(),
             layers: LayerKind::ALL.map(|k| (k.plural(), inv.layers().count(k))),
+            unread: inv.layers().unread_count(),
         });
         state.set_inventory(inv);
         if self.in_sync() {
@@ -924,7 +1001,7 @@ impl Feed {
 /// The policy layer kinds found served, and what was said of them.
 #[derive(Debug, Default)]
 struct Discovered {
-    served: Vec<LayerKind>,
+    served: Served,
     notes: Vec<String>,
     /// Whether anything was logged yet.
     told: bool,
@@ -933,10 +1010,17 @@ struct Discovered {
 impl Discovered {
     /// Takes a discovery's answer; logs once per change (absent CRDs are fine). Returns
     /// whether the served kinds changed.
-    fn update(&mut self, (served, notes): (Vec<LayerKind>, Vec<String>)) -> bool {
+    fn update(&mut self, (served, notes): (Served, Vec<String>)) -> bool {
         let changed = served != self.served;
         if changed || !self.told {
-            let names: Vec<&str> = served.iter().map(|k| k.as_str()).collect();
+            let names: Vec<&str> = served.kinds.iter().map(|k| k.as_str()).collect();
+            if !served.unread.is_empty() {
+                let others: Vec<&str> = served.unread.iter().map(|k| k.label).collect();
+                tracing::info!(
+                    kinds = others.join(","),
+                    "watching policies of other CNIs, which the guard does not read: where one exists, verdicts it could change are warnings"
+                );
+            }
             if names.is_empty() {
                 tracing::info!(
                     "no policy layer CRD is served (AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, Cilium): the verdicts see NetworkPolicy only"
@@ -999,7 +1083,7 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
                     layers_read = config.layers;
                     if layers_changed {
                         layers.update(served_layers(&client, layers_read).await);
-                        feed.builder.forget_layers_except(&layers.served);
+                        feed.builder.forget_layers_except(&layers.served.kinds, &layers.served.unread);
                     }
                     tracing::info!("dns.discover, dns.services or layers changed: restarting the watches");
                     feed.warned.clear();
@@ -1008,7 +1092,7 @@ pub async fn run(client: Client, state: SharedState, timing: Timing, stop: watch
             }
             _ = rediscover.tick() => {
                 if layers.update(served_layers(&client, layers_read).await) {
-                    feed.builder.forget_layers_except(&layers.served);
+                    feed.builder.forget_layers_except(&layers.served.kinds, &layers.served.unread);
                     let was_ready = feed.builder.ready();
                     feed.publish(&state, was_ready);
                     (events, feed.degraded) = streams(&client, &dns, &layers.served);
@@ -1189,7 +1273,7 @@ mod tests {
         );
         b.apply(&source, watcher::Event::Apply(anp("c")));
         // the CRD went away
-        b.forget_layers_except(&[LayerKind::CiliumNetworkPolicy]);
+        b.forget_layers_except(&[LayerKind::CiliumNetworkPolicy], &[]);
         assert!(b.snapshot().layers().is_empty());
         assert!(!b.synced(&source));
     }

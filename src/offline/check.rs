@@ -17,7 +17,7 @@ use crate::config::LayersConfig;
 use crate::guard::dns_patch::dns_allowance_patch_in;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::ipblock::IpFamilies;
-use crate::netpol::layers::LayerPolicy;
+use crate::netpol::layers::{LayerPolicy, UnreadKind};
 use crate::netpol::policy::Subject;
 use crate::offline::manifest::{self, Manifest, Object};
 use crate::offline::positions::Positions;
@@ -430,6 +430,8 @@ struct Gathered {
     layers: Vec<LocatedLayer>,
     /// The layer families read (`layers` in the configuration).
     layers_read: LayersConfig,
+    /// Policies of CNIs the guard does not read: (file, kind, namespace, name).
+    unread: Vec<(String, &'static UnreadKind, String, String)>,
     namespaces_seen: Vec<NamespaceSeen>,
     inventory: Inventory,
     problems: Vec<Problem>,
@@ -523,6 +525,31 @@ impl Gathered {
                     policy: Arc::from(layer),
                     context,
                 });
+            }
+            Object::Unread { kind, .. } if !self.layers_read.other_cnis => {
+                let off = format!("{} (layers.otherCnis is off)", kind.label);
+                *self.skipped.entry(off).or_default() += usize::from(!context);
+            }
+            Object::Unread {
+                kind,
+                namespace,
+                name,
+            } => {
+                let namespace = if kind.namespaced && namespace.is_empty() {
+                    default_namespace.to_string()
+                } else {
+                    namespace
+                };
+                self.inventory
+                    .layers_mut()
+                    .insert_unread(kind, &namespace, &name);
+                self.unread
+                    .push((source.file.clone(), kind, namespace, name));
+                let note = format!(
+                    "{} (not read: verdicts it could change are warnings that name it)",
+                    kind.label
+                );
+                *self.skipped.entry(note).or_default() += usize::from(!context);
             }
             Object::Other { .. } if context => {}
             Object::Other { kind } => *self.skipped.entry(kind).or_default() += 1,
@@ -647,6 +674,12 @@ impl Gathered {
                 .or_insert_with(fresh)
                 .layers_mut()
                 .insert((*l.policy).clone());
+        }
+        for (file, kind, namespace, name) in &self.unread {
+            out.entry(scope.key(file))
+                .or_insert_with(fresh)
+                .layers_mut()
+                .insert_unread(kind, namespace, name);
         }
         out
     }

@@ -94,7 +94,7 @@ fn read_object(value: &Value, loaded: &mut Loaded) -> Result<(), String> {
             let labels = namespace.metadata.labels.clone().unwrap_or_default();
             loaded.input.namespaces.insert(name, labels);
         }
-        Object::Other { .. } | Object::Layer(_) => {}
+        Object::Other { .. } | Object::Layer(_) | Object::Unread { .. } => {}
     }
     Ok(())
 }

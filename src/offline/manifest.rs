@@ -1,7 +1,7 @@
 //! Manifests as files hold them: YAML streams (or JSON), split into documents the way kubectl
 //! splits them, decoded one by one so that a broken document never hides the others.
 
-use crate::netpol::layers::{self, LayerKind, LayerPolicy};
+use crate::netpol::layers::{self, LayerKind, LayerPolicy, UnreadKind};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::Value;
@@ -347,6 +347,12 @@ pub enum Object {
     Namespace(Box<Namespace>),
     /// An object of a policy layer (AdminNetworkPolicy, Cilium, ...) at the version read.
     Layer(Box<LayerPolicy>),
+    /// A policy of a CNI the guard does not read (Calico, Antrea): only its existence counts.
+    Unread {
+        kind: &'static UnreadKind,
+        namespace: String,
+        name: String,
+    },
     /// Any other kind: skipped, and counted by `kind` (with apiVersion when not core).
     Other {
         kind: String,
@@ -409,6 +415,17 @@ pub fn decode(value: &Value) -> Result<Decoded, String> {
                 }),
                 Err(e) => Err(e.to_string()),
             }
+        }
+        (Some(api_version), Some(kind)) if UnreadKind::of(api_version, kind).is_some() => {
+            let meta = &value["metadata"];
+            Ok(Decoded {
+                object: Object::Unread {
+                    kind: UnreadKind::of(api_version, kind).unwrap_or(&layers::UNREAD_KINDS[0]),
+                    namespace: meta["namespace"].as_str().unwrap_or_default().to_string(),
+                    name: meta["name"].as_str().unwrap_or_default().to_string(),
+                },
+                unknown_fields: Vec::new(),
+            })
         }
         // another version of a layer kind: counted, and said to be unread
         (Some(api_version), Some(kind)) if LayerKind::named(kind).is_some() => other(format!(
@@ -562,11 +579,29 @@ mod tests {
                 ..
             })
         ));
-        match decode(&v("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy")) {
+        match decode(&v("apiVersion: example.com/v1\nkind: NetworkPolicy")) {
             Ok(Decoded {
                 object: Object::Other { kind },
                 ..
-            }) => assert_eq!(kind, "NetworkPolicy (projectcalico.org/v3)"),
+            }) => assert_eq!(kind, "NetworkPolicy (example.com/v1)"),
+            other => panic!("{other:?}"),
+        }
+        // Calico's own policies are not read, but their existence is
+        match decode(&v(
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: a, namespace: b}",
+        )) {
+            Ok(Decoded {
+                object:
+                    Object::Unread {
+                        kind,
+                        namespace,
+                        name,
+                    },
+                ..
+            }) => assert_eq!(
+                (kind.label, namespace.as_str(), name.as_str()),
+                ("Calico NetworkPolicy", "b", "a")
+            ),
             other => panic!("{other:?}"),
         }
         let err = decode(&v("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nspec: {egress: [{ports: [{port: [1]}]}]}")).expect_err("bad type");

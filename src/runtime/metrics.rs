@@ -328,6 +328,8 @@ pub struct CacheSize {
     pub pods: usize,
     /// Objects of each policy layer kind, by resource (plural) name.
     pub layers: [(&'static str, usize); 5],
+    /// Objects of other CNIs' policy kinds, which the guard does not read.
+    pub unread: usize,
 }
 
 /// The cluster cache: in sync or not, its size, and the DNS target it found.
@@ -364,6 +366,7 @@ impl Cache {
             namespaces: 0,
             pods: 0,
             layers: crate::netpol::layers::LayerKind::ALL.map(|k| (k.plural(), 0)),
+            unread: 0,
         });
         Ok(cache)
     }
@@ -382,7 +385,8 @@ impl Cache {
             ("namespaces", size.namespaces),
             ("pods", size.pods),
         ];
-        for (resource, n) in core.into_iter().chain(size.layers) {
+        let unread = [("unread", size.unread)];
+        for (resource, n) in core.into_iter().chain(size.layers).chain(unread) {
             self.objects.with_label_values(&[resource]).set(count(n));
         }
     }

@@ -42,6 +42,10 @@ pub struct LayersConfig {
     pub network_policy_api: bool,
     /// CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy.
     pub cilium: bool,
+    /// The policies of CNIs whose semantics the guard does not read (Calico's
+    /// GlobalNetworkPolicy and NetworkPolicy, Antrea's ClusterNetworkPolicy and
+    /// NetworkPolicy): where one exists, a verdict it could change is a warning naming it.
+    pub other_cnis: bool,
 }
 
 impl Default for LayersConfig {
@@ -49,6 +53,7 @@ impl Default for LayersConfig {
         Self {
             network_policy_api: true,
             cilium: true,
+            other_cnis: true,
         }
     }
 }

@@ -715,6 +715,9 @@ mod tests {
         const ANP_PASS: &str = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: pass}, spec: {priority: 1, subject: {namespaces: {}}, egress: [{name: p, action: Pass, to: [{namespaces: {}}]}]}}";
         const CCNP_ALLOW: &str = "{apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: dns}, spec: {endpointSelector: {}, enableDefaultDeny: {egress: false}, egress: [{toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}], toPorts: [{ports: [{port: '53', protocol: ANY}], rules: {dns: [{matchPattern: '*'}]}}]}]}}";
         const BANP_ALLOW: &str = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: BaselineAdminNetworkPolicy, metadata: {name: default}, spec: {subject: {namespaces: {}}, egress: [{name: dns, action: Allow, to: [{namespaces: {}}]}]}}";
+        const CALICO_GNP: &str = "{apiVersion: crd.projectcalico.org/v1, kind: GlobalNetworkPolicy, metadata: {name: allow-dns}, spec: {order: 10}}";
+        const CALICO_NP_ELSEWHERE: &str = "{apiVersion: crd.projectcalico.org/v1, kind: NetworkPolicy, metadata: {name: dns, namespace: shop}, spec: {}}";
+        const CALICO_NP_HERE: &str = "{apiVersion: projectcalico.org/v3, kind: NetworkPolicy, metadata: {name: dns, namespace: apps}, spec: {}}";
         const TEAM_NS: &str =
             "{apiVersion: v1, kind: Namespace, metadata: {name: apps, labels: {team: a}}}";
         let no_dns = egress("{to: [{podSelector: {}}]}");
@@ -744,6 +747,27 @@ mod tests {
             (&no_dns, &[ANP_TEAM, TEAM_NS], "", ""),
             // a Baseline allow does not rescue pods a NetworkPolicy isolates
             (&no_dns, &[BANP_ALLOW], "deny", "no rule"),
+            // another CNI's policy the guard does not read may allow DNS first: a warning
+            (
+                &no_dns,
+                &[CALICO_GNP],
+                "warn",
+                "only if Calico GlobalNetworkPolicy allow-dns, a policy of another CNI",
+            ),
+            (&no_dns, &[CALICO_NP_ELSEWHERE], "deny", "no rule"),
+            (
+                &no_dns,
+                &[CALICO_NP_HERE],
+                "warn",
+                "Calico NetworkPolicy apps/dns",
+            ),
+            (
+                &egress(GOOD_DNS),
+                &[ANP_DENY, CALICO_GNP],
+                "warn",
+                "unless Calico GlobalNetworkPolicy allow-dns, a policy of another CNI",
+            ),
+            (&egress(GOOD_DNS), &[CALICO_GNP], "", ""),
         ];
         for (i, (yaml, others, want, says)) in cases.iter().enumerate() {
             let hits = run(&EGRESS_MISSING_DNS, yaml, others);

@@ -415,6 +415,15 @@ pub(crate) mod testing {
                 inventory.insert_pod(&ns, &name, pod.metadata.labels.unwrap_or_default());
             } else if let Ok(layer) = crate::netpol::layers::decode::layer(&value) {
                 inventory.layers_mut().insert(layer);
+            } else if let Some(kind) = crate::netpol::layers::UnreadKind::of(
+                value["apiVersion"].as_str().unwrap_or_default(),
+                value["kind"].as_str().unwrap_or_default(),
+            ) {
+                inventory.layers_mut().insert_unread(
+                    kind,
+                    value["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    value["metadata"]["name"].as_str().unwrap_or_default(),
+                );
             } else if value["kind"] == "Namespace" {
                 let ns: k8s_openapi::api::core::v1::Namespace =
                     serde_json::from_value(value).expect("namespace");

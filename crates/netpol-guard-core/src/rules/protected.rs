@@ -6,6 +6,7 @@ use crate::netpol::coverage::{Candidates, PodsOutcome, describe_examples, pods_o
 use crate::netpol::dns::Reach;
 use crate::netpol::index::{Lookup, NamespacePolicies};
 use crate::netpol::ipblock::Everywhere;
+use crate::netpol::layers::decide::{Namespaces, Pods, opens_everything};
 use crate::netpol::openness::rules_open_everything;
 use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::selector;
@@ -53,8 +54,28 @@ fn restricted(ctx: &Context<'_>, subject: &Subject<'_>, all_pods: bool) -> Optio
     let set = covering_set(&prepared, subject, own.as_ref());
     let mut found = Restricted::default();
     let mut dirs = Vec::new();
+    let layers = ctx.inventory.layers();
+    let pods = Pods {
+        namespaces: Namespaces::One {
+            name: subject.namespace,
+            labels: ctx.inventory.namespace_labels(subject.namespace),
+        },
+        pods: &own_selector,
+    };
     for d in Direction::BOTH {
         if !subject.isolates(d) {
+            continue;
+        }
+        // a layer above NetworkPolicy that admits everything in this direction for these
+        // pods: NetworkPolicy restricts nothing there
+        if !layers.is_empty()
+            && opens_everything(
+                layers,
+                &pods,
+                d == Direction::Egress,
+                ctx.inventory.ip_families(),
+            )
+        {
             continue;
         }
         match opening(ctx, &set, d) {
@@ -220,6 +241,45 @@ fn isolation(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
 mod tests {
     use super::*;
     use crate::rules::testing::{Setup, run, run_with, table};
+
+    /// The layers above NetworkPolicy: an Admin allow of all egress (with no pass before it)
+    /// leaves a kube-system default-deny restricting ingress only; a Cilium `all`
+    /// allow opens both directions; nothing opens ingress in the Admin tier.
+    #[test]
+    fn layers_that_admit_everything_open_a_direction() {
+        const DEFAULT_DENY: &str = "metadata: {name: default-deny, namespace: kube-system}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}";
+        const EGRESS_ONLY: &str = "metadata: {name: default-deny, namespace: kube-system}\nspec: {podSelector: {}, policyTypes: [Egress]}";
+        let anp_all_egress = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: open}, spec: {priority: 1, subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}, egress: [{name: all, action: Allow, to: [{networks: ['0.0.0.0/0']}]}]}}";
+        let anp_pass_first = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: open}, spec: {priority: 1, subject: {namespaces: {}}, egress: [{name: p, action: Pass, to: [{namespaces: {}}]}, {name: all, action: Allow, to: [{networks: ['0.0.0.0/0']}]}]}}";
+        let anp_other_ns = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: open}, spec: {priority: 1, subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: shop}}}, egress: [{name: all, action: Allow, to: [{networks: ['0.0.0.0/0']}]}]}}";
+        let anp_deny_first = "{apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: open}, spec: {priority: 1, subject: {namespaces: {}}, egress: [{name: d, action: Deny, to: [{networks: ['203.0.113.0/24']}]}, {name: all, action: Allow, to: [{networks: ['0.0.0.0/0']}]}]}}";
+        let ccnp_all = "{apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: all}, spec: {endpointSelector: {}, ingress: [{fromEntities: [all]}], egress: [{toEntities: [all]}]}}";
+        let ccnp_all_and_deny = "{apiVersion: cilium.io/v2, kind: CiliumClusterwideNetworkPolicy, metadata: {name: all}, spec: {endpointSelector: {}, egress: [{toEntities: [all]}], egressDeny: [{toEntities: [world]}]}}";
+        let cases: &[(&str, &[&str], &str)] = &[
+            (DEFAULT_DENY, &[], "Ingress and Egress"),
+            (DEFAULT_DENY, &[anp_all_egress], "Ingress"),
+            (EGRESS_ONLY, &[anp_all_egress], ""),
+            (DEFAULT_DENY, &[anp_pass_first], "Ingress and Egress"),
+            (DEFAULT_DENY, &[anp_other_ns], "Ingress and Egress"),
+            (DEFAULT_DENY, &[ccnp_all], ""),
+            // what the deny takes is lost with or without the NetworkPolicy
+            (DEFAULT_DENY, &[ccnp_all_and_deny], "Ingress"),
+            (DEFAULT_DENY, &[anp_deny_first], "Ingress"),
+        ];
+        for (i, (yaml, others, want)) in cases.iter().enumerate() {
+            let hits = run(&DENY_ALL, yaml, others);
+            let got = hits.first().map_or("", |h| {
+                if h.message.contains("restricts Ingress and Egress") {
+                    "Ingress and Egress"
+                } else if h.message.contains("restricts Ingress") {
+                    "Ingress"
+                } else {
+                    "other"
+                }
+            });
+            assert_eq!(got, *want, "case {i}: {hits:#?}");
+        }
+    }
 
     #[test]
     fn deny_all_table() {

@@ -287,6 +287,16 @@ impl<'a> DnsCoverage<'a> {
                             m.condition
                         ))
                     }
+                    _ if policies.is_missing() => {
+                        match decide::unread(inventory.layers(), &pods, &self.target) {
+                            Some(other) => Coverage::LayerDepends(format!(
+                                "no NetworkPolicy allows it; name lookups work only if {other}, \
+                                 a policy of another CNI that the guard does not read, allows \
+                                 DNS for these pods"
+                            )),
+                            None => policies,
+                        }
+                    }
                     _ => policies,
                 }
             }

@@ -23,9 +23,11 @@ use super::{Action, Group, LayerKind, LayerPolicy, LayerRule, Layers, Peer, Port
 use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
 use crate::netpol::coverage::Reach;
 use crate::netpol::dns::DnsTarget;
+use crate::netpol::ipblock::{Everywhere, IpFamilies};
 use crate::netpol::policy::{Direction, RuleView};
 use crate::netpol::ports::{self, Protocol};
 use crate::netpol::selector::{self, Labels, Selector};
+use ipnet::IpNet;
 
 /// The pods a question is about.
 #[derive(Debug, Clone, Copy)]
@@ -501,7 +503,7 @@ pub fn dns(
     let ingress = tiers(layers, false, dns_isolated, at_dns, |r| {
         ingress_from(r, pods, dns, protocol)
     });
-    match (&ingress, egress) {
+    let say = match (&ingress, egress) {
         (Say::Denied(by), _) => Say::Denied(by.clone()),
         (_, Say::Allowed(by)) => match ingress.maybe().filter(|m| m.action == Action::Deny) {
             Some(m) => Say::Depends(format!("whether {} applies: {}", m.by, m.condition)),
@@ -514,7 +516,101 @@ pub fn dns(
                 .cloned()
         })),
         (_, decided) => decided,
+    };
+    // a deny that a policy the guard does not read may come before
+    match (say, unread(layers, pods, dns)) {
+        (Say::Denied(by), Some(other)) => Say::Depends(format!(
+            "{by} denies it, unless {other}, a policy of another CNI that the guard does not \
+             read, decides first"
+        )),
+        (say, _) => say,
     }
+}
+
+/// The objects of kinds the guard does not read (Calico's, Antrea's) that may decide the
+/// DNS traffic of `pods`: cluster-scoped ones, and those of the pods' and the DNS pods'
+/// namespaces. Their presence makes a verdict they could change a condition.
+pub fn unread(layers: &Layers, pods: &Pods<'_>, dns: &DnsTarget) -> Option<String> {
+    if layers.unread_count() == 0 {
+        return None;
+    }
+    match pods.namespaces {
+        Namespaces::One { name, .. } => {
+            let mut namespaces = vec![name];
+            namespaces.extend(dns.namespace());
+            layers.unread_for(Some(&namespaces))
+        }
+        Namespaces::Selected(_) => layers.unread_for(None),
+    }
+}
+
+/// Whether a layer rule certainly matches every connection of its direction: every port,
+/// and a peer that is everything (Cilium's `all`, a rule with ports only, or `networks`
+/// holding every address of the cluster's families).
+fn matches_every_connection(rule: &LayerRule, families: IpFamilies) -> bool {
+    rule.ports.is_none()
+        && rule.peers.iter().any(|p| match p {
+            Peer::Anything => true,
+            Peer::Networks(nets) => {
+                let v4 = nets
+                    .iter()
+                    .any(|n| matches!(n, IpNet::V4(_)) && n.prefix_len() == 0);
+                let v6 = nets
+                    .iter()
+                    .any(|n| matches!(n, IpNet::V6(_)) && n.prefix_len() == 0);
+                families.everywhere(v4, v6) == Everywhere::Yes
+            }
+            _ => false,
+        })
+}
+
+/// Whether NetworkPolicy certainly restricts nothing in a direction for `pods` because the
+/// layers decide all of it: an Admin-tier allow of everything that applies to all of them
+/// with no rule before it that may pass traffic on to NetworkPolicy (what earlier denies
+/// take is lost with or without NetworkPolicy), or a Cilium allow of everything (allows add
+/// up; Cilium's denies apply either way). The Admin tier's peers cannot name the nodes or the world on
+/// ingress (kubelet probes, the API server's webhooks), so only egress is ever opened by
+/// it; Cilium's `all` entity covers both directions.
+pub fn opens_everything(
+    layers: &Layers,
+    pods: &Pods<'_>,
+    egress: bool,
+    families: IpFamilies,
+) -> bool {
+    let applies = |p: &LayerPolicy| p.subject.as_ref().map_or(Reach::No, |g| holds(g, pods));
+    let admin_opens = egress && {
+        let mut open = false;
+        'walk: for policy in layers.tier(Tier::Admin) {
+            let holds = applies(policy);
+            if holds == Reach::No {
+                continue;
+            }
+            for rule in policy.rules(egress) {
+                let everything = matches_every_connection(rule, families);
+                match rule.action {
+                    Action::Allow if everything && holds == Reach::Yes => {
+                        open = true;
+                        break 'walk;
+                    }
+                    // what may pass first goes to NetworkPolicy, which then restricts it;
+                    // what a deny takes is lost with or without NetworkPolicy
+                    Action::Pass => break 'walk,
+                    Action::Deny | Action::Allow => {}
+                }
+            }
+        }
+        open
+    };
+    if admin_opens {
+        return true;
+    }
+    // Cilium's allows add up with NetworkPolicy's, and its denies apply with or without it
+    layers.tier(Tier::Cilium).any(|p| {
+        applies(p) == Reach::Yes
+            && p.rules(egress)
+                .iter()
+                .any(|r| r.action == Action::Allow && matches_every_connection(r, families))
+    })
 }
 
 /// One concrete pod, as a connection's end.

@@ -108,6 +108,81 @@ impl LayerKind {
     }
 }
 
+/// A policy kind of another CNI that the guard does not read: where one of its objects
+/// exists, a verdict it could change is a warning that names it, never a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnreadKind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+    /// How messages name it: "Calico GlobalNetworkPolicy".
+    pub label: &'static str,
+}
+
+/// The kinds read as [`UnreadKind`]s: Calico's (its CRDs and its API server's v3 group) and
+/// Antrea's native policies.
+pub const UNREAD_KINDS: &[UnreadKind] = &[
+    UnreadKind {
+        group: "crd.projectcalico.org",
+        version: "v1",
+        kind: "GlobalNetworkPolicy",
+        plural: "globalnetworkpolicies",
+        namespaced: false,
+        label: "Calico GlobalNetworkPolicy",
+    },
+    UnreadKind {
+        group: "crd.projectcalico.org",
+        version: "v1",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+        namespaced: true,
+        label: "Calico NetworkPolicy",
+    },
+    UnreadKind {
+        group: "projectcalico.org",
+        version: "v3",
+        kind: "GlobalNetworkPolicy",
+        plural: "globalnetworkpolicies",
+        namespaced: false,
+        label: "Calico GlobalNetworkPolicy",
+    },
+    UnreadKind {
+        group: "projectcalico.org",
+        version: "v3",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+        namespaced: true,
+        label: "Calico NetworkPolicy",
+    },
+    UnreadKind {
+        group: "crd.antrea.io",
+        version: "v1beta1",
+        kind: "ClusterNetworkPolicy",
+        plural: "clusternetworkpolicies",
+        namespaced: false,
+        label: "Antrea ClusterNetworkPolicy",
+    },
+    UnreadKind {
+        group: "crd.antrea.io",
+        version: "v1beta1",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+        namespaced: true,
+        label: "Antrea NetworkPolicy",
+    },
+];
+
+impl UnreadKind {
+    /// The unread kind of `apiVersion`/`kind`, if it is one.
+    pub fn of(api_version: &str, kind: &str) -> Option<&'static UnreadKind> {
+        UNREAD_KINDS
+            .iter()
+            .find(|k| k.kind == kind && api_version == format!("{}/{}", k.group, k.version))
+    }
+}
+
 /// The tier an object of the network-policy-api decides in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tier {
@@ -294,6 +369,8 @@ struct LayerKey {
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
     objects: OrdMap<LayerKey, Arc<LayerPolicy>>,
+    /// Objects of kinds the guard does not read, by (label, namespace, name).
+    unread: OrdMap<(&'static str, String, String), ()>,
 }
 
 impl Layers {
@@ -338,8 +415,57 @@ impl Layers {
         self.iter().filter(move |p| p.tier == tier)
     }
 
+    /// Whether no object is known, read or unread.
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
+        self.objects.is_empty() && self.unread.is_empty()
+    }
+
+    /// Records an object of a kind the guard does not read (`namespace` empty when
+    /// cluster-scoped).
+    pub fn insert_unread(&mut self, kind: &UnreadKind, namespace: &str, name: &str) {
+        self.unread
+            .insert((kind.label, namespace.to_string(), name.to_string()), ());
+    }
+
+    /// Forgets an unread object.
+    pub fn remove_unread(&mut self, kind: &UnreadKind, namespace: &str, name: &str) {
+        self.unread
+            .remove(&(kind.label, namespace.to_string(), name.to_string()));
+    }
+
+    /// Forgets every unread object of a kind.
+    pub fn clear_unread(&mut self, kind: &UnreadKind) {
+        self.unread = (self.unread.iter())
+            .filter(|((label, _, _), _)| *label != kind.label)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+    }
+
+    /// How many unread objects are known.
+    pub fn unread_count(&self) -> usize {
+        self.unread.len()
+    }
+
+    /// The unread objects that may decide traffic of pods in `namespaces` (the cluster-scoped
+    /// ones and those of these namespaces; `None` for namespaces means any), named for a
+    /// condition: "Calico GlobalNetworkPolicy allow-dns (or one of 2 more such objects)".
+    /// `None` when there is none.
+    pub fn unread_for(&self, namespaces: Option<&[&str]>) -> Option<String> {
+        let mut found = (self.unread.keys()).filter(|(_, ns, _)| {
+            ns.is_empty() || namespaces.is_none_or(|list| list.contains(&ns.as_str()))
+        });
+        let (label, ns, name) = found.next()?;
+        let more = found.count();
+        let who = if ns.is_empty() {
+            format!("{label} {name}")
+        } else {
+            format!("{label} {ns}/{name}")
+        };
+        Some(if more == 0 {
+            who
+        } else {
+            format!("{who} (or one of {more} more such objects)")
+        })
     }
 
     /// How many objects of a kind are known.
