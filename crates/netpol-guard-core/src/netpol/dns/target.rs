@@ -389,6 +389,15 @@ impl DnsTarget {
         })
     }
 
+    /// The namespace of the primary DNS pods with its labels (all of them when the cluster's
+    /// namespaces are known), when known by name.
+    pub fn namespace_with_labels(&self) -> Option<(&str, &Labels)> {
+        self.primary()
+            .namespaces
+            .iter()
+            .find_map(|(name, labels)| Some((name.as_deref()?, labels)))
+    }
+
     /// The primary DNS pods' ports of `protocol`, by number and name.
     pub fn port_targets(&self, protocol: Protocol) -> Vec<PortTarget<'_>> {
         self.primary().targets(protocol).collect()

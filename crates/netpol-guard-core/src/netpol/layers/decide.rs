@@ -14,6 +14,7 @@
 //! the verdicts then warn, never refuse.
 
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{IPBlock, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -151,14 +152,21 @@ fn and(a: Reach, b: impl FnOnce() -> Reach) -> Reach {
 
 /// Whether `group` holds every pod of `pods` (Yes), none (No), or it depends.
 pub fn holds(group: &Group, pods: &Pods<'_>) -> Reach {
-    let (Ok(ns_sel), Ok(pod_sel)) = (
-        Selector::parse(&group.namespaces),
-        Selector::parse(&group.pods),
-    ) else {
+    let Ok(pod_sel) = Selector::parse(&group.pods) else {
         // the API server refuses an invalid selector; it holds nothing
         return Reach::No;
     };
-    let namespaces = match pods.namespaces {
+    and(holds_namespaces(group, &pods.namespaces), || {
+        implied(pods.pods, &pod_sel, &group.pods, "pods")
+    })
+}
+
+/// Whether `group`'s namespace selector holds every namespace of `namespaces`.
+pub fn holds_namespaces(group: &Group, namespaces: &Namespaces<'_>) -> Reach {
+    let Ok(ns_sel) = Selector::parse(&group.namespaces) else {
+        return Reach::No;
+    };
+    match *namespaces {
         Namespaces::One { name, labels } => {
             let only_name = Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())]);
             match (ns_sel.matches_known(labels.unwrap_or(&only_name)), labels) {
@@ -178,10 +186,7 @@ pub fn holds(group: &Group, pods: &Pods<'_>) -> Reach {
             }
         }
         Namespaces::Selected(s) => implied(s, &ns_sel, &group.namespaces, "namespaces"),
-    };
-    and(namespaces, || {
-        implied(pods.pods, &pod_sel, &group.pods, "pods")
-    })
+    }
 }
 
 fn implied(
@@ -439,17 +444,23 @@ fn agrees(action: Action, say: &Say) -> bool {
 /// How the Admin (and, for pods no NetworkPolicy isolates, Baseline) tier and Cilium
 /// answer a question in one direction.
 fn tiers(
-    layers: &Layers,
+    candidates: &[Arc<LayerPolicy>],
     egress: bool,
     isolated: Isolated,
     applies: impl Fn(&LayerPolicy) -> Reach + Copy,
     matches: impl Fn(&LayerRule) -> Reach + Copy,
 ) -> Say {
-    let admin = tier_walk(layers.tier(Tier::Admin), egress, applies, matches);
+    let tier = |t: Tier| {
+        candidates
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(move |p| p.tier == t)
+    };
+    let admin = tier_walk(tier(Tier::Admin), egress, applies, matches);
     let Say::Open(admin_maybe) = admin else {
         return admin;
     };
-    let cilium = cilium_walk(layers.tier(Tier::Cilium), egress, applies, matches);
+    let cilium = cilium_walk(tier(Tier::Cilium), egress, applies, matches);
     let open = match cilium {
         Say::Open(m) => admin_maybe.or(m),
         decided => {
@@ -464,7 +475,7 @@ fn tiers(
     if isolated == Isolated::ByNetworkPolicy {
         return Say::Open(open);
     }
-    match tier_walk(layers.tier(Tier::Baseline), egress, applies, matches) {
+    match tier_walk(tier(Tier::Baseline), egress, applies, matches) {
         Say::Open(m) => Say::Open(open.or(m)),
         decided => match open {
             Some(m) if !agrees(m.action, &decided) => {
@@ -489,9 +500,17 @@ pub fn dns(
         return Say::Open(None);
     }
     let from = |p: &LayerPolicy| p.subject.as_ref().map_or(Reach::No, |g| holds(g, pods));
-    let egress = tiers(layers, true, isolated, from, |r| {
+    let near = match pods.namespaces {
+        Namespaces::One { name, labels } => layers.near(name, labels),
+        Namespaces::Selected(_) => layers.all(),
+    };
+    let egress = tiers(&near, true, isolated, from, |r| {
         egress_reaches_dns(r, dns, protocol)
     });
+    let at_dns_namespace = match dns.namespace_with_labels() {
+        Some((name, labels)) => layers.near(name, Some(labels)),
+        None => layers.all(),
+    };
     let at_dns = |p: &LayerPolicy| {
         let selected = p
             .subject
@@ -500,7 +519,7 @@ pub fn dns(
         if selected { Reach::Yes } else { Reach::No }
     };
     // only a deny of the DNS pods' ingress matters here: their allows were never in doubt
-    let ingress = tiers(layers, false, dns_isolated, at_dns, |r| {
+    let ingress = tiers(&at_dns_namespace, false, dns_isolated, at_dns, |r| {
         ingress_from(r, pods, dns, protocol)
     });
     let say = match (&ingress, egress) {
@@ -712,14 +731,14 @@ pub fn between(
             .fold(Reach::No, |best, peer| best.or(|| other.in_peer(peer)))
     };
     let egress = tiers(
-        layers,
+        &layers.near(src.namespace, Some(src.namespace_labels)),
         true,
         src_isolated,
         |p| holds(src, p),
         |r| rule_to(dst, r),
     );
     let ingress = tiers(
-        layers,
+        &layers.near(dst.namespace, Some(dst.namespace_labels)),
         false,
         dst_isolated,
         |p| holds(dst, p),

@@ -13,14 +13,15 @@
 pub mod decide;
 pub mod decode;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use imbl::OrdMap;
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::ports::Protocol;
-use super::selector;
+use super::selector::{self, Labels};
 
 /// A kind of policy layer object the guard reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -371,7 +372,20 @@ pub struct Layers {
     objects: OrdMap<LayerKey, Arc<LayerPolicy>>,
     /// Objects of kinds the guard does not read, by (label, namespace, name).
     unread: OrdMap<(&'static str, String, String), ()>,
+    /// For each namespace asked about (with the labels it was asked with), the objects whose
+    /// subject may hold pods there, in precedence order: built on first use and shared by the
+    /// clones of this snapshot, replaced by a fresh one on every change.
+    near: Arc<Mutex<Near>>,
 }
+
+/// Candidates by (namespace, the labels it was asked with).
+type Near = HashMap<(String, Option<Labels>), Candidates>;
+
+/// Objects in precedence order.
+pub type Candidates = Arc<Vec<Arc<LayerPolicy>>>;
+
+/// At most this many namespaces keep their candidates (beyond, they are computed per call).
+const NEAR_NAMESPACES: usize = 10_000;
 
 impl Layers {
     pub fn new() -> Self {
@@ -383,6 +397,46 @@ impl Layers {
     pub fn insert(&mut self, policy: LayerPolicy) {
         self.remove(policy.kind, policy.namespace.as_deref(), &policy.name);
         self.objects.insert(policy.key(), Arc::new(policy));
+        self.changed();
+    }
+
+    /// Drops what was derived from the objects.
+    fn changed(&mut self) {
+        self.near = Arc::default();
+    }
+
+    /// The objects whose subject may hold pods of `namespace` (whose labels are `labels`
+    /// when known), in precedence order.
+    pub fn near(&self, namespace: &str, labels: Option<&Labels>) -> Candidates {
+        let key = (namespace.to_string(), labels.cloned());
+        let mut near = self.near.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = near.get(&key) {
+            return found.clone();
+        }
+        let scope = decide::Namespaces::One {
+            name: namespace,
+            labels,
+        };
+        let found: Candidates = Arc::new(
+            self.objects
+                .values()
+                .filter(|p| {
+                    p.subject.as_ref().is_some_and(|g| {
+                        decide::holds_namespaces(g, &scope) != crate::netpol::coverage::Reach::No
+                    })
+                })
+                .cloned()
+                .collect(),
+        );
+        if near.len() < NEAR_NAMESPACES {
+            near.insert(key, found.clone());
+        }
+        found
+    }
+
+    /// Every object, in precedence order, as candidates.
+    pub fn all(&self) -> Candidates {
+        Arc::new(self.objects.values().cloned().collect())
     }
 
     /// Forgets an object.
@@ -395,6 +449,7 @@ impl Layers {
         for key in stored {
             self.objects.remove(&key);
         }
+        self.changed();
     }
 
     /// Forgets every object of a kind (before a relist refills them, or when its CRD goes).
@@ -403,6 +458,7 @@ impl Layers {
             .filter(|(k, _)| k.kind != kind)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        self.changed();
     }
 
     /// Every object, in precedence order.
