@@ -5,9 +5,13 @@
 #
 # Builds for the architecture of the build platform (buildx with QEMU for others).
 
-ARG RUST_VERSION=1.95
+# Base images by tag and digest: the tag says what it is, the digest fixes the bytes (a
+# rebuild gets the same base until these lines change). To move on:
+#   crane digest rust:1.95-bookworm; crane digest gcr.io/distroless/static-debian12:nonroot
+ARG RUST_IMAGE=rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 # musl-tools: the C parts (ring, mimalloc) are compiled with musl-gcc. Debian package
 # versions are not pinned: bookworm only ships security fixes for them, and pins break
 # whenever the mirror moves on.
@@ -28,7 +32,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
  && /netpol-guard --version
 
 # distroless static: no shell, no package manager; CA roots and /etc/passwd for nonroot.
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="netpol-guard" \

@@ -994,7 +994,33 @@ fn image_and_chart_agree_on_user_entrypoint_and_ports() {
         .rsplit_once("\nFROM ")
         .map(|(_, last)| last)
         .expect("a multi-stage build");
-    assert!(runtime.starts_with("gcr.io/distroless/static"), "{runtime}");
+    // both stages' base images are pinned by digest, through the ARGs their FROM lines name
+    let arg = |name: &str| {
+        dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("ARG {name}=")))
+            .unwrap_or_else(|| panic!("ARG {name}"))
+            .to_string()
+    };
+    assert!(runtime.starts_with("${RUNTIME_IMAGE}"), "{runtime}");
+    let image = arg("RUNTIME_IMAGE");
+    assert!(
+        image.starts_with("gcr.io/distroless/static-debian12:nonroot@sha256:"),
+        "{image}"
+    );
+    assert!(dockerfile.contains("\nFROM ${RUST_IMAGE} AS build\n"));
+    let build = arg("RUST_IMAGE");
+    assert!(
+        build.starts_with("rust:") && build.contains("@sha256:"),
+        "{build}"
+    );
+    for pinned in [&image, &build] {
+        let digest = pinned.rsplit_once("@sha256:").unwrap().1;
+        assert!(
+            digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+            "{pinned}"
+        );
+    }
     for line in [
         "USER 65532:65532",
         r#"ENTRYPOINT ["/netpol-guard"]"#,
@@ -1173,4 +1199,105 @@ fn policy_layers_are_registered_only_where_their_crds_exist() {
     // never mutated
     let mutating = find(&all, "MutatingWebhookConfiguration", FULLNAME);
     assert!(!mutating.to_string().contains("adminnetworkpolicies"));
+}
+
+/// A value as the table shows it: `2`, `""`, `[kube-system]`, `{}`.
+fn plain(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.is_empty() => "\"\"".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(plain).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{k}: {}", plain(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The chart README's values table, generated helm-docs style from values.yaml: every key
+/// preceded by `# -- DESCRIPTION` is a row, its default the value in the file (or the
+/// text of a `# @default -- TEXT` line).
+fn values_table(text: &str) -> String {
+    let values: Value = serde_yaml_ng::from_str(text).unwrap();
+    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let (mut description, mut default): (Option<String>, Option<String>) = (None, None);
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if let Some(d) = trimmed.strip_prefix("# --") {
+            description = Some(d.trim().to_string());
+            continue;
+        }
+        if let Some(d) = trimmed.strip_prefix("# @default --") {
+            default = Some(d.trim().to_string());
+            continue;
+        }
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        if trimmed.starts_with('#')
+            || trimmed.starts_with('-')
+            || key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            continue;
+        }
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.to_string()));
+        let Some(meaning) = description.take() else {
+            continue;
+        };
+        let path: Vec<&str> = stack.iter().map(|(_, k)| k.as_str()).collect();
+        let value = path.iter().fold(&values, |v, k| &v[*k]);
+        let shown = default
+            .take()
+            .unwrap_or_else(|| format!("`{}`", plain(value)));
+        let row = format!("| `{}` | {shown} | {meaning}", path.join("."));
+        out.push_str(row.trim_end());
+        out.push_str(" |\n");
+    }
+    out
+}
+
+/// The README's values table is what values.yaml says; regenerate with
+/// `NETPOL_GUARD_REGENERATE_DOCS=1 cargo test --test chart values_table`.
+#[test]
+fn the_readme_values_table_is_generated_from_values_yaml() {
+    let values = std::fs::read_to_string(chart().join("values.yaml")).unwrap();
+    let path = chart().join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme
+        .find("<!-- values: generated")
+        .expect("the start marker");
+    let body = readme[start..].find('\n').map(|i| start + i + 1).unwrap();
+    let end = readme.find("<!-- values end -->").expect("the end marker");
+    let table = values_table(&values);
+    if std::env::var_os("NETPOL_GUARD_REGENERATE_DOCS").is_some() {
+        std::fs::write(
+            &path,
+            format!("{}{table}{}", &readme[..body], &readme[end..]),
+        )
+        .unwrap();
+        return;
+    }
+    assert_eq!(
+        &readme[body..end],
+        table,
+        "the chart README's values table is not values.yaml's (NETPOL_GUARD_REGENERATE_DOCS=1 \
+         cargo test --test chart values_table rewrites it)"
+    );
 }
