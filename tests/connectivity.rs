@@ -429,3 +429,84 @@ fn the_readme_picture_is_the_tools_output() {
         );
     }
 }
+
+/// `explain` with a port asks the policy layers of the input first: an Admin-tier allow
+/// decides the side it applies to before NetworkPolicy, an Admin deny denies whatever
+/// NetworkPolicy says, and the JSON keeps NetworkPolicy's own answer beside the tiers'.
+#[test]
+fn explain_asks_the_policy_layers_before_network_policy() {
+    let dir = temp_dir("layers");
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\nspec: {containers: [{name: c, image: x}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}\nspec: {containers: [{name: c, image: x}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-egress, namespace: shop}\nspec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Egress]}\n";
+    let anp = |name: &str, priority: u32, action: &str| {
+        format!(
+            "---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {{name: {name}}}\nspec: {{priority: {priority}, subject: {{namespaces: {{}}}}, egress: [{{name: dns, action: {action}, to: [{{namespaces: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}}}], ports: [{{portNumber: {{protocol: UDP, port: 53}}}}]}}]}}\n"
+        )
+    };
+    let file = dir.join("all.yaml");
+    std::fs::write(&file, format!("{pods}{}", anp("allow-dns", 10, "Allow"))).unwrap();
+    let path = file.display().to_string();
+    let explain = |port: &str, json: bool| {
+        let mut args = vec![
+            "connectivity",
+            "explain",
+            "-f",
+            &path,
+            "shop/web",
+            "kube-system/coredns",
+            port,
+        ];
+        if json {
+            args.extend(["--format", "json"]);
+        }
+        run(&args)
+    };
+    // NetworkPolicy alone denies it; the Admin allow decides the egress side
+    let out = explain("53/UDP", false);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("shop/web -> kube-system/coredns on 53/UDP: allowed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "egress of shop/web: allowed by AdminNetworkPolicy allow-dns, priority 10 (rule dns)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("what NetworkPolicy alone says:") && text.contains("53/UDP: denied"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&explain("53/UDP", true))).unwrap();
+    assert_eq!(v["allowed"], true);
+    assert_eq!(v["networkPolicyAllows"], false);
+    assert_eq!(v["layers"]["egress"]["decision"], "allowed");
+    assert_eq!(v["layers"]["ingress"]["decision"], "networkpolicy");
+    // another port: the layers say nothing, NetworkPolicy denies
+    assert_eq!(explain("53/TCP", false).status.code(), Some(1));
+    // a deny at an earlier priority wins
+    std::fs::write(
+        &file,
+        format!(
+            "{pods}{}{}",
+            anp("allow-dns", 10, "Allow"),
+            anp("no-dns", 1, "Deny")
+        ),
+    )
+    .unwrap();
+    let out = explain("53/UDP", false);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("denied by AdminNetworkPolicy no-dns, priority 1 (rule dns)"),
+        "{}",
+        stdout(&out)
+    );
+    // the listing says it applies NetworkPolicy only
+    let out = run(&["connectivity", "list", &path]);
+    assert!(
+        stderr(&out).contains("the listing and the diff apply NetworkPolicy only"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use crate::cli::args::{
     ConnectivityDiffArgs, ConnectivityExplainArgs, ConnectivityListArgs, DiffFailOn,
 };
-use crate::connectivity::{End, Network, engine};
+use crate::connectivity::{End, Network, Workload, engine};
+use crate::netpol::layers::decide::{self, Isolated, Pod, Say};
 use crate::offline::check::{self, Problem};
 use crate::offline::connectivity::{self as view, Format, Loaded};
 use crate::offline::manifest::Manifest;
@@ -33,6 +34,13 @@ fn report(loaded: &Loaded) {
     let mut stderr = std::io::stderr().lock();
     for p in &loaded.problems {
         let _ = writeln!(stderr, "error: {p}");
+    }
+    if !loaded.layers.is_empty() {
+        let _ = writeln!(
+            stderr,
+            "note: the input holds policy layer objects (AdminNetworkPolicy, Cilium, ...): \
+             `explain` with a port asks them, the listing and the diff apply NetworkPolicy only"
+        );
     }
     if !loaded.host_network.is_empty() {
         let _ = writeln!(
@@ -177,15 +185,140 @@ pub(super) fn explain(args: ConnectivityExplainArgs) -> anyhow::Result<ExitCode>
     } else {
         Format::Text
     };
-    let text = view::render_explain(&name(&src), &name(&dst), &explanation, probe, format);
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    let allowed = match probe {
+    let mut text = view::render_explain(&name(&src), &name(&dst), &explanation, probe, format);
+    let mut allowed = match probe {
         Some((p, n)) => explanation.allows(p, n),
         None => !explanation.allowed.is_empty(),
     };
+    if let (Some((protocol, port)), End::Workload(_, s), End::Workload(_, d)) = (probe, src, dst)
+        && !loaded.layers.is_empty()
+    {
+        let layered = layered(&loaded, (s, d), (protocol, port), &explanation);
+        allowed = layered.allowed;
+        text = layered.render(&name(&src), &name(&dst), &text, probe, format);
+    }
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(if allowed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What the policy layers say of one connection between two workloads, side by side with
+/// NetworkPolicy's answer.
+struct Layered {
+    /// The layers' say on the source's egress and the destination's ingress.
+    egress: Say,
+    ingress: Say,
+    /// Whether NetworkPolicy alone allows it.
+    network_policy_allows: bool,
+    /// The answer across the tiers.
+    allowed: bool,
+}
+
+fn layered(
+    loaded: &Loaded,
+    (src, dst): (&Workload, &Workload),
+    (protocol, port): (crate::netpol::ports::Protocol, u16),
+    explanation: &engine::Explanation,
+) -> Layered {
+    let (src_ns, dst_ns) = (
+        loaded.input.namespace_labels(&src.namespace),
+        loaded.input.namespace_labels(&dst.namespace),
+    );
+    fn at<'p>(w: &'p Workload, ns: &'p crate::netpol::selector::Labels) -> Pod<'p> {
+        Pod {
+            namespace: &w.namespace,
+            namespace_labels: ns,
+            labels: &w.labels,
+            ports: &w.ports,
+            ips: &w.ips,
+        }
+    }
+    let (a, b) = (at(src, &src_ns), at(dst, &dst_ns));
+    let isolated = |side: &engine::Side| match side {
+        engine::Side::Open => Isolated::No,
+        engine::Side::Isolated { .. } => Isolated::ByNetworkPolicy,
+    };
+    let (egress, ingress) = decide::between(
+        &loaded.layers,
+        (&a, &b),
+        (i32::from(port), protocol),
+        (
+            isolated(&explanation.egress),
+            isolated(&explanation.ingress),
+        ),
+    );
+    let side_allows = |side: &engine::Side| side.ports().contains(protocol, port);
+    let side = |say: &Say, np: bool| match say {
+        Say::Allowed(_) => true,
+        Say::Denied(_) => false,
+        Say::Depends(_) | Say::Open(_) => np,
+    };
+    let allowed = side(&egress, side_allows(&explanation.egress))
+        && side(&ingress, side_allows(&explanation.ingress));
+    Layered {
+        egress,
+        ingress,
+        network_policy_allows: explanation.allows(protocol, port),
+        allowed,
+    }
+}
+
+impl Layered {
+    fn render(
+        &self,
+        src: &str,
+        dst: &str,
+        network_policy: &str,
+        probe: Option<(crate::netpol::ports::Protocol, u16)>,
+        format: Format,
+    ) -> String {
+        let say = |s: &Say| -> serde_json::Value {
+            match s {
+                Say::Allowed(by) => serde_json::json!({"decision": "allowed", "by": by.text}),
+                Say::Denied(by) => serde_json::json!({"decision": "denied", "by": by.text}),
+                Say::Depends(c) => serde_json::json!({"decision": "depends", "condition": c}),
+                Say::Open(Some(m)) => {
+                    serde_json::json!({"decision": "networkpolicy", "condition": format!("unless {} ({}) applies: {}", m.by, m.action.as_str(), m.condition)})
+                }
+                Say::Open(None) => serde_json::json!({"decision": "networkpolicy"}),
+            }
+        };
+        if format == Format::Json {
+            let mut v: serde_json::Value = serde_json::from_str(network_policy).unwrap_or_default();
+            v["networkPolicyAllows"] = self.network_policy_allows.into();
+            v["allowed"] = self.allowed.into();
+            v["layers"] =
+                serde_json::json!({"egress": say(&self.egress), "ingress": say(&self.ingress)});
+            return format!("{v}\n");
+        }
+        let on = probe.map_or_else(String::new, |(p, n)| format!(" on {n}/{p}"));
+        let verdict = if self.allowed { "allowed" } else { "denied" };
+        let mut out = format!("{src} -> {dst}{on}: {verdict}\n");
+        for (label, s) in [
+            (format!("egress of {src}"), &self.egress),
+            (format!("ingress of {dst}"), &self.ingress),
+        ] {
+            let line = match s {
+                Say::Allowed(by) => format!("allowed by {by}, before any NetworkPolicy"),
+                Say::Denied(by) => format!("denied by {by}, which no NetworkPolicy can override"),
+                Say::Depends(c) => format!("NetworkPolicy decides unless the layers do: {c}"),
+                Say::Open(Some(m)) => format!(
+                    "NetworkPolicy decides, unless {} ({}) applies: {}",
+                    m.by,
+                    m.action.as_str(),
+                    m.condition
+                ),
+                Say::Open(None) => "no layer decides: NetworkPolicy does".to_string(),
+            };
+            out.push_str(&format!("  {label}: {line}\n"));
+        }
+        out.push_str("  what NetworkPolicy alone says:\n");
+        for line in network_policy.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+        out
+    }
 }

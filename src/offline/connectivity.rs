@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::connectivity::{Connectivity, Explanation, Input, Node, PortSet, Side, workload};
+use crate::netpol::layers::Layers;
 use crate::netpol::ports::Protocol;
 use crate::offline::check::Problem;
 use crate::offline::manifest::{self, Manifest, Object};
@@ -28,6 +29,9 @@ pub enum Format {
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub input: Input,
+    /// The policy layer objects of the input (AdminNetworkPolicy, Cilium, ...): `explain`
+    /// asks them; the listing does not.
+    pub layers: Layers,
     pub problems: Vec<Problem>,
     /// Workloads on the node's network (`hostNetwork: true`), which NetworkPolicy does not
     /// police: left out of the listing.
@@ -94,7 +98,13 @@ fn read_object(value: &Value, loaded: &mut Loaded) -> Result<(), String> {
             let labels = namespace.metadata.labels.clone().unwrap_or_default();
             loaded.input.namespaces.insert(name, labels);
         }
-        Object::Other { .. } | Object::Layer(_) | Object::Unread { .. } => {}
+        Object::Layer(layer) => loaded.layers.insert(*layer),
+        Object::Unread {
+            kind,
+            namespace,
+            name,
+        } => loaded.layers.insert_unread(kind, &namespace, &name),
+        Object::Other { .. } => {}
     }
     Ok(())
 }
