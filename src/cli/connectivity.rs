@@ -9,7 +9,7 @@ use crate::cli::args::{
     ConnectivityDiffArgs, ConnectivityExplainArgs, ConnectivityListArgs, DiffFailOn,
 };
 use crate::connectivity::{End, Network, Workload, engine};
-use crate::netpol::layers::decide::{self, Isolated, Pod, Say};
+use crate::netpol::tiers::{self, Isolated, Pod, Say};
 use crate::offline::check::{self, Problem};
 use crate::offline::connectivity::{self as view, Format, Loaded};
 use crate::offline::manifest::Manifest;
@@ -241,7 +241,7 @@ fn layered(
         engine::Side::Open => Isolated::No,
         engine::Side::Isolated { .. } => Isolated::ByNetworkPolicy,
     };
-    let (egress, ingress) = decide::between(
+    let (egress, ingress) = tiers::between(
         &loaded.layers,
         (&a, &b),
         (i32::from(port), protocol),

@@ -104,7 +104,7 @@ pub fn audit(
                 .iter()
                 .any(|f| f.rule == rules::dns::EGRESS_MISSING_DNS.id && f.condition.is_none())
                 && matches!(
-                    ctx.dns_coverage.of(&subject, Protocol::Udp),
+                    ctx.dns_reach(&subject, Protocol::Udp),
                     Coverage::Missing { pods: 1.., .. }
                 );
             out.results.push(PolicyResult {

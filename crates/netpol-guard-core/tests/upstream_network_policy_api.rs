@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use netpol_guard_core::netpol::layers::decide::{self, Isolated, Pod, Say};
 use netpol_guard_core::netpol::layers::{Layers, decode};
 use netpol_guard_core::netpol::ports::{NamedPort, Protocol};
+use netpol_guard_core::netpol::tiers::{self, Isolated, Pod, Say};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -285,7 +285,7 @@ fn failing_probes(reversed: bool) -> (Vec<String>, usize) {
                     panic!("probe {probe}")
                 };
                 let (proto, number) = port.split_once('/').expect("proto/port");
-                let say = decide::between(
+                let say = tiers::between(
                     &layers,
                     (&pod(src), &pod(dst)),
                     (number.parse().unwrap(), protocol_of(proto)),

@@ -17,8 +17,7 @@ use super::policy::Subject;
 use super::ports::{NamedPort, Protocol};
 use super::selector::{Labels, Selector};
 
-/// The label Kubernetes puts on every namespace, holding its name.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+pub use super::selector::NAMESPACE_NAME_LABEL;
 
 /// What is known of a Service that may be the cluster's DNS.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -14,31 +14,7 @@ use super::index::{Lookup, NamespacePolicies};
 use super::policy::Subject;
 use super::selector::{self, Selector};
 
-/// Whether something is reached (cluster DNS, all traffic): for certain, under a condition,
-/// or not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    /// Certainly, under the configured semantics.
-    Yes,
-    /// Only if this condition holds, which the guard cannot see (pod IPs, the CNI).
-    Maybe(String),
-    /// Certainly not.
-    No,
-}
-
-impl Reach {
-    /// The better of two answers: yes beats maybe beats no.
-    pub(crate) fn or(self, other: impl FnOnce() -> Reach) -> Reach {
-        match self {
-            Reach::Yes => Reach::Yes,
-            Reach::Maybe(c) => match other() {
-                Reach::Yes => Reach::Yes,
-                _ => Reach::Maybe(c),
-            },
-            Reach::No => other(),
-        }
-    }
-}
+pub use super::reach::Reach;
 
 /// At most this many pods are named in a message.
 pub(crate) const NAMED_PODS: usize = 3;

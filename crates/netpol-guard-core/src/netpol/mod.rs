@@ -13,4 +13,6 @@ pub(crate) mod openness;
 pub(crate) mod peer;
 pub mod policy;
 pub mod ports;
+pub(crate) mod reach;
 pub mod selector;
+pub mod tiers;

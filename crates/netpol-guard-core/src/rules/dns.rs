@@ -70,7 +70,7 @@ fn dns_judged(subject: &Subject<'_>) -> bool {
 /// Whether `egress-missing-dns` applies with certainty: judged, and no UDP DNS from the
 /// policy itself or a covering policy (nothing that may reach it either).
 pub fn needs_dns_allowance(ctx: &Context<'_>, subject: &Subject<'_>) -> bool {
-    dns_judged(subject) && ctx.dns_coverage.of(subject, Protocol::Udp).is_missing()
+    dns_judged(subject) && ctx.dns_reach(subject, Protocol::Udp).is_missing()
 }
 
 fn egress_path(subject: &Subject<'_>) -> &'static str {
@@ -85,7 +85,7 @@ fn missing_dns(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     if !dns_judged(subject) {
         return Vec::new();
     }
-    match ctx.dns_coverage.of(subject, Protocol::Udp) {
+    match ctx.dns_reach(subject, Protocol::Udp) {
         Coverage::Missing { examples, pods } => {
             vec![missing_dns_hit(ctx, subject, &examples, pods)]
         }
@@ -201,7 +201,7 @@ fn missing_dns_hit(
             describe_examples(examples, pods)
         )
     };
-    let tcp_only = !ctx.dns_coverage.of(subject, Protocol::Tcp).is_missing();
+    let tcp_only = !ctx.dns_reach(subject, Protocol::Tcp).is_missing();
     let lost = lost_dns_connections(ctx, subject, examples, pods);
     let target = format!(
         "the DNS pods ({} in namespaces {})",
@@ -276,8 +276,8 @@ fn tcp_missing(ctx: &Context<'_>, subject: &Subject<'_>) -> Vec<Hit> {
     if !dns_judged(subject) {
         return Vec::new();
     }
-    let udp = ctx.dns_coverage.of(subject, Protocol::Udp);
-    if !udp.is_certain() || !ctx.dns_coverage.of(subject, Protocol::Tcp).is_missing() {
+    let udp = ctx.dns_reach(subject, Protocol::Udp);
+    if !udp.is_certain() || !ctx.dns_reach(subject, Protocol::Tcp).is_missing() {
         return Vec::new();
     }
     let (path, where_) = match &udp {

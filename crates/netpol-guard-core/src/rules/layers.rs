@@ -10,10 +10,10 @@ use ipnet::IpNet;
 
 use super::{Check, Context, Hit, Rule, Severity};
 use crate::netpol::dns::POD_RANGES;
-use crate::netpol::layers::decide::{self, Isolated, Maybe, Pods, Say};
 use crate::netpol::layers::{Action, Group, LayerKind, LayerPolicy, LayerRule, Peer, Tier};
 use crate::netpol::ports::Protocol;
 use crate::netpol::selector::{self, Labels, Selector};
+use crate::netpol::tiers::{self, Isolated, Maybe, Pods, Say};
 
 /// The annotation that says an object's DNS denials are meant.
 const DNS_ANNOTATION: &str = super::dns::DNS_ANNOTATION;
@@ -113,7 +113,7 @@ fn denies_dns(ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Hit> {
     };
     let layers = ctx.inventory.layers().with(policy);
     let pods = Pods::of(subject);
-    let say = decide::dns(
+    let say = tiers::dns(
         &layers,
         &pods,
         &ctx.dns,
@@ -169,7 +169,7 @@ fn denies_dns_ingress(ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Hit> {
             _ => None,
         });
         for group in groups {
-            let say = decide::dns(
+            let say = tiers::dns(
                 &layers,
                 &Pods::of(&group),
                 &ctx.dns,
@@ -499,7 +499,7 @@ fn fqdn_without_dns_proxy(ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Hit> {
     let proxied = layers.tier(Tier::Cilium).any(|p| {
         p.subject
             .as_ref()
-            .is_some_and(|g| decide::holds(g, &pods) == crate::netpol::coverage::Reach::Yes)
+            .is_some_and(|g| tiers::holds(g, &pods) == crate::netpol::coverage::Reach::Yes)
             && p.egress
                 .iter()
                 .any(|r| r.action == Action::Allow && r.dns_proxy)
@@ -529,14 +529,14 @@ fn cilium_missing_dns(ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Hit> {
         return Vec::new();
     }
     let layers = ctx.inventory.layers().with(policy);
-    let pods = decide::Pods {
-        namespaces: decide::Namespaces::One {
+    let pods = tiers::Pods {
+        namespaces: tiers::Namespaces::One {
             name: namespace,
             labels: ctx.inventory.namespace_labels(namespace),
         },
         pods: &subject.pods,
     };
-    match decide::dns(
+    match tiers::dns(
         &layers,
         &pods,
         &ctx.dns,

@@ -6,11 +6,11 @@ use crate::netpol::coverage::{Candidates, PodsOutcome, describe_examples, pods_o
 use crate::netpol::dns::Reach;
 use crate::netpol::index::{Lookup, NamespacePolicies};
 use crate::netpol::ipblock::Everywhere;
-use crate::netpol::layers::decide::{Namespaces, Pods, opens_everything};
 use crate::netpol::openness::rules_open_everything;
 use crate::netpol::policy::{Direction, RuleView, Subject};
 use crate::netpol::selector;
 use crate::netpol::selector::Selector;
+use crate::netpol::tiers::{Namespaces, Pods, opens_everything};
 
 pub(super) const DENY_ALL: Rule = Rule {
     id: "protected-namespace-deny-all",

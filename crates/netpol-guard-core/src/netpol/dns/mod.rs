@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub use super::coverage::Reach;
 use super::coverage::{Candidates, PodsOutcome, pods_outcome};
 use super::index::{Lookup, NamespacePolicies, PolicyIndex};
-use super::layers::Action;
-use super::layers::decide::{self, Isolated, Namespaces, Pods, Say};
 use super::policy::Subject;
 use super::ports::Protocol;
 use super::selector::Labels;
@@ -241,72 +239,10 @@ impl<'a> DnsCoverage<'a> {
             .clone()
     }
 
-    /// Whether the pods selected by `subject` (whose egress it isolates) can reach DNS on
-    /// `protocol`: first as the policy layers decide (an Admin or Cilium allow or deny is
-    /// final, see [`layers::decide`]), then through NetworkPolicy ([`Self::of_policies`]).
-    pub fn of(&self, subject: &Subject<'_>, protocol: Protocol) -> Coverage {
-        let inventory = self.policies.inventory();
-        if inventory.layers().is_empty() {
-            return self.of_policies(subject, protocol);
-        }
-        let selector = subject.pod_selector();
-        let pods = Pods {
-            namespaces: Namespaces::One {
-                name: subject.namespace,
-                labels: inventory.namespace_labels(subject.namespace),
-            },
-            pods: &selector,
-        };
-        let dns_isolated = if self.target.ingress_isolated(inventory) {
-            Isolated::ByNetworkPolicy
-        } else {
-            Isolated::No
-        };
-        let say = decide::dns(
-            inventory.layers(),
-            &pods,
-            &self.target,
-            protocol,
-            (Isolated::ByNetworkPolicy, dns_isolated),
-        );
-        match say {
-            Say::Allowed(by) => Coverage::Layer(by.text),
-            Say::Denied(by) => Coverage::LayerDenied(by.text),
-            Say::Depends(condition) => Coverage::LayerDepends(condition),
-            Say::Open(maybe) => {
-                let policies = self.of_policies(subject, protocol);
-                match maybe {
-                    Some(m)
-                        if (m.action == Action::Allow && policies.is_missing())
-                            || (m.action == Action::Deny && !policies.is_missing()) =>
-                    {
-                        Coverage::LayerDepends(format!(
-                            "whether {} ({}) applies to these pods: {}",
-                            m.by,
-                            m.action.as_str(),
-                            m.condition
-                        ))
-                    }
-                    _ if policies.is_missing() => {
-                        match decide::unread(inventory.layers(), &pods, &self.target) {
-                            Some(other) => Coverage::LayerDepends(format!(
-                                "no NetworkPolicy allows it; name lookups work only if {other}, \
-                                 a policy of another CNI that the guard does not read, allows \
-                                 DNS for these pods"
-                            )),
-                            None => policies,
-                        }
-                    }
-                    _ => policies,
-                }
-            }
-        }
-    }
-
     /// Whether NetworkPolicy lets the pods selected by `subject` reach DNS on `protocol`:
     /// through its own rules, a policy of its namespace that provably selects all of its
     /// pods, or, pod by pod, the policies selecting each existing pod (see [`pods_outcome`]).
-    pub fn of_policies(&self, subject: &Subject<'_>, protocol: Protocol) -> Coverage {
+    pub fn of(&self, subject: &Subject<'_>, protocol: Protocol) -> Coverage {
         let own_reach = self.target.policy_reach(subject, protocol);
         let mut depends = match &own_reach {
             Reach::Yes => return Coverage::Itself,

@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use serde_json::Value;
 
 use super::{Action, Group, Isolation, LayerKind, LayerPolicy, LayerRule, Peer, PortMatch, Tier};
-use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
 use crate::netpol::ports::Protocol;
+use crate::netpol::selector::NAMESPACE_NAME_LABEL;
 
 /// Why an object cannot be read as a layer object at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

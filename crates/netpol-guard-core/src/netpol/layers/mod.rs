@@ -7,11 +7,11 @@
 //! order; `Allow`/`Accept` and `Deny` are final, `Pass` hands over), then NetworkPolicy
 //! (final for the pods it isolates), then the Baseline tier for the pods no NetworkPolicy
 //! isolates. Cilium's allows add up with NetworkPolicy's, and its deny rules win over every
-//! allow. The objects are decoded at the edge of the core ([`decode`]) into the types here,
-//! and [`decide`] answers the connectivity questions the verdicts ask.
+//! allow. The objects are decoded at the edge of the core ([`decode`]) into the types here;
+//! `netpol::tiers` answers the connectivity questions the verdicts ask.
 
-pub mod decide;
 pub mod decode;
+pub(crate) mod scope;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -413,7 +413,7 @@ impl Layers {
         if let Some(found) = near.get(&key) {
             return found.clone();
         }
-        let scope = decide::Namespaces::One {
+        let scope = scope::Namespaces::One {
             name: namespace,
             labels,
         };
@@ -422,7 +422,7 @@ impl Layers {
                 .values()
                 .filter(|p| {
                     p.subject.as_ref().is_some_and(|g| {
-                        decide::holds_namespaces(g, &scope) != crate::netpol::coverage::Reach::No
+                        scope::holds_namespaces(g, &scope) != crate::netpol::reach::Reach::No
                     })
                 })
                 .cloned()

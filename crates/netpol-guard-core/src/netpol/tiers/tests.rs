@@ -4,7 +4,8 @@
 use super::*;
 use crate::netpol::cluster::Inventory;
 use crate::netpol::dns::DnsConfig;
-use crate::netpol::layers::decode;
+use crate::netpol::layers::{Group, Layers, decode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 const ALLOW_DNS_ALL: &str = "
 apiVersion: policy.networking.k8s.io/v1alpha1

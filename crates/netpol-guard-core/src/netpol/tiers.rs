@@ -17,48 +17,20 @@ use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{IPBlock, NetworkPolicyPeer, NetworkPolicyPort};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Action, Group, LayerKind, LayerPolicy, LayerRule, Layers, Peer, PortMatch, Tier};
-use crate::netpol::cluster::NAMESPACE_NAME_LABEL;
-use crate::netpol::coverage::Reach;
+use super::layers::scope::and;
+pub use super::layers::scope::{Namespaces, Pods, holds, holds_namespaces};
+use super::layers::{
+    Action, Group, LayerKind, LayerPolicy, LayerRule, Layers, Peer, PortMatch, Tier,
+};
 use crate::netpol::dns::DnsTarget;
 use crate::netpol::ipblock::{Everywhere, IpFamilies};
 use crate::netpol::policy::{Direction, RuleView};
 use crate::netpol::ports::{self, Protocol};
-use crate::netpol::selector::{self, Labels, Selector};
+use crate::netpol::reach::Reach;
+use crate::netpol::selector::{self, Labels};
 use ipnet::IpNet;
-
-/// The pods a question is about.
-#[derive(Debug, Clone, Copy)]
-pub struct Pods<'a> {
-    pub namespaces: Namespaces<'a>,
-    pub pods: &'a LabelSelector,
-}
-
-/// The namespace(s) of the pods a question is about.
-#[derive(Debug, Clone, Copy)]
-pub enum Namespaces<'a> {
-    /// One namespace; `labels` are all its labels when the cluster's namespaces are known,
-    /// `None` when only its name is.
-    One {
-        name: &'a str,
-        labels: Option<&'a Labels>,
-    },
-    /// The namespaces a selector selects (the subject of another layer object).
-    Selected(&'a LabelSelector),
-}
-
-impl<'a> Pods<'a> {
-    /// The pods of a [`Group`].
-    pub fn of(group: &'a Group) -> Self {
-        Self {
-            namespaces: Namespaces::Selected(&group.namespaces),
-            pods: &group.pods,
-        }
-    }
-}
 
 /// The rule that decides, or may.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,78 +109,6 @@ pub enum Isolated {
     ByNetworkPolicy,
     /// No NetworkPolicy does: Baseline decides after the Admin tier passes.
     No,
-}
-
-fn and(a: Reach, b: impl FnOnce() -> Reach) -> Reach {
-    match a {
-        Reach::No => Reach::No,
-        Reach::Yes => b(),
-        Reach::Maybe(c) => match b() {
-            Reach::No => Reach::No,
-            _ => Reach::Maybe(c),
-        },
-    }
-}
-
-/// Whether `group` holds every pod of `pods` (Yes), none (No), or it depends.
-pub fn holds(group: &Group, pods: &Pods<'_>) -> Reach {
-    let Ok(pod_sel) = Selector::parse(&group.pods) else {
-        // the API server refuses an invalid selector; it holds nothing
-        return Reach::No;
-    };
-    and(holds_namespaces(group, &pods.namespaces), || {
-        implied(pods.pods, &pod_sel, &group.pods, "pods")
-    })
-}
-
-/// Whether `group`'s namespace selector holds every namespace of `namespaces`.
-pub fn holds_namespaces(group: &Group, namespaces: &Namespaces<'_>) -> Reach {
-    let Ok(ns_sel) = Selector::parse(&group.namespaces) else {
-        return Reach::No;
-    };
-    match *namespaces {
-        Namespaces::One { name, labels } => {
-            let only_name = Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())]);
-            match (ns_sel.matches_known(labels.unwrap_or(&only_name)), labels) {
-                (Some(true), _) => Reach::Yes,
-                (Some(false), _) => Reach::No,
-                (None, Some(all)) => {
-                    if ns_sel.matches(all) {
-                        Reach::Yes
-                    } else {
-                        Reach::No
-                    }
-                }
-                (None, None) => Reach::Maybe(format!(
-                    "namespace {name} matches {} (its labels are not known here)",
-                    selector::describe(&group.namespaces)
-                )),
-            }
-        }
-        Namespaces::Selected(s) => implied(s, &ns_sel, &group.namespaces, "namespaces"),
-    }
-}
-
-fn implied(
-    narrow: &LabelSelector,
-    broad: &Selector<'_>,
-    broad_text: &LabelSelector,
-    what: &str,
-) -> Reach {
-    let Ok(n) = Selector::parse(narrow) else {
-        return Reach::No;
-    };
-    if n.implies(broad) {
-        Reach::Yes
-    } else if n.disjoint(broad) {
-        Reach::No
-    } else {
-        Reach::Maybe(format!(
-            "the {what} {} are also {}",
-            selector::describe(narrow),
-            selector::describe(broad_text)
-        ))
-    }
 }
 
 /// A group as the NetworkPolicy peer that selects the same pods.
