@@ -12,8 +12,9 @@ use super::{Check, Context, Hit, Rule, Severity};
 use crate::netpol::dns::POD_RANGES;
 use crate::netpol::layers::{Action, Group, LayerKind, LayerPolicy, LayerRule, Peer, Tier};
 use crate::netpol::ports::Protocol;
+use crate::netpol::reach::Reach;
 use crate::netpol::selector::{self, Labels, Selector};
-use crate::netpol::tiers::{self, Isolated, Maybe, Pods, Say};
+use crate::netpol::tiers::{self, Isolated, Maybe, Namespaces, Pods, Say};
 
 /// The annotation that says an object's DNS denials are meant.
 const DNS_ANNOTATION: &str = super::dns::DNS_ANNOTATION;
@@ -272,16 +273,67 @@ fn protected_namespace_deny(ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Hit>
                 ctx.protected_namespaces.join(", ")
             ),
         );
-        hits.push(if earlier.is_empty() {
-            hit
-        } else {
-            hit.depends(format!(
+        let before = decided_before(ctx, policy, &namespace, egress);
+        hits.push(match (earlier.is_empty(), before) {
+            (true, None) => hit,
+            (false, _) => hit.depends(format!(
                 "the earlier rules {} do not admit what {namespace} needs",
                 earlier.join(", ")
-            ))
+            )),
+            (true, Some(before)) => hit.depends(before),
         });
     }
     hits
+}
+
+/// What may decide `namespace`'s traffic of a direction before `policy` does: an Admin-tier
+/// object of a lower priority number with a rule that may allow or pass it, or, for the
+/// Baseline tier, any Admin-tier allow or pass and the namespace's own NetworkPolicies
+/// (NetworkPolicy is final for the pods it isolates).
+fn decided_before(
+    ctx: &Context<'_>,
+    policy: &LayerPolicy,
+    namespace: &str,
+    egress: bool,
+) -> Option<String> {
+    let scope = Namespaces::One {
+        name: namespace,
+        labels: ctx.inventory.namespace_labels(namespace),
+    };
+    let earlier = ctx
+        .inventory
+        .layers()
+        .near(namespace, ctx.inventory.namespace_labels(namespace));
+    let first = earlier.iter().find(|other| {
+        let same = other.kind == policy.kind && other.name == policy.name;
+        let before = match policy.tier {
+            Tier::Admin => other.tier == Tier::Admin && other.priority < policy.priority,
+            Tier::Baseline => other.tier == Tier::Admin,
+            Tier::Cilium => false,
+        };
+        !same
+            && before
+            && other
+                .subject
+                .as_ref()
+                .is_some_and(|g| crate::netpol::tiers::holds_namespaces(g, &scope) != Reach::No)
+            && other.rules(egress).iter().any(|r| r.action != Action::Deny)
+    });
+    if let Some(other) = first {
+        return Some(format!(
+            "{} (earlier) does not admit or pass on what {namespace} needs",
+            other.describe()
+        ));
+    }
+    let policies = ctx.inventory.policies_in(namespace);
+    (policy.tier == Tier::Baseline && !policies.is_empty()).then(|| {
+        format!(
+            "no NetworkPolicy of {namespace} isolates its pods (NetworkPolicy is final for the \
+             pods it isolates, and then this Baseline object has no say there; {} of them are \
+             known)",
+            policies.len()
+        )
+    })
 }
 
 fn denies_api_server(_ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Hit> {

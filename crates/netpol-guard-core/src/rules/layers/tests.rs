@@ -316,6 +316,24 @@ fn layer_protected_namespace_deny_table() {
             vec!["{apiVersion: v1, kind: Namespace, metadata: {name: kube-system}}".to_string()],
             vec![],
         ),
+        // an earlier-priority object may allow what kube-system needs: a warning
+        (
+            anp("a", 5, ALL, "ingress: [{name: d, action: Deny, from: [{namespaces: {}}]}]"),
+            vec![anp("system", 1, system, "ingress: [{name: ok, action: Allow, from: [{namespaces: {}}]}]")],
+            vec!["spec.ingress[0]?"],
+        ),
+        // a later one does not
+        (
+            anp("a", 5, ALL, "ingress: [{name: d, action: Deny, from: [{namespaces: {}}]}]"),
+            vec![anp("system", 9, system, "ingress: [{name: ok, action: Allow, from: [{namespaces: {}}]}]")],
+            vec!["spec.ingress[0]"],
+        ),
+        // a Baseline deny, where NetworkPolicies of kube-system isolate its pods
+        (
+            banp("ingress: [{name: d, action: Deny, from: [{namespaces: {}}]}]"),
+            vec!["{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: dns, namespace: kube-system}, spec: {podSelector: {}, ingress: [{}]}}".to_string()],
+            vec!["spec.ingress[0]?"],
+        ),
         // Cilium's clusterwide deny of the world for every endpoint
         (
             ccnp(
