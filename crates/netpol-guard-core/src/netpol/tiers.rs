@@ -582,22 +582,24 @@ impl Pod<'_> {
         }
     }
 
-    /// Whether a rule's ports admit `port`/`protocol` on this pod (the destination).
+    /// Whether a rule's ports admit `port`/`protocol` on this pod (the destination): as a
+    /// NetworkPolicy port list would, a named port by this pod's container port of that number.
     fn admits(&self, ports: Option<&[PortMatch]>, port: i32, protocol: Protocol) -> bool {
-        let Some(ports) = ports else {
-            return true;
+        let list = match ports {
+            None => return true,
+            // ports listed but none of them read: nothing is matched
+            Some([]) => return false,
+            Some(list) => as_ports(list, protocol),
         };
-        ports.iter().any(|p| match p {
-            PortMatch::Range {
-                protocol: proto,
-                start,
-                end,
-            } => *proto == protocol && (*start..=*end).contains(&port),
-            PortMatch::Named(name) => self
-                .ports
-                .iter()
-                .any(|c| c.name == *name && c.protocol == protocol && c.port == port),
-        })
+        let name = (self.ports.iter())
+            .find(|c| c.port == port && c.protocol == protocol)
+            .map(|c| c.name.as_str());
+        let target = ports::PortTarget {
+            protocol,
+            number: port,
+            name,
+        };
+        ports::ports_allow(&list, &target)
     }
 }
 
