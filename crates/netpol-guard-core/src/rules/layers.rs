@@ -151,6 +151,15 @@ fn denies_dns(ctx: &Context<'_>, policy: &LayerPolicy) -> Vec<Hit> {
             dns_allow_rule(ctx, policy.kind)
         ),
     );
+    // a Baseline rule reaches only pods no NetworkPolicy isolates, and which pods those are
+    // (the guard's own default-deny companions isolate every pod where they run) is not known
+    let condition = condition.or_else(|| {
+        (policy.tier == Tier::Baseline).then(|| {
+            "some of these pods are not isolated by any NetworkPolicy (a namespace without \
+             policies or companions)"
+                .to_string()
+        })
+    });
     vec![match condition {
         Some(c) => hit.depends(c),
         None => hit,
